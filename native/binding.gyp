@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "vnet_native",
+      "sources": [
+        "src/addon.c",
+        "src/errors.c",
+        "src/tap.c",
+        "src/unix_dgram.c",
+        "src/poller.c",
+        "src/poller_write.c"
+      ],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_c": ["-std=gnu11"],
+      "defines": ["_GNU_SOURCE"]
+    }
+  ]
+}

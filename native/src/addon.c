@@ -1,0 +1,11 @@
+/* Entry point: gathers the parts listed in vnet.h. */
+#include "vnet.h"
+
+static napi_value init(napi_env env, napi_value exports) {
+  if (!vnet_init_tap(env, exports)) return NULL;
+  if (!vnet_init_unix_dgram(env, exports)) return NULL;
+  if (!vnet_init_poller(env, exports)) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,482 @@
+/*
+ * Poller: frame I/O on one non-blocking fd (a TAP device or a datagram
+ * socket), driven by libuv.
+ *
+ * Theory of operation
+ * - Read side: a uv_poll watches the fd. When it is readable, frames are read
+ *   one per read()/recv() into `rxSlab`, packed 8-byte aligned, until EAGAIN,
+ *   RX_BATCH_FRAMES frames, or too little room for one more. Their
+ *   [offset, length] pairs go to `rxMeta` and JS is called once with the
+ *   count. The slab is reused for the next batch: a frame belongs to JS only
+ *   until `onFrames` returns. JS is entered with napi_make_callback, so the
+ *   microtasks it queued (e.g. flushing sends) run before the next batch is
+ *   read. At most BATCHES_PER_WAKEUP batches per wakeup keep the loop fair.
+ * - Write side (poller_write.c): JS fills `txSlab`/`txMeta` and calls
+ *   writeSlab(count), or passes its own frames to writeFrames(). Both stop at
+ *   EAGAIN and say how many frames were consumed; JS keeps the rest and asks
+ *   watchWritable(true), which calls `onWritable` when the fd can take more.
+ * - Errors that end the fd (a deleted TAP device) stop polling and call
+ *   `onError(message)` once. Transient socket errors (a restarted peer) are
+ *   cleared and polling goes on.
+ * - close() stops the handle and closes the fd. It is idempotent, and no JS
+ *   callback runs after it, even when called from inside one.
+ *
+ * Lifetime: the struct is freed when both the uv handle has closed and the JS
+ * object is collected. The object cannot be collected while open (its wrap
+ * reference is strong until close()), so the slabs, which are its properties,
+ * live as long as anything here uses them. Never transfer those buffers.
+ */
+#include "poller.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define END_OF_FILE (-1)
+
+static void free_when_done(vnet_poller *p) {
+  if (!p->handle_open && p->finalized) free(p);
+}
+
+static void on_handle_closed(uv_handle_t *handle) {
+  vnet_poller *p = handle->data;
+  p->handle_open = false;
+  free_when_done(p);
+}
+
+static void delete_ref(napi_env env, napi_ref *ref) {
+  if (*ref != NULL) napi_delete_reference(env, *ref);
+  *ref = NULL;
+}
+
+/* Stops everything; `finalizing` means the env may be going away, so only release what must be. */
+static void close_poller(vnet_poller *p, bool finalizing) {
+  if (p->closed) return;
+  p->closed = true;
+  p->reading = false;
+  p->want_writable = false;
+  /* uv_close also removes the fd from epoll, so it must come before close(fd). */
+  uv_close((uv_handle_t *)&p->handle, on_handle_closed);
+  close(p->fd);
+  p->fd = -1;
+  delete_ref(p->env, &p->on_frames);
+  delete_ref(p->env, &p->on_writable);
+  delete_ref(p->env, &p->on_error);
+  if (!finalizing) {
+    napi_reference_unref(p->env, p->self, NULL);
+    /* Destroying the context of the callback we are inside waits until it returns (on_poll). */
+    if (!p->dispatching && p->async_context != NULL) {
+      napi_async_destroy(p->env, p->async_context);
+      p->async_context = NULL;
+    }
+  }
+}
+
+static void finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  vnet_poller *p = data;
+  if (!p->closed) close_poller(p, true);
+  delete_ref(env, &p->self);
+  p->finalized = true;
+  free_when_done(p);
+}
+
+static int update_poll(vnet_poller *p);
+
+/* Calls one JS callback; returns false if it threw (the exception goes to 'uncaughtException'). */
+static bool call_js(vnet_poller *p, napi_ref fn_ref, size_t argc, const napi_value *argv) {
+  napi_env env = p->env;
+  napi_value fn, recv;
+  if (fn_ref == NULL || napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == NULL) {
+    return true;
+  }
+  if (napi_get_reference_value(env, p->self, &recv) != napi_ok || recv == NULL) {
+    napi_get_undefined(env, &recv);
+  }
+  p->dispatching = true;
+  napi_status status = napi_make_callback(env, p->async_context, recv, fn, argc, argv, NULL);
+  p->dispatching = false;
+  if (status == napi_ok) return true;
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+  return false;
+}
+
+/* Stops reading and tells JS the fd is unusable. */
+static void report_error(vnet_poller *p, int err) {
+  char message[256];
+  if (err == END_OF_FILE) {
+    snprintf(message, sizeof message, "fd %d: end of file", p->fd);
+  } else if (!p->is_socket && (err == EBADF || err == EBADFD)) {
+    snprintf(message, sizeof message, "fd %d: the device went away (deleted?) (%s)", p->fd,
+             uv_err_name(-err));
+  } else {
+    snprintf(message, sizeof message, "fd %d: %s (%s)", p->fd, strerror(err), uv_err_name(-err));
+  }
+  p->reading = false;
+  p->want_writable = false;
+  update_poll(p);
+  napi_value argv[1];
+  if (napi_create_string_utf8(p->env, message, NAPI_AUTO_LENGTH, &argv[0]) != napi_ok) return;
+  call_js(p, p->on_error, 1, argv);
+}
+
+/* Errors a datagram socket reports when its peer went away; the next peer may come back. */
+static bool is_transient(int err) {
+  return err == ECONNREFUSED || err == ECONNRESET || err == ENOTCONN;
+}
+
+/* Remembers the sender of a datagram as the peer (learnPeer); unnamed senders cannot be answered. */
+static void learn_peer(vnet_poller *p, const struct sockaddr_un *from, socklen_t from_len) {
+  if (from_len <= offsetof(struct sockaddr_un, sun_path)) return;
+  if (p->has_peer && from_len == p->peer_len && memcmp(from, &p->peer, from_len) == 0) return;
+  memcpy(&p->peer, from, from_len);
+  p->peer_len = from_len;
+  p->has_peer = true;
+  p->connected = false;
+}
+
+/* One frame in; for datagrams the result is the datagram's real length even if truncated. */
+static ssize_t read_one(vnet_poller *p, uint8_t *buf, size_t size) {
+  if (!p->is_socket) return read(p->fd, buf, size);
+  if (!p->learn_peer) return recv(p->fd, buf, size, MSG_TRUNC);
+  struct sockaddr_un from;
+  socklen_t from_len = sizeof from;
+  ssize_t n = recvfrom(p->fd, buf, size, MSG_TRUNC, (struct sockaddr *)&from, &from_len);
+  if (n >= 0) learn_peer(p, &from, from_len);
+  return n;
+}
+
+/* Reads at most one batch; returns 0, or an errno (END_OF_FILE) that ends the fd. */
+static int read_batch(vnet_poller *p, uint32_t *count, bool *drained) {
+  uint32_t n = 0;
+  uint32_t transient = 0;
+  size_t offset = 0;
+  *drained = false;
+  while (n < RX_BATCH_FRAMES && offset + RX_READ_MAX <= RX_SLAB_SIZE) {
+    ssize_t got = read_one(p, p->rx_slab + offset, RX_READ_MAX);
+    if (got < 0) {
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        *drained = true;
+        break;
+      }
+      if (p->is_socket && is_transient(err) && ++transient < RX_BATCH_FRAMES) continue;
+      *count = n;
+      return err;
+    }
+    if (got == 0 && !p->is_socket) {
+      *count = n;
+      return END_OF_FILE;
+    }
+    /* Shorter than its prefix: reported as an empty frame, which JS counts as a drop. A
+     * truncated datagram keeps its real length, which JS finds oversized. */
+    size_t header = p->header_length;
+    p->rx_meta[2 * n] = (uint32_t)(offset + header);
+    p->rx_meta[2 * n + 1] = (size_t)got >= header ? (uint32_t)((size_t)got - header) : 0;
+    n++;
+    size_t stored = (size_t)got < RX_READ_MAX ? (size_t)got : RX_READ_MAX;
+    offset += (stored + 7) & ~(size_t)7;
+  }
+  *count = n;
+  return 0;
+}
+
+static void read_batches(vnet_poller *p) {
+  for (int batch = 0; batch < BATCHES_PER_WAKEUP && p->reading && !p->closed; batch++) {
+    uint32_t count;
+    bool drained;
+    int err = read_batch(p, &count, &drained);
+    if (count > 0) {
+      napi_value argv[1];
+      if (napi_create_uint32(p->env, count, &argv[0]) != napi_ok) return;
+      if (!call_js(p, p->on_frames, 1, argv)) return;
+    }
+    if (p->closed) return;
+    if (err != 0) {
+      report_error(p, err);
+      return;
+    }
+    if (drained) return;
+  }
+}
+
+/* libuv reports EPOLLERR as UV_EBADF; for sockets that is often just a pending SO_ERROR. */
+static void on_poll_error(vnet_poller *p, int status) {
+  if (p->is_socket) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && (err == 0 || is_transient(err))) {
+      if (update_poll(p) == 0) return;
+    }
+    if (err != 0) {
+      report_error(p, err);
+      return;
+    }
+  }
+  report_error(p, status == UV_EBADF ? EBADF : -status);
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  vnet_poller *p = handle->data;
+  if (p->closed) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(p->env, &scope) != napi_ok) return;
+  if (status < 0) {
+    on_poll_error(p, status);
+  } else {
+    if (events & UV_READABLE) read_batches(p);
+    if (!p->closed && p->want_writable && (events & UV_WRITABLE)) {
+      call_js(p, p->on_writable, 0, NULL);
+    }
+  }
+  if (p->closed && p->async_context != NULL) {
+    napi_async_destroy(p->env, p->async_context);
+    p->async_context = NULL;
+  }
+  napi_close_handle_scope(p->env, scope);
+}
+
+static int update_poll(vnet_poller *p) {
+  if (p->closed) return 0;
+  int events = (p->reading ? UV_READABLE : 0) | (p->want_writable ? UV_WRITABLE : 0);
+  if (events == 0) return uv_poll_stop(&p->handle);
+  return uv_poll_start(&p->handle, events, on_poll);
+}
+
+vnet_poller *vnet_poller_this(napi_env env, napi_callback_info info, size_t *argc,
+                              napi_value *argv, bool require_open) {
+  napi_value self;
+  void *data = NULL;
+  size_t none = 0;
+  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) {
+    return NULL;
+  }
+  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not a Poller");
+    return NULL;
+  }
+  vnet_poller *p = data;
+  if (require_open && p->closed) {
+    vnet_throw(env, "VNET_ERR_CLOSED", "the poller is closed");
+    return NULL;
+  }
+  return p;
+}
+
+/* start(): begin reading. */
+static napi_value poller_start(napi_env env, napi_callback_info info) {
+  vnet_poller *p = vnet_poller_this(env, info, NULL, NULL, true);
+  if (p == NULL) return NULL;
+  p->reading = true;
+  int err = update_poll(p);
+  if (err != 0) vnet_throw_errno(env, "VNET_ERR_POLLER", -err, "uv_poll_start");
+  return NULL;
+}
+
+/* watchWritable(on): call onWritable whenever the fd can take more frames, until turned off. */
+static napi_value poller_watch_writable(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool on;
+  vnet_poller *p = vnet_poller_this(env, info, &argc, argv, true);
+  if (p == NULL) return NULL;
+  if (argc < 1 || !vnet_arg_bool(env, argv[0], "on", &on)) return NULL;
+  if (p->want_writable == on) return NULL;
+  p->want_writable = on;
+  int err = update_poll(p);
+  if (err != 0) vnet_throw_errno(env, "VNET_ERR_POLLER", -err, "uv_poll_start");
+  return NULL;
+}
+
+/* close(): stop polling and close the fd. Idempotent. */
+static napi_value poller_close(napi_env env, napi_callback_info info) {
+  vnet_poller *p = vnet_poller_this(env, info, NULL, NULL, false);
+  if (p != NULL) close_poller(p, false);
+  return NULL;
+}
+
+static bool expect_function(napi_env env, napi_value value, const char *name) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) == napi_ok && type == napi_function) return true;
+  char message[64];
+  snprintf(message, sizeof message, "%s must be a function", name);
+  vnet_throw(env, "VNET_ERR_INVALID_ARG", message);
+  return false;
+}
+
+/* Creates an ArrayBuffer of `size` bytes and returns its backing store in `*data`. */
+static bool new_buffer(napi_env env, size_t size, void **data, napi_value *buffer) {
+  if (napi_create_arraybuffer(env, size, data, buffer) != napi_ok) return false;
+  memset(*data, 0, size);
+  return true;
+}
+
+/* A Uint32Array of `length` elements over a new ArrayBuffer. */
+static bool new_uint32_array(napi_env env, size_t length, uint32_t **data, napi_value *array) {
+  napi_value buffer;
+  void *raw;
+  if (!new_buffer(env, length * sizeof(uint32_t), &raw, &buffer)) return false;
+  *data = raw;
+  return napi_create_typedarray(env, napi_uint32_array, length, buffer, 0, array) == napi_ok;
+}
+
+/* Creates the shared buffers and puts them on `self` as read-only properties. */
+static bool attach_buffers(napi_env env, napi_value self, vnet_poller *p) {
+  napi_value rx_slab, rx_meta, tx_slab, tx_meta, status;
+  void *raw;
+  if (!new_buffer(env, RX_SLAB_SIZE, &raw, &rx_slab)) return false;
+  p->rx_slab = raw;
+  if (!new_buffer(env, TX_SLAB_SIZE, &raw, &tx_slab)) return false;
+  p->tx_slab = raw;
+  if (!new_uint32_array(env, 2 * RX_BATCH_FRAMES, &p->rx_meta, &rx_meta)) return false;
+  if (!new_uint32_array(env, 2 * TX_BATCH_FRAMES, &p->tx_meta, &tx_meta)) return false;
+  if (!new_uint32_array(env, STATUS_SLOTS, &p->status, &status)) return false;
+  napi_property_descriptor properties[] = {
+      {"rxSlab", NULL, NULL, NULL, NULL, rx_slab, napi_enumerable, NULL},
+      {"rxMeta", NULL, NULL, NULL, NULL, rx_meta, napi_enumerable, NULL},
+      {"txSlab", NULL, NULL, NULL, NULL, tx_slab, napi_enumerable, NULL},
+      {"txMeta", NULL, NULL, NULL, NULL, tx_meta, napi_enumerable, NULL},
+      {"status", NULL, NULL, NULL, NULL, status, napi_enumerable, NULL},
+  };
+  return napi_define_properties(env, self, sizeof properties / sizeof properties[0], properties) ==
+         napi_ok;
+}
+
+typedef struct {
+  int32_t fd;
+  uint32_t header_length;
+  bool learn_peer;
+  bool has_peer;
+  struct sockaddr_un peer;
+  socklen_t peer_len;
+} poller_options;
+
+/* Reads (fd, onFrames, onWritable, onError, {headerLength?, peerPath?, learnPeer?}). */
+static bool read_constructor_args(napi_env env, size_t argc, napi_value *argv,
+                                  poller_options *o) {
+  if (argc < 4) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG",
+               "new Poller(fd, onFrames, onWritable, onError, options)");
+    return false;
+  }
+  if (!vnet_arg_int32(env, argv[0], "fd", &o->fd)) return false;
+  if (!expect_function(env, argv[1], "onFrames") || !expect_function(env, argv[2], "onWritable") ||
+      !expect_function(env, argv[3], "onError")) {
+    return false;
+  }
+  napi_value options = argc > 4 ? argv[4] : NULL;
+  if (options == NULL) napi_get_undefined(env, &options);
+  if (!vnet_option_uint32(env, options, "headerLength", 0, &o->header_length)) return false;
+  if (o->header_length > VNET_MAX_HEADER) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "headerLength must be at most 12");
+    return false;
+  }
+  if (!vnet_option_bool(env, options, "learnPeer", false, &o->learn_peer)) return false;
+  napi_valuetype type;
+  napi_value peer_path;
+  if (napi_typeof(env, options, &type) != napi_ok) return false;
+  o->has_peer = false;
+  if (type != napi_object) return true;
+  if (napi_get_named_property(env, options, "peerPath", &peer_path) != napi_ok) return false;
+  char path[PATH_MAX];
+  bool absent;
+  if (!vnet_arg_string(env, peer_path, "peerPath", path, sizeof path, &absent)) return false;
+  if (absent) return true;
+  int err = vnet_unix_address(path, &o->peer, &o->peer_len);
+  if (err != 0) {
+    vnet_throw_errno(env, "VNET_ERR_INVALID_ARG", err, "peerPath");
+    return false;
+  }
+  o->has_peer = true;
+  return true;
+}
+
+/* new Poller(fd, onFrames(count), onWritable(), onError(message), options?) — takes over fd on success. */
+static napi_value poller_new(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], self, new_target;
+  if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok) return NULL;
+  if (napi_get_new_target(env, info, &new_target) != napi_ok || new_target == NULL) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "Poller must be called with new");
+    return NULL;
+  }
+  poller_options o;
+  if (!read_constructor_args(env, argc, argv, &o)) return NULL;
+
+  struct stat st;
+  if (fstat(o.fd, &st) != 0) {
+    vnet_throw_errno(env, "VNET_ERR_POLLER", errno, "fstat");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  vnet_poller *p = calloc(1, sizeof *p);
+  if (p == NULL) {
+    vnet_throw_errno(env, "VNET_ERR_POLLER", ENOMEM, "allocate poller");
+    return NULL;
+  }
+  p->env = env;
+  p->fd = o.fd;
+  p->is_socket = S_ISSOCK(st.st_mode);
+  p->header_length = o.header_length;
+  p->learn_peer = o.learn_peer;
+  p->has_peer = o.has_peer;
+  p->peer = o.peer;
+  p->peer_len = o.peer_len;
+  p->finalized = true; /* until napi_wrap succeeds, nothing but us owns p */
+  int err = uv_poll_init(loop, &p->handle, o.fd);
+  if (err != 0) {
+    free(p);
+    vnet_throw_errno(env, "VNET_ERR_POLLER", -err, "uv_poll_init");
+    return NULL;
+  }
+  p->handle.data = p;
+  p->handle_open = true;
+
+  napi_value name;
+  if (!attach_buffers(env, self, p) ||
+      napi_create_reference(env, argv[1], 1, &p->on_frames) != napi_ok ||
+      napi_create_reference(env, argv[2], 1, &p->on_writable) != napi_ok ||
+      napi_create_reference(env, argv[3], 1, &p->on_error) != napi_ok ||
+      napi_create_string_utf8(env, "vnet:Poller", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, self, name, &p->async_context) != napi_ok ||
+      napi_wrap(env, self, p, finalize, NULL, &p->self) != napi_ok) {
+    /* The fd stays the caller's: only the handle goes. */
+    delete_ref(env, &p->on_frames);
+    delete_ref(env, &p->on_writable);
+    delete_ref(env, &p->on_error);
+    if (p->async_context != NULL) napi_async_destroy(env, p->async_context);
+    uv_close((uv_handle_t *)&p->handle, on_handle_closed);
+    return NULL;
+  }
+  p->finalized = false;
+  napi_reference_ref(env, p->self, NULL);
+  return self;
+}
+
+bool vnet_init_poller(napi_env env, napi_value exports) {
+  napi_property_descriptor methods[] = {
+      {"start", NULL, poller_start, NULL, NULL, NULL, napi_default, NULL},
+      {"watchWritable", NULL, poller_watch_writable, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, poller_close, NULL, NULL, NULL, napi_default, NULL},
+      vnet_poller_write_methods[0],
+      vnet_poller_write_methods[1],
+  };
+  napi_value cls;
+  if (napi_define_class(env, "Poller", NAPI_AUTO_LENGTH, poller_new, NULL,
+                        sizeof methods / sizeof methods[0], methods, &cls) != napi_ok) {
+    return false;
+  }
+  return napi_set_named_property(env, exports, "Poller", cls) == napi_ok;
+}

@@ -1,0 +1,64 @@
+/* The poller's state, shared by poller.c (lifecycle, reads) and poller_write.c (writes). */
+#ifndef VNET_POLLER_H
+#define VNET_POLLER_H
+
+#include "vnet.h"
+
+#include <uv.h>
+
+/* Frames per JS call on the read side; also the most frames one write call takes. */
+#define RX_BATCH_FRAMES 64
+#define TX_BATCH_FRAMES 64
+/* Room one read needs: a whole frame plus its prefix, rounded up. */
+#define RX_READ_MAX 65600
+/* 256 KiB holds a full batch of MTU-1500 frames; 64 KiB frames make batches of ~3. */
+#define RX_SLAB_SIZE (256 * 1024)
+#define TX_SLAB_SIZE (256 * 1024)
+/* A wakeup reads at most this many batches before yielding to the rest of the loop. */
+#define BATCHES_PER_WAKEUP 4
+
+/* status[] slots filled by every write call. */
+enum { STATUS_FAILED = 0, STATUS_BYTES = 1, STATUS_ERRNO = 2, STATUS_SLOTS = 3 };
+
+typedef struct vnet_poller {
+  napi_env env;
+  /* From napi_wrap; strong (count 1) from construction until close() so an open poller is never collected. */
+  napi_ref self;
+  napi_ref on_frames, on_writable, on_error;
+  napi_async_context async_context;
+  uv_poll_t handle;
+  int fd;
+  bool is_socket;
+  bool reading;        /* start() called */
+  bool want_writable;  /* watchWritable(true) */
+  bool closed;         /* close() called: fd closed, no more callbacks */
+  bool handle_open;    /* uv handle not yet through its close callback */
+  bool finalized;      /* JS object collected */
+  bool dispatching;    /* inside a JS callback */
+  uint32_t header_length; /* bytes before each frame (virtio-net header), stripped/added here */
+
+  uint8_t *rx_slab;    /* backing store of the rxSlab ArrayBuffer */
+  uint32_t *rx_meta;   /* [offset, length] per frame of the batch just read */
+  uint8_t *tx_slab;    /* backing store of txSlab, filled by JS */
+  uint32_t *tx_meta;   /* [offset, length] per frame JS put in txSlab */
+  uint32_t *status;    /* STATUS_* of the last write call */
+
+  /* Datagram sockets only: where frames toward the guest go. */
+  bool learn_peer;     /* take the peer from received datagrams */
+  bool has_peer;
+  bool connected;
+  struct sockaddr_un peer;
+  socklen_t peer_len;
+} vnet_poller;
+
+/* Writes frames (pointer/length pairs) until EAGAIN; returns how many were consumed (written or failed). */
+uint32_t vnet_poller_write(vnet_poller *p, const struct iovec *frames, uint32_t count);
+/* Adds writeSlab and writeFrames to the Poller prototype's property list. */
+extern const napi_property_descriptor vnet_poller_write_methods[2];
+
+/* Unwraps `this` of a Poller method and its arguments; throws and returns NULL if `this` is
+ * not a Poller, or if it is closed and `require_open`. */
+vnet_poller *vnet_poller_this(napi_env env, napi_callback_info info, size_t *argc,
+                              napi_value *argv, bool require_open);
+
+#endif

@@ -1,0 +1,72 @@
+/** How the CLI prints VMs and lists: VirtualBox's human and `--machinereadable` forms. */
+import type { NicConfig } from '../model/types.js';
+import { virtualBoxMac } from '../model/vm.js';
+import type { VmView } from '../daemon/daemon.js';
+
+const ATTACHMENT_NAMES: Record<string, string> = {
+  null: 'Not attached',
+  nat: 'NAT',
+  natnetwork: 'NAT Network',
+  intnet: 'Internal Network',
+  hostonly: 'Host-only Interface',
+  bridged: 'Bridged Interface',
+  generic: 'Generic',
+};
+
+const onOff = (b: boolean): string => (b ? 'on' : 'off');
+
+function attachment(nic: NicConfig): string {
+  if (nic.mode === 'intnet') return `Internal Network '${nic.intnet}'`;
+  if (nic.mode === 'generic') {
+    const props = Object.entries(nic.genericProperties).map(([k, v]) => `${k}=${v}`).join(', ');
+    return `Generic '${nic.genericDriver}' { ${props} }`;
+  }
+  return ATTACHMENT_NAMES[nic.mode] ?? nic.mode;
+}
+
+export function formatVm(vm: VmView): string {
+  const lines = [
+    `Name:            ${vm.name}`,
+    `UUID:            ${vm.uuid}`,
+    `Guest OS:        ${vm.ostype}`,
+    `State:           ${vm.running ? `running (netns ${vm.running.netns}, since ${vm.running.startedAt})` : 'powered off'}`,
+  ];
+  for (const nic of vm.nics) {
+    const label = `NIC ${nic.slot}:`.padEnd(17);
+    if (nic.mode === 'none') {
+      lines.push(`${label}disabled`);
+      continue;
+    }
+    const trace = nic.trace ? `on (file: ${nic.traceFile || `nic${nic.slot}.pcap in the VM folder`})` : 'off';
+    lines.push(
+      `${label}MAC: ${virtualBoxMac(nic.mac)}, Attachment: ${attachment(nic)}, Cable connected: ${onOff(nic.cableConnected)}, ` +
+        `Trace: ${trace}, Promisc Policy: ${nic.promisc}${nic.mtu ? `, MTU: ${nic.mtu}` : ''}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** `key="value"` lines, as `VBoxManage showvminfo --machinereadable`. */
+export function formatVmMachineReadable(vm: VmView): string {
+  const pairs: [string, string | number][] = [
+    ['name', vm.name],
+    ['UUID', vm.uuid],
+    ['ostype', vm.ostype],
+    ['VMState', vm.state],
+  ];
+  if (vm.running) pairs.push(['netns', vm.running.netns]);
+  for (const nic of vm.nics) {
+    const n = nic.slot;
+    pairs.push([`nic${n}`, nic.mode]);
+    if (nic.mode === 'none') continue;
+    pairs.push([`macaddress${n}`, virtualBoxMac(nic.mac)], [`cableconnected${n}`, onOff(nic.cableConnected)]);
+    if (nic.mode === 'intnet') pairs.push([`intnet${n}`, nic.intnet]);
+    if (nic.mode === 'generic') {
+      pairs.push([`generic${n}`, nic.genericDriver]);
+      for (const [k, v] of Object.entries(nic.genericProperties)) pairs.push([`nicproperty${n}_${k}`, v]);
+    }
+    pairs.push([`nicpromisc${n}`, nic.promisc], [`nictrace${n}`, onOff(nic.trace)], [`nictracefile${n}`, nic.traceFile]);
+    if (nic.mtu) pairs.push([`nicmtu${n}`, nic.mtu]);
+  }
+  return pairs.map(([k, v]) => `${k}="${String(v).replace(/(["\\])/g, '\\$1')}"`).join('\n');
+}

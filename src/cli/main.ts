@@ -1,0 +1,60 @@
+/** `vnet`: VBoxManage's words for vnet. Prints one clear line and exits non-zero on any error. */
+import { resolveHome, socketPath } from '../model/home.js';
+import { usageError } from './argv.js';
+import { ApiClient } from './client.js';
+import { COMMANDS } from './commands.js';
+import { runDaemon } from './daemon-command.js';
+
+const USAGE = `usage: vnet [--home DIR] COMMAND ...
+  daemon [--home DIR]                 run the engine (API on DIR/vnet.sock)
+  createvm --name NAME [--register]   create and register a VM
+  modifyvm VM --nic<N> none|null|intnet|generic --intnet<N> NAME
+              --mac-address<N> auto|HEX --cable-connected<N> on|off
+              --nic-promisc<N> deny|allow-vms|allow-all --nic-trace<N> on|off
+              --nic-trace-file<N> FILE --nic-generic-drv<N> UDPTunnel
+              --nic-property<N> dest=H|sport=P|dport=P --nic-mtu<N> MTU
+  showvminfo VM [--machinereadable|--json]
+  list vms|runningvms|intnets [--json]
+  startvm VM --type netns [--netns NAME]
+  controlvm VM poweroff|setlinkstate<N> on|off|nictrace<N> on|off|nicpromisc<N> P
+  unregistervm VM [--delete]
+  stats                               engine counters (JSON)`;
+
+/** Split off the global `--home DIR` wherever it stands before the command. */
+function takeHome(argv: string[]): { home?: string; rest: string[] } {
+  const rest: string[] = [];
+  let home: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (rest.length === 0 && (arg === '--home' || arg.startsWith('--home='))) {
+      home = arg.includes('=') ? arg.slice(7) : argv[++i];
+      if (home === undefined) throw usageError('option --home needs a value');
+      continue;
+    }
+    rest.push(arg);
+  }
+  return { home, rest };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const { home, rest } = takeHome(argv);
+    const [command, ...args] = rest;
+    if (!command || command === 'help' || command === '--help' || command === '-h') {
+      process.stdout.write(USAGE + '\n');
+      return command ? 0 : 2;
+    }
+    if (command === 'daemon') {
+      await runDaemon(args, home);
+      return -1; // keeps running
+    }
+    const run = COMMANDS[command.toLowerCase()];
+    if (!run) throw usageError(`unknown command '${command}'; see 'vnet help'`);
+    const api = new ApiClient(socketPath(resolveHome(home)));
+    await run(args, { api, print: (text) => text && process.stdout.write(text + '\n') });
+    return 0;
+  } catch (err) {
+    process.stderr.write(`vnet: error: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

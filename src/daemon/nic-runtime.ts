@@ -1,0 +1,172 @@
+/**
+ * One running NIC: its transport (the guest side) plugged into a port of the
+ * network its attachment mode names, with optional packet capture.
+ *
+ *   guest ──transport──► onFrame ──► [capture] ──► port.send ──► switch
+ *   switch ──► deliver ──► [capture] ──► transport.send ──► guest
+ *
+ * Attachment `null` keeps the NIC but plugs it into nothing (VirtualBox's
+ * "not attached"): the guest sees no carrier, and frames it sends are dropped.
+ */
+import { join } from 'node:path';
+import type { NicConfig } from '../model/types.js';
+import { VnetError } from '../model/errors.js';
+import type { Switch, SwitchPort } from '../switch/switch.js';
+import { PcapWriter } from '../transport/pcap.js';
+import type { FrameTransport } from '../transport/types.js';
+import { UdpTunnelTransport } from '../transport/udp.js';
+import type { Network, NetworkRegistry } from './network-registry.js';
+
+/** A guest-side transport; TAPs can also show the cable state as carrier. */
+export type GuestTransport = FrameTransport & { setCarrier?(on: boolean): void };
+
+export interface NicRuntimeContext {
+  vmName: string;
+  vmFolder: string;
+  registry: NetworkRegistry;
+}
+
+export interface NicStats {
+  slot: number;
+  mode: string;
+  network: string | null;
+  transport: FrameTransport['stats'];
+  port: ReturnType<SwitchPort['snapshot']> | null;
+  droppedUnattached: number;
+}
+
+export class NicRuntime {
+  private network: Network | null = null;
+  private port: SwitchPort | null = null;
+  /** For UDPTunnel: the peer's side of the per-NIC network. */
+  private uplink: { port: SwitchPort; transport: FrameTransport } | null = null;
+  private capture: PcapWriter | null = null;
+  private droppedUnattached = 0;
+
+  private constructor(
+    private nic: NicConfig,
+    readonly transport: GuestTransport,
+    private readonly context: NicRuntimeContext,
+  ) {}
+
+  /** Plug `transport` into the network `nic` names. Closes the transport if that fails. */
+  static async start(nic: NicConfig, transport: GuestTransport, context: NicRuntimeContext): Promise<NicRuntime> {
+    const runtime = new NicRuntime(nic, transport, context);
+    try {
+      await runtime.plug();
+    } catch (err) {
+      runtime.close();
+      throw err;
+    }
+    return runtime;
+  }
+
+  get config(): NicConfig {
+    return this.nic;
+  }
+
+  private async plug(): Promise<void> {
+    const { nic, context } = this;
+    switch (nic.mode) {
+      case 'null':
+        break;
+      case 'intnet':
+        this.network = context.registry.acquire('intnet', nic.intnet);
+        break;
+      case 'generic':
+        this.network = context.registry.acquire('generic', `${context.vmName}/nic${nic.slot}`);
+        await this.plugUdpTunnel(this.network.switch);
+        break;
+      default:
+        throw new VnetError('VNET_ERR_NOT_SUPPORTED', `NIC ${nic.slot}: attachment '${nic.mode}' is not implemented yet`);
+    }
+    if (this.network) {
+      this.port = this.network.switch.attach({
+        name: `${context.vmName}/nic${nic.slot}`,
+        mac: macBytes(nic.mac),
+        promisc: nic.promisc,
+        kind: 'vm',
+        deliver: (frame) => {
+          this.capture?.write(frame);
+          this.transport.send(frame);
+        },
+      });
+    }
+    this.transport.onFrame = (frame) => {
+      this.capture?.write(frame);
+      if (this.port) this.port.send(frame);
+      else this.droppedUnattached++;
+    };
+    this.applyLive(nic);
+    this.transport.start();
+  }
+
+  private async plugUdpTunnel(sw: Switch): Promise<void> {
+    const { nic } = this;
+    if (nic.genericDriver !== 'UDPTunnel') {
+      throw new VnetError('VNET_ERR_NOT_SUPPORTED', `NIC ${nic.slot}: generic driver '${nic.genericDriver || '(none)'}' is not supported; use UDPTunnel`);
+    }
+    const props = nic.genericProperties;
+    // VirtualBox's UDPTunnel defaults: dest 127.0.0.1, sport and dport 4444.
+    const tunnel = await UdpTunnelTransport.open({
+      dest: props.dest ?? '127.0.0.1',
+      sport: Number(props.sport ?? 4444),
+      dport: Number(props.dport ?? 4444),
+    });
+    // The tunnel is a trunk to the peer's segment: it must see every frame.
+    const port = sw.attach({ name: `${this.context.vmName}/nic${nic.slot}/udp`, promisc: 'allow-all', kind: 'host', deliver: (f) => tunnel.send(f) });
+    tunnel.onFrame = (frame) => port.send(frame);
+    tunnel.start();
+    this.uplink = { port, transport: tunnel };
+  }
+
+  /** Settings that change without re-plugging: cable, promiscuous policy, capture. */
+  applyLive(nic: NicConfig): void {
+    this.nic = nic;
+    if (this.port) {
+      this.port.linkUp = nic.cableConnected;
+      this.port.promisc = nic.promisc;
+    }
+    this.transport.setCarrier?.(nic.cableConnected && nic.mode !== 'null');
+    if (nic.trace && !this.capture) this.capture = PcapWriter.open(this.tracePath());
+    if (!nic.trace && this.capture) {
+      void this.capture.close();
+      this.capture = null;
+    }
+  }
+
+  /** Where this NIC's capture goes: `--nic-trace-file<N>` or `<vm folder>/nic<N>.pcap`. */
+  tracePath(): string {
+    return this.nic.traceFile || join(this.context.vmFolder, `nic${this.nic.slot}.pcap`);
+  }
+
+  stats(): NicStats {
+    return {
+      slot: this.nic.slot,
+      mode: this.nic.mode,
+      network: this.network?.key ?? null,
+      transport: { ...this.transport.stats },
+      port: this.port?.snapshot() ?? null,
+      droppedUnattached: this.droppedUnattached,
+    };
+  }
+
+  close(): void {
+    this.transport.close();
+    if (this.capture) void this.capture.close();
+    this.capture = null;
+    if (this.uplink) {
+      this.uplink.transport.close();
+      this.network?.switch.detach(this.uplink.port);
+      this.uplink = null;
+    }
+    if (this.network && this.port) this.network.switch.detach(this.port);
+    if (this.network) this.context.registry.release(this.network);
+    this.network = null;
+    this.port = null;
+  }
+}
+
+function macBytes(mac: string): Uint8Array {
+  return Uint8Array.from(mac.split(':'), (pair) => parseInt(pair, 16));
+}

@@ -1,0 +1,179 @@
+/**
+ * VM and NIC construction and change application. Every change is applied to
+ * a copy and validated whole before it replaces the original, so a bad value
+ * leaves nothing half-applied.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { invalid } from './errors.js';
+import {
+  ATTACHMENT_MODES,
+  GENERIC_DRIVERS,
+  NIC_SLOTS,
+  PROMISC_POLICIES,
+  type AttachmentMode,
+  type NicConfig,
+  type VmConfig,
+} from './types.js';
+
+/** VirtualBox's OUI (Oracle/innotek); auto MACs use it as VirtualBox does. */
+const VIRTUALBOX_OUI = [0x08, 0x00, 0x27];
+
+/** A fresh MAC under VirtualBox's 08:00:27 prefix. */
+export function generateMac(): string {
+  return formatMacBytes([...VIRTUALBOX_OUI, ...randomBytes(3)]);
+}
+
+function formatMacBytes(bytes: ArrayLike<number>): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * Normalise a user-given MAC: `080027AABBCC` (VirtualBox), `08:00:27:aa:bb:cc`
+ * or `08-00-27-aa-bb-cc`. Rejects multicast addresses, which no NIC may own.
+ */
+export function normaliseMac(text: string): string {
+  const trimmed = text.trim();
+  if (!/^[0-9a-f]{12}$/i.test(trimmed) && !/^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$/i.test(trimmed)) {
+    throw invalid(`invalid MAC address '${text}': expected 12 hex digits, e.g. 080027AABBCC`);
+  }
+  const hex = trimmed.replace(/[:-]/g, '');
+  const bytes = hex.match(/../g)!.map((pair) => parseInt(pair, 16));
+  if (bytes[0]! & 1) throw invalid(`invalid MAC address '${text}': a multicast address cannot belong to a NIC`);
+  return formatMacBytes(bytes);
+}
+
+/** VirtualBox's spelling of a MAC: 12 uppercase hex digits. */
+export const virtualBoxMac = (mac: string): string => mac.replace(/:/g, '').toUpperCase();
+
+export function defaultNic(slot: number): NicConfig {
+  return {
+    slot,
+    // A new VirtualBox VM has NIC 1 on NAT and the rest disabled.
+    mode: slot === 1 ? 'nat' : 'none',
+    mac: generateMac(),
+    cableConnected: true,
+    promisc: 'deny',
+    trace: false,
+    traceFile: '',
+    intnet: 'intnet',
+    genericDriver: '',
+    genericProperties: {},
+    mtu: 0,
+  };
+}
+
+const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function createVm(name: string, ostype = 'Other'): VmConfig {
+  validateVmName(name);
+  const nics = Array.from({ length: NIC_SLOTS }, (_, i) => defaultNic(i + 1));
+  return { name, uuid: randomUUID(), ostype, nics };
+}
+
+export function validateVmName(name: string): void {
+  // The name becomes a folder and, for netns guests, a namespace name.
+  if (!VM_NAME.test(name)) {
+    throw invalid(`invalid VM name '${name}': use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+}
+
+/** A partial NIC change as sent by `modifyvm`/`controlvm`; fields are validated on apply. */
+export type NicChange = Partial<Omit<NicConfig, 'slot' | 'genericProperties'>> & {
+  /** Merged into the existing properties; an empty value removes the key. */
+  genericProperties?: Record<string, string>;
+};
+
+export interface VmChange {
+  ostype?: string;
+  nics?: Record<string, NicChange>;
+}
+
+/** Slot number from a user's `--nic<N>`; 1..8. */
+export function parseSlot(text: string | number): number {
+  const slot = typeof text === 'number' ? text : Number(text);
+  if (!Number.isInteger(slot) || slot < 1 || slot > NIC_SLOTS) {
+    throw invalid(`invalid NIC number '${text}': VMs have NICs 1 to ${NIC_SLOTS}`);
+  }
+  return slot;
+}
+
+/** Apply `change` to a copy of `vm`; throws VnetError without touching `vm`. */
+export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
+  const next: VmConfig = structuredClone(vm);
+  if (change.ostype !== undefined) next.ostype = String(change.ostype);
+  for (const [slotText, nicChange] of Object.entries(change.nics ?? {})) {
+    const slot = parseSlot(slotText);
+    next.nics[slot - 1] = applyNicChange(next.nics[slot - 1]!, nicChange);
+  }
+  return next;
+}
+
+const NIC_FIELDS = new Set([
+  'mode', 'mac', 'cableConnected', 'promisc', 'trace', 'traceFile', 'intnet', 'genericDriver', 'genericProperties', 'mtu',
+]);
+
+function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
+  const next = { ...nic, genericProperties: { ...nic.genericProperties } };
+  for (const key of Object.keys(change)) {
+    if (!NIC_FIELDS.has(key)) throw invalid(`unknown NIC setting '${key}'`);
+  }
+  const n = nic.slot;
+  if (change.mode !== undefined) next.mode = oneOf(change.mode, ATTACHMENT_MODES, `NIC ${n} mode`) as AttachmentMode;
+  if (change.mac !== undefined) next.mac = change.mac === 'auto' ? generateMac() : normaliseMac(String(change.mac));
+  if (change.cableConnected !== undefined) next.cableConnected = bool(change.cableConnected, `NIC ${n} cable`);
+  if (change.promisc !== undefined) next.promisc = oneOf(change.promisc, PROMISC_POLICIES, `NIC ${n} promiscuous policy`);
+  if (change.trace !== undefined) next.trace = bool(change.trace, `NIC ${n} trace`);
+  if (change.traceFile !== undefined) next.traceFile = String(change.traceFile);
+  if (change.intnet !== undefined) next.intnet = networkName(change.intnet, `NIC ${n} internal network`);
+  if (change.genericDriver !== undefined) {
+    next.genericDriver = change.genericDriver === '' ? '' : oneOf(change.genericDriver, GENERIC_DRIVERS, `NIC ${n} generic driver`);
+  }
+  for (const [key, value] of Object.entries(change.genericProperties ?? {})) {
+    if (value === '') delete next.genericProperties[key];
+    else next.genericProperties[key] = String(value);
+  }
+  if (change.mtu !== undefined) next.mtu = mtu(change.mtu, n);
+  validateNic(next);
+  return next;
+}
+
+/** Whole-NIC consistency checks that single fields cannot make. */
+export function validateNic(nic: NicConfig): void {
+  if (nic.mode === 'generic' && nic.genericDriver === 'UDPTunnel') {
+    const { dest, sport, dport } = nic.genericProperties;
+    for (const [key, value] of Object.entries({ sport, dport })) {
+      if (value !== undefined && !isPort(value)) throw invalid(`NIC ${nic.slot} property ${key}='${value}': expected a port number 1-65535`);
+    }
+    if (dest !== undefined && !/^[A-Za-z0-9.:_-]+$/.test(dest)) throw invalid(`NIC ${nic.slot} property dest='${dest}': expected a host name or address`);
+  }
+}
+
+const isPort = (text: string): boolean => /^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 65535;
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], what: string): T {
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw invalid(`invalid ${what} '${String(value)}': expected one of ${allowed.join(', ')}`);
+}
+
+function bool(value: unknown, what: string): boolean {
+  if (typeof value === 'boolean') return value;
+  throw invalid(`invalid ${what} '${String(value)}': expected on or off`);
+}
+
+/** Names of networks (intnet, natnetwork): printable, no slashes, as VirtualBox allows. */
+export function networkName(value: unknown, what: string): string {
+  const name = String(value);
+  if (!/^[^\s/\\][^/\\]{0,63}$/.test(name) || /\s$/.test(name)) {
+    throw invalid(`invalid ${what} '${name}': use 1-64 characters without '/' or leading/trailing spaces`);
+  }
+  return name;
+}
+
+function mtu(value: unknown, slot: number): number {
+  const n = Number(value);
+  // 68 is IPv4's minimum (RFC 791); 65520 is the largest a Linux TAP takes with room for the header.
+  if (!Number.isInteger(n) || (n !== 0 && (n < 68 || n > 65520))) {
+    throw invalid(`invalid NIC ${slot} MTU '${String(value)}': expected 68-65520`);
+  }
+  return n;
+}

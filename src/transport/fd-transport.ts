@@ -1,0 +1,180 @@
+/**
+ * A FrameTransport over one non-blocking fd driven by the native poller: the
+ * part TapTransport and UnixDgramTransport share.
+ *
+ * Theory of operation
+ * - fromGuest: the poller reads frames in batches into one reused slab and
+ *   calls `deliver(count)` once per batch. Each frame is checked for length
+ *   (MIN_FRAME..MAX_FRAME, else `dropsIn`) and handed to `onFrame` as a view
+ *   into the slab: it is the engine's only until `onFrame` returns.
+ * - toGuest: `send` copies the frame into `txSlab` (so the caller's buffer is
+ *   free again when `send` returns) and the first send of a JS turn queues a
+ *   flush as a microtask. The native poller runs microtasks after each batch
+ *   it delivers, so the replies to one input batch leave in one native call.
+ *   A full slab (TX_BATCH_FRAMES frames or its byte size) flushes at once.
+ * - Backpressure: frames the fd did not take (EAGAIN) are copied to
+ *   `backlog`, at most BACKLOG_LIMIT frames (beyond: `dropsOut`), and the
+ *   poller watches for writability to drain it. While the backlog is not
+ *   empty, new frames queue behind it so order is kept.
+ * - Frames the kernel refused for good (a TAP that is down, no datagram peer)
+ *   count as `dropsOut`. An fd error (the TAP was deleted) closes the
+ *   transport and calls `onClose` with the reason.
+ */
+import { type NativePoller, type PollerOptions, WRITE_STATUS, nativeAddon } from './native.js';
+import { type FrameTransport, MAX_FRAME, MIN_FRAME, type TransportStats, newTransportStats } from './types.js';
+
+/** Most frames waiting for the fd to become writable; more are dropped and counted. */
+export const BACKLOG_LIMIT = 1024;
+
+/** Frames are packed into txSlab at this alignment. */
+const TX_ALIGN = 8;
+
+/** Shared transport over a non-blocking fd; subclasses open the fd and name the kind. */
+export abstract class FdTransport implements FrameTransport {
+  abstract readonly kind: string;
+  onFrame: (frame: Uint8Array) => void = () => {};
+  onClose: (reason: string) => void = () => {};
+  readonly stats: TransportStats = newTransportStats();
+
+  private readonly poller: NativePoller;
+  private readonly rxBytes: Uint8Array;
+  private readonly rxMeta: Uint32Array;
+  private readonly txBytes: Uint8Array;
+  private readonly txMeta: Uint32Array;
+  /** Frames txMeta can describe. */
+  private readonly txBatchLimit: number;
+  private txCount = 0;
+  private txUsed = 0;
+  private flushQueued = false;
+  /** Frames (owned copies) the fd did not take yet, oldest first. */
+  private backlog: Uint8Array[] = [];
+  private closed = false;
+
+  /** Takes over `fd` when it returns; if it throws, the fd is still the caller's. */
+  protected constructor(fd: number, options: PollerOptions) {
+    const { Poller } = nativeAddon();
+    this.poller = new Poller(fd, this.deliver, this.drain, this.fail, options);
+    this.rxBytes = new Uint8Array(this.poller.rxSlab);
+    this.rxMeta = this.poller.rxMeta;
+    this.txBytes = new Uint8Array(this.poller.txSlab);
+    this.txMeta = this.poller.txMeta;
+    this.txBatchLimit = this.txMeta.length / 2;
+  }
+
+  /** True once closed, by `close()` or by an fd error. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  start(): void {
+    if (!this.closed) this.poller.start();
+  }
+
+  send(frame: Uint8Array): void {
+    const length = frame.byteLength;
+    if (this.closed || length < MIN_FRAME || length > MAX_FRAME) {
+      this.stats.dropsOut++;
+      return;
+    }
+    const slabFull = this.txCount === this.txBatchLimit || this.txUsed + length > this.txBytes.byteLength;
+    if (slabFull && this.backlog.length === 0) this.flush();
+    if (this.backlog.length > 0) {
+      this.enqueue(new Uint8Array(frame));
+      return;
+    }
+    const offset = this.txUsed;
+    this.txBytes.set(frame, offset);
+    this.txMeta[2 * this.txCount] = offset;
+    this.txMeta[2 * this.txCount + 1] = length;
+    this.txCount++;
+    this.txUsed = offset + Math.ceil(length / TX_ALIGN) * TX_ALIGN;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushTask);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.stats.dropsOut += this.backlog.length;
+    this.backlog = [];
+    this.poller.close();
+  }
+
+  /** Hands one batch from the poller to `onFrame`; the views die with the batch. */
+  private readonly deliver = (count: number): void => {
+    const meta = this.rxMeta;
+    const stats = this.stats;
+    for (let i = 0; i < count && !this.closed; i++) {
+      const offset = meta[2 * i]!;
+      const length = meta[2 * i + 1]!;
+      if (length < MIN_FRAME || length > MAX_FRAME) {
+        stats.dropsIn++;
+        continue;
+      }
+      stats.framesIn++;
+      stats.bytesIn += length;
+      this.onFrame(this.rxBytes.subarray(offset, offset + length));
+    }
+  };
+
+  private readonly flushTask = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
+
+  /** Writes the frames collected in txSlab; what the fd does not take goes to the backlog. */
+  private flush(): void {
+    const count = this.txCount;
+    if (count === 0 || this.closed) return;
+    this.txCount = 0;
+    this.txUsed = 0;
+    const consumed = this.poller.writeSlab(count);
+    this.account(consumed);
+    if (consumed === count) return;
+    for (let i = consumed; i < count; i++) {
+      const offset = this.txMeta[2 * i]!;
+      // A copy: the slab is refilled by the next send.
+      this.enqueue(this.txBytes.slice(offset, offset + this.txMeta[2 * i + 1]!));
+    }
+    this.poller.watchWritable(true);
+  }
+
+  /** Called by the poller while the backlog waits and the fd can take more. */
+  private readonly drain = (): void => {
+    while (this.backlog.length > 0 && !this.closed) {
+      const offered = this.backlog.length;
+      const consumed = this.poller.writeFrames(this.backlog, 0);
+      this.account(consumed);
+      this.backlog.splice(0, consumed);
+      // Fewer than offered (capped at one native batch) means the fd is full again.
+      if (consumed === 0 || (consumed < offered && consumed < this.txBatchLimit)) return;
+    }
+    if (!this.closed) this.poller.watchWritable(false);
+  };
+
+  private readonly fail = (message: string): void => {
+    if (this.closed) return;
+    this.close();
+    this.onClose(message);
+  };
+
+  private enqueue(owned: Uint8Array): void {
+    if (this.backlog.length >= BACKLOG_LIMIT) {
+      this.stats.dropsOut++;
+      return;
+    }
+    this.backlog.push(owned);
+  }
+
+  /** Counts the result of one native write call of `consumed` frames. */
+  private account(consumed: number): void {
+    const status = this.poller.status;
+    const failed = status[WRITE_STATUS.failed]!;
+    this.stats.framesOut += consumed - failed;
+    this.stats.bytesOut += status[WRITE_STATUS.bytes]!;
+    this.stats.dropsOut += failed;
+  }
+}

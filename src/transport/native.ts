@@ -1,0 +1,116 @@
+/**
+ * Typed access to the native addon (native/src): TAP devices in a network
+ * namespace, unix datagram sockets, and the batched frame poller. Loaded on
+ * first use, so code that never opens a TAP runs without the addon built.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What `openTap` returns. */
+export interface OpenedTap {
+  fd: number;
+  /** The device's real name (the kernel picks one when asked for ''). */
+  ifname: string;
+}
+
+export interface OpenTapOptions {
+  /** IFF_VNET_HDR: every frame carries a 10-byte virtio-net header. Off by default. */
+  vnetHdr?: boolean;
+  /** IFF_MULTI_QUEUE: must match how a persistent device was created. */
+  multiQueue?: boolean;
+}
+
+export interface PollerOptions {
+  /** Bytes before each frame on the fd (10 with IFF_VNET_HDR); stripped on read, zeros added on write. */
+  headerLength?: number;
+  /** Datagram sockets: the unix socket path frames toward the guest go to. */
+  peerPath?: string | null;
+  /** Datagram sockets: take the peer from the sender of received datagrams. */
+  learnPeer?: boolean;
+}
+
+/**
+ * Frame I/O on one non-blocking fd, one JS call per batch of frames read.
+ *
+ * The buffers are created once and shared with C: `rxSlab` holds the frames
+ * of the batch just read, described by `[offset, length]` pairs in `rxMeta`,
+ * valid only during `onFrames`. JS fills `txSlab`/`txMeta` for `writeSlab`.
+ * `status` is `[failed, bytes, errno]` of the last write call.
+ */
+export interface NativePoller {
+  readonly rxSlab: ArrayBuffer;
+  readonly rxMeta: Uint32Array;
+  readonly txSlab: ArrayBuffer;
+  readonly txMeta: Uint32Array;
+  readonly status: Uint32Array;
+  /** Begin reading. */
+  start(): void;
+  /** While on, `onWritable` is called whenever the fd can take more frames. */
+  watchWritable(on: boolean): void;
+  /** Writes the first `count` frames of txMeta; returns how many were consumed (written or failed) before EAGAIN. */
+  writeSlab(count: number): number;
+  /** Writes up to 64 frames from `frames[start]`; returns how many were consumed before EAGAIN. */
+  writeFrames(frames: readonly Uint8Array[], start: number): number;
+  /** Stops polling and closes the fd. Idempotent; no callback runs after it. */
+  close(): void;
+}
+
+/** Slots of `NativePoller.status`. */
+export const WRITE_STATUS = { failed: 0, bytes: 1, errno: 2 } as const;
+
+export interface NativePollerConstructor {
+  /** Takes over `fd` when it returns; if it throws, the fd is still the caller's. */
+  new (
+    fd: number,
+    onFrames: (count: number) => void,
+    onWritable: () => void,
+    onError: (message: string) => void,
+    options?: PollerOptions,
+  ): NativePoller;
+}
+
+export interface NativeAddon {
+  /** Opens (creating if needed) TAP `ifname` inside the netns at `netnsPath` (null: the current one). */
+  openTap(ifname: string, netnsPath: string | null, options?: OpenTapOptions): OpenedTap;
+  /** TUNSETCARRIER: off looks like a pulled cable to the other side. */
+  setCarrier(fd: number, on: boolean): void;
+  /** A non-blocking AF_UNIX datagram socket bound to `localPath` (a stale socket there is removed). */
+  openUnixDgram(localPath: string): number;
+  Poller: NativePollerConstructor;
+}
+
+/** The addon is not built; `npm ci` (or `npm run install`) builds it. */
+export class NativeAddonMissingError extends Error {
+  readonly code = 'VNET_ERR_NATIVE_MISSING';
+  constructor(cause: unknown) {
+    super('the native addon is not built: run `npm ci` or `npx node-gyp rebuild --directory=native`', {
+      cause,
+    });
+    this.name = 'NativeAddonMissingError';
+  }
+}
+
+const ADDON_FILE = join('native', 'build', 'Release', 'vnet_native.node');
+/** How far up from this file the repository root can be (src/transport or dist/src/transport). */
+const MAX_LEVELS_UP = 4;
+
+let loaded: NativeAddon | undefined;
+
+/** The addon, loaded on first call; throws NativeAddonMissingError when it is not built. */
+export function nativeAddon(): NativeAddon {
+  if (loaded === undefined) loaded = load();
+  return loaded;
+}
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let level = 0; level <= MAX_LEVELS_UP; level++) {
+    const candidate = join(dir, ADDON_FILE);
+    if (existsSync(candidate)) return require(candidate) as NativeAddon;
+    dir = dirname(dir);
+  }
+  throw new NativeAddonMissingError(new Error(`${ADDON_FILE} not found above ${fileURLToPath(import.meta.url)}`));
+}

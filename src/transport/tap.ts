@@ -1,0 +1,58 @@
+/**
+ * TAP device transport: a network namespace (or the host, for bridged and
+ * host-only networks) on the other side of a kernel TAP device. The device is
+ * opened inside the namespace by the native addon; the I/O is FdTransport's.
+ */
+import { closeSync } from 'node:fs';
+
+import { FdTransport } from './fd-transport.js';
+import { nativeAddon } from './native.js';
+
+/** Size of `struct virtio_net_hdr` that IFF_VNET_HDR puts before each frame. */
+const VIRTIO_NET_HDR_LENGTH = 10;
+
+export interface TapOpenOptions {
+  /** Device name, at most 15 bytes; an existing (persistent) device of that name is attached to. */
+  ifname: string;
+  /** Network namespace to open it in, e.g. `/var/run/netns/NAME`; null or absent: the current one. */
+  netnsPath?: string | null;
+  /** IFF_VNET_HDR with an all-zero header (no offloads yet). Off by default. */
+  vnetHdr?: boolean;
+  /** IFF_MULTI_QUEUE; must match how a persistent device was created. */
+  multiQueue?: boolean;
+}
+
+/** Frames to and from a TAP device. */
+export class TapTransport extends FdTransport {
+  readonly kind = 'tap';
+
+  private constructor(
+    private readonly fd: number,
+    /** The device's name as the kernel gave it. */
+    readonly ifname: string,
+    headerLength: number,
+  ) {
+    super(fd, { headerLength });
+  }
+
+  /** Opens (creating if needed) the TAP device; throws VNET_ERR_NETNS or VNET_ERR_TAP_OPEN with errno text. */
+  static open(options: TapOpenOptions): TapTransport {
+    const vnetHdr = options.vnetHdr ?? false;
+    const { fd, ifname } = nativeAddon().openTap(options.ifname, options.netnsPath ?? null, {
+      vnetHdr,
+      multiQueue: options.multiQueue ?? false,
+    });
+    try {
+      return new TapTransport(fd, ifname, vnetHdr ? VIRTIO_NET_HDR_LENGTH : 0);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+  }
+
+  /** Link state seen inside the namespace: off is a pulled cable (NO-CARRIER). */
+  setCarrier(on: boolean): void {
+    if (this.isClosed) return;
+    nativeAddon().setCarrier(this.fd, on);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Bad input from a user: one clear line on stderr, a non-zero exit, and
+ * nothing changed (the VM's whole configuration is compared before and after).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Lab } from '../helpers/lab.js';
+import { VnetDaemon } from '../helpers/vnet.js';
+
+const lab = new Lab();
+let vnet: VnetDaemon;
+
+const CASES: { why: string; args: string[]; message: RegExp }[] = [
+  { why: 'unknown VM', args: ['modifyvm', 'nosuchvm', '--nic1', 'intnet'], message: /no VM named 'nosuchvm'/ },
+  { why: 'NIC out of range', args: ['modifyvm', 'vm1', '--nic9', 'intnet'], message: /NIC number '9'/ },
+  { why: 'bad MAC', args: ['modifyvm', 'vm1', '--mac-address1', '0800GG000001'], message: /invalid MAC address/ },
+  { why: 'multicast MAC', args: ['modifyvm', 'vm1', '--macaddress1', '010000000001'], message: /multicast/ },
+  { why: 'unknown mode', args: ['modifyvm', 'vm1', '--nic1', 'wormhole'], message: /invalid NIC 1 mode 'wormhole'/ },
+  { why: 'missing value', args: ['modifyvm', 'vm1', '--intnet1'], message: /--intnet1 needs a value/ },
+  { why: 'unknown option', args: ['modifyvm', 'vm1', '--frobnicate1', 'x'], message: /unknown option --frobnicate1/ },
+  { why: 'bad on/off', args: ['modifyvm', 'vm1', '--cable-connected1', 'maybe'], message: /expects on or off/ },
+  { why: 'bad promisc', args: ['modifyvm', 'vm1', '--nic-promisc1', 'some'], message: /promiscuous policy/ },
+  // A good change next to a bad one must not be applied either.
+  { why: 'half-good change', args: ['modifyvm', 'vm1', '--intnet1', 'changed', '--nic2', 'bogus'], message: /NIC 2 mode/ },
+  { why: 'bad UDPTunnel port', args: ['modifyvm', 'vm1', '--nic1', 'generic', '--nic-generic-drv1', 'UDPTunnel', '--nic-property1', 'sport=99999'], message: /sport='99999'/ },
+  { why: 'unknown command', args: ['frobvm', 'vm1'], message: /unknown command 'frobvm'/ },
+  { why: 'duplicate VM', args: ['createvm', '--name', 'vm1', '--register'], message: /already exists/ },
+  { why: 'bad VM name', args: ['createvm', '--name', '../etc', '--register'], message: /invalid VM name/ },
+  { why: 'poweroff of a stopped VM', args: ['controlvm', 'vm1', 'poweroff'], message: /not running/ },
+  { why: 'unknown controlvm action', args: ['controlvm', 'vm1', 'explode1', 'now'], message: /unknown action 'explode1'/ },
+  { why: 'unknown list', args: ['list', 'spaceships'], message: /unknown list 'spaceships'/ },
+];
+
+describe('CLI errors', { timeout: 120_000 }, () => {
+  before(async () => {
+    vnet = await VnetDaemon.start(lab);
+    await vnet.must(['createvm', '--name', 'vm1', '--register']);
+    await vnet.must(['modifyvm', 'vm1', '--nic1', 'intnet', '--intnet1', 'lab']);
+  });
+  after(() => lab.cleanup());
+
+  for (const { why, args, message } of CASES) {
+    test(why, async () => {
+      const before = await vnet.must(['showvminfo', 'vm1', '--machinereadable']);
+      const result = await vnet.cli(args);
+      assert.notEqual(result.code, 0, `exit code for: vnet ${args.join(' ')}`);
+      const lines = result.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line, got:\n${result.stderr}`);
+      assert.match(lines[0]!, /^vnet: error: /);
+      assert.match(lines[0]!, message);
+      assert.equal(result.stdout, '');
+      assert.equal(await vnet.must(['showvminfo', 'vm1', '--machinereadable']), before);
+    });
+  }
+
+  test('both spellings and --name=value are accepted', async () => {
+    await vnet.must(['modifyvm', 'vm1', '--cableconnected1=off', '--nic-promisc1', 'allow-vms', '--macaddress1', '080027000001']);
+    const info = await vnet.must(['showvminfo', 'vm1', '--machinereadable']);
+    assert.match(info, /cableconnected1="off"/);
+    assert.match(info, /nicpromisc1="allow-vms"/);
+    assert.match(info, /macaddress1="080027000001"/);
+  });
+
+  test('without a daemon, the CLI says where it looked', async () => {
+    const home = lab.tempDir('nodaemon');
+    const { run } = await import('../helpers/lab.js');
+    const { VNET_BIN } = await import('../helpers/vnet.js');
+    const result = await run(process.execPath, [VNET_BIN, '--home', home, 'list', 'vms']);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /^vnet: error: no vnet daemon at .*vnet\.sock/);
+  });
+});
