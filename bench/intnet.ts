@@ -47,7 +47,7 @@ export async function runIntnet(lab: Lab, options: IntnetOptions, record: (m: Me
   for (const mtu of options.mtus) {
     const bridge = await bridgePair(lab, mtu);
     const vnet = await daemon.pair(mtu);
-    for (const pair of [bridge, vnet]) await startServer(lab, pair.b);
+    const servers = [await startServer(lab, bridge.b), await startServer(lab, vnet.b)];
     for (let rep = 1; rep <= options.reps; rep++) {
       const order = rep % 2 ? [bridge, vnet] : [vnet, bridge];
       for (const test of tests) {
@@ -62,7 +62,8 @@ export async function runIntnet(lab: Lab, options: IntnetOptions, record: (m: Me
         }
       }
     }
-    // iperf3 servers die with their namespaces.
+    // A process keeps a deleted namespace alive: stop the servers first.
+    for (const server of servers) await lab.stop(server);
     await vnet.down();
     await bridge.down();
   }
@@ -76,11 +77,13 @@ async function measure(lab: Lab, pair: GuestPair, test: 'tcp_a2b' | 'tcp_b2a', r
     const tcp = await runTcp(lab, pair.a, ADDRESS_B, duration, test === 'tcp_b2a');
     const after = pid === null ? null : markCpu(pid);
     const mem = pid === null ? null : memory(pid);
+    const cpu = before && after ? cpuPercent(before, after) : null;
     return {
       ...base,
       at: new Date().toISOString(),
       ...tcp,
-      engineCpuPct: before && after ? cpuPercent(before, after) : null,
+      engineCpuPct: cpu?.total ?? null,
+      engineSysCpuPct: cpu?.sys ?? null,
       engineRssMb: mem?.rssMb ?? null,
       engineHwmMb: mem?.hwmMb ?? null,
       load1: loadavg()[0],

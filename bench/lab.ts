@@ -165,8 +165,15 @@ export class Lab {
     };
   }
 
-  /** Undo everything this lab made. Best effort and bounded: every step is tried. */
-  async cleanup(): Promise<void> {
+  private cleaning: Promise<void> | null = null;
+
+  /** Undo everything this lab made. Best effort and bounded: every step is tried. A second call joins the first. */
+  cleanup(): Promise<void> {
+    this.cleaning ??= this.undoAll();
+    return this.cleaning;
+  }
+
+  private async undoAll(): Promise<void> {
     this.closing = true;
     for (const child of running) child.kill('SIGKILL');
     while (this.teardowns.length) {

@@ -18,6 +18,8 @@ const CLK_TCK = (() => {
 export interface CpuMark {
   /** utime + stime, in seconds. */
   cpuSeconds: number;
+  /** stime alone (kernel work on the process's behalf: syscalls, and softirqs they run), in seconds. */
+  sysSeconds: number;
   /** Wall clock, in seconds (monotonic). */
   wallSeconds: number;
 }
@@ -33,14 +35,18 @@ export function markCpu(pid: number): CpuMark | null {
   // comm (field 2) may contain spaces and parentheses: count fields after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return { cpuSeconds: ticks / CLK_TCK, wallSeconds: performance.now() / 1000 };
+  const [utime, stime] = [Number(fields[11]), Number(fields[12])];
+  return { cpuSeconds: (utime + stime) / CLK_TCK, sysSeconds: stime / CLK_TCK, wallSeconds: performance.now() / 1000 };
 }
 
-/** CPU used between two marks, in percent of one core. */
-export function cpuPercent(before: CpuMark, after: CpuMark): number {
+/** CPU used between two marks, in percent of one core: all of it, and the kernel's part. */
+export function cpuPercent(before: CpuMark, after: CpuMark): { total: number; sys: number } {
   const wall = after.wallSeconds - before.wallSeconds;
-  return wall > 0 ? (100 * (after.cpuSeconds - before.cpuSeconds)) / wall : 0;
+  if (wall <= 0) return { total: 0, sys: 0 };
+  return {
+    total: (100 * (after.cpuSeconds - before.cpuSeconds)) / wall,
+    sys: (100 * (after.sysSeconds - before.sysSeconds)) / wall,
+  };
 }
 
 export interface Memory {

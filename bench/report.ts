@@ -25,6 +25,8 @@ export interface Measurement {
   serverCpuPct?: number;
   /** The engine process's utime+stime during the test, % of ONE core (null for the kernel bridge). */
   engineCpuPct?: number | null;
+  /** The kernel's part of engineCpuPct (stime): syscalls, and the receive path they run for the TAP. */
+  engineSysCpuPct?: number | null;
   engineRssMb?: number | null;
   engineHwmMb?: number | null;
   /** 1-minute load average when the test ended: a hint of noise from other work on the machine. */
@@ -111,7 +113,7 @@ const medianOf = (rows: Measurement[], pick: (r: Measurement) => number | null |
 export function markdownTable(results: Measurement[], reference: Engine = 'bridge'): string {
   const keys = [...new Set(results.map((r) => `${r.mtu}\t${r.test}`))];
   const lines = [
-    `| test | MTU | ${reference} Gbit/s | vnet Gbit/s | ratio vnet/${reference} | vnet CPU % | vnet RSS MB | retransmits ${reference} / vnet |`,
+    `| test | MTU | ${reference} Gbit/s | vnet Gbit/s | ratio vnet/${reference} | vnet CPU % (sys) | vnet RSS MB | retransmits ${reference} / vnet |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const key of keys) {
@@ -122,7 +124,8 @@ export function markdownTable(results: Measurement[], reference: Engine = 'bridg
     const ratio = medianOf(vnet, (r) => r.gbps) / medianOf(ref, (r) => r.gbps);
     lines.push(
       `| ${TEST_TITLES[test] ?? test} | ${mtu} | ${gbpsCell(ref)} | ${gbpsCell(vnet)} | ${Number.isFinite(ratio) ? `${fixed(100 * ratio, 0)} %` : '—'} ` +
-        `| ${fixed(medianOf(vnet, (r) => r.engineCpuPct), 0)} | ${fixed(medianOf(vnet, (r) => r.engineRssMb), 0)} ` +
+        `| ${fixed(medianOf(vnet, (r) => r.engineCpuPct), 0)} (${fixed(medianOf(vnet, (r) => r.engineSysCpuPct), 0)}) ` +
+        `| ${fixed(medianOf(vnet, (r) => r.engineRssMb), 0)} ` +
         `| ${fixed(medianOf(ref, (r) => r.retransmits), 0)} / ${fixed(medianOf(vnet, (r) => r.retransmits), 0)} |`,
     );
   }
@@ -133,7 +136,7 @@ export function markdownTable(results: Measurement[], reference: Engine = 'bridg
 export function progressLine(m: Measurement): string {
   const head = `${m.suite} rep ${m.rep} MTU ${m.mtu} ${m.test} ${m.engine}`.padEnd(36);
   if (m.error) return `${head} FAILED: ${m.error}`;
-  const cpu = m.engineCpuPct == null ? '' : `  engine CPU ${fixed(m.engineCpuPct, 0)} %  RSS ${fixed(m.engineRssMb ?? NaN, 0)} MB`;
+  const cpu = m.engineCpuPct == null ? '' : `  engine CPU ${fixed(m.engineCpuPct, 0)} % (sys ${fixed(m.engineSysCpuPct ?? NaN, 0)})  RSS ${fixed(m.engineRssMb ?? NaN, 0)} MB`;
   const noise = m.busyBeforePct !== undefined && m.busyBeforePct >= NOISY_BUSY_PCT ? `  (machine ${fixed(m.busyBeforePct, 0)} % busy before: noisy)` : '';
   return `${head} ${fixed(m.gbps ?? NaN, 2)} Gbit/s  retr ${m.retransmits}${cpu}${noise}`;
 }

@@ -8,7 +8,9 @@
         "src/tap.c",
         "src/unix_dgram.c",
         "src/poller.c",
-        "src/poller_write.c"
+        "src/poller_write.c",
+        "src/icmp.c",
+        "src/tcp_state.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_c": ["-std=gnu11"],

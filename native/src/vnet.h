@@ -5,6 +5,7 @@
  * - unix_dgram.c  bind an AF_UNIX datagram socket (QEMU -netdev dgram)
  * - poller.c      one uv_poll per fd: batched reads into a reused slab, one JS call per batch
  * - poller_write.c batched writes from a JS-filled slab or a list of frames
+ * - icmp.c        ICMP echo sockets (ping or raw) for the NAT: open, sendto, batched receive
  * - errors.c      errors with a stable code and errno text; argument helpers
  *
  * Everything runs on the JS thread; nothing here starts threads.
@@ -52,5 +53,7 @@ int vnet_unix_address(const char *path, struct sockaddr_un *addr, socklen_t *len
 bool vnet_init_tap(napi_env env, napi_value exports);
 bool vnet_init_unix_dgram(napi_env env, napi_value exports);
 bool vnet_init_poller(napi_env env, napi_value exports);
+bool vnet_init_icmp(napi_env env, napi_value exports);
+bool vnet_init_tcp_state(napi_env env, napi_value exports);
 
 #endif

@@ -1,5 +1,5 @@
 /** Error codes → HTTP statuses, in one table; and the one error body shape. */
-import { VnetError, type VnetErrorCode } from '../model/errors.js';
+import type { VnetErrorCode } from '../errors.js';
 
 export const STATUS_BY_CODE: Record<VnetErrorCode, number> = {
   VNET_ERR_BAD_REQUEST: 400,
@@ -19,8 +19,10 @@ export interface ErrorBody {
 
 /** Status and body for anything thrown by a route; unknown errors are 500s with their message. */
 export function toErrorResponse(err: unknown): { status: number; body: ErrorBody } {
-  if (err instanceof VnetError) {
-    return { status: STATUS_BY_CODE[err.code], body: { error: { code: err.code, message: err.message } } };
+  // VnetError, and the errors of lower layers that carry the same codes (TransportError, …).
+  const code = (err as { code?: unknown } | null)?.code;
+  if (err instanceof Error && typeof code === 'string' && code in STATUS_BY_CODE) {
+    return { status: STATUS_BY_CODE[code as VnetErrorCode], body: { error: { code, message: err.message } } };
   }
   const message = err instanceof Error ? err.message : String(err);
   return { status: 500, body: { error: { code: 'VNET_ERR_INTERNAL', message } } };

@@ -1,6 +1,6 @@
 /** A small path router: `GET /v1/vms/:vm` style patterns, JSON in and out. */
 import type { IncomingMessage } from 'node:http';
-import { VnetError } from '../model/errors.js';
+import { VnetError } from '../errors.js';
 
 export interface Request {
   method: string;

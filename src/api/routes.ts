@@ -1,6 +1,7 @@
 /** The REST API (v1): resource-shaped routes over the daemon. */
-import { VnetError } from '../model/errors.js';
+import { VnetError } from '../errors.js';
 import type { VmChange } from '../model/vm.js';
+import type { NatNetworkChange } from '../model/nat-network.js';
 import type { CreateVmRequest, Daemon, StartVmRequest } from '../daemon/daemon.js';
 import { Router } from './router.js';
 
@@ -28,5 +29,27 @@ export function buildRoutes(daemon: Daemon): Router {
       if (kind === 'intnet') return daemon.listIntnets();
       return daemon.registry.list().map((n) => ({ key: n.key, kind: n.kind, name: n.name, ports: n.switch.attached.length }));
     })
-    .on('GET', '/v1/stats', () => daemon.stats());
+    .on('GET', '/v1/stats', () => daemon.stats())
+    .on('GET', '/v1/natnetworks', () => daemon.listNatNetworks())
+    .on('POST', '/v1/natnetworks', ({ body }) => {
+      const { name, ...change } = object(body) as unknown as NatNetworkChange & { name: string };
+      return daemon.addNatNetwork(name, change);
+    })
+    .on('PATCH', '/v1/natnetworks/:name', ({ params, body }) => daemon.modifyNatNetwork(params.name!, object(body) as NatNetworkChange))
+    .on('DELETE', '/v1/natnetworks/:name', ({ params }) => {
+      daemon.removeNatNetwork(params.name!);
+      return { deleted: params.name };
+    })
+    .on('POST', '/v1/natnetworks/:name/start', async ({ params }) => {
+      await daemon.startNatNetwork(params.name!);
+      return { started: params.name };
+    })
+    .on('POST', '/v1/natnetworks/:name/stop', ({ params }) => {
+      daemon.stopNatNetwork(params.name!);
+      return { stopped: params.name };
+    })
+    .on('GET', '/v1/leases', ({ query }) => {
+      const network = query.get('network');
+      return daemon.leases().filter((l) => !network || l.network === network || l.network === `natnet:${network}`);
+    });
 }

@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
-import { VnetError } from '../model/errors.js';
+import { VnetError } from '../errors.js';
 import { toErrorResponse } from './errors.js';
 import { readJsonBody, type Router } from './router.js';
 

@@ -3,7 +3,7 @@
  * names are optional and case is ignored (`--mac-address1` = `--macaddress1`);
  * a trailing number is the NIC slot (`--nic2`).
  */
-import { VnetError } from '../model/errors.js';
+import { VnetError } from '../errors.js';
 
 export interface ParsedOption {
   /** As typed, for messages: `--nic1`. */

@@ -1,6 +1,6 @@
 /** The CLI's only way to the daemon: JSON over HTTP on the daemon's unix socket. */
 import { request } from 'node:http';
-import { VnetError } from '../model/errors.js';
+import { VnetError } from '../errors.js';
 
 export class ApiClient {
   constructor(private readonly socketPath: string) {}

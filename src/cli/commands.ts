@@ -4,7 +4,8 @@ import type { VmChange } from '../model/vm.js';
 import { hasFlag, onOff, parseArgs, single, usageError, type ParsedArgs, type ParsedOption } from './argv.js';
 import type { ApiClient } from './client.js';
 import { formatVm, formatVmMachineReadable } from './format.js';
-import { addNicOption } from './nic-options.js';
+import { addNicOption, nicOptionArity } from './nic-options.js';
+import { ip, leases, listNatNetworks, natnetwork } from './network-commands.js';
 
 export interface CommandContext {
   api: ApiClient;
@@ -38,7 +39,7 @@ const createvm: Command = async (args, { api, print }) => {
 };
 
 const modifyvm: Command = async (args, { api }) => {
-  const parsed = parseArgs(args);
+  const parsed = parseArgs(args, { arity: nicOptionArity });
   const vm = vmArgument(parsed, 'modifyvm');
   const change: VmChange = {};
   for (const option of parsed.options) {
@@ -76,8 +77,11 @@ const list: Command = async (args, { api, print }) => {
       if (json) return print(JSON.stringify(nets, null, 2));
       return print(nets.map((n) => `Name:        ${n.name}\n`).join('\n'));
     }
+    case 'natnets':
+    case 'natnetworks':
+      return print(await listNatNetworks(api, json));
     default:
-      throw usageError(`list: unknown list '${what ?? ''}'; one of vms, runningvms, intnets`);
+      throw usageError(`list: unknown list '${what ?? ''}'; one of vms, runningvms, intnets, natnets`);
   }
 };
 
@@ -89,6 +93,9 @@ const startvm: Command = async (args, { api, print }) => {
   await api.post(`${vmPath(vm)}/start`, { type: single(parsed, 'type') ?? 'netns', netns: single(parsed, 'netns') });
   print(`VM "${vm}" has been successfully started.`);
 };
+
+/** NIC words `controlvm` takes (VBoxManage's runtime subset). */
+const CONTROLVM_NIC_WORDS = ['cableconnected', 'nictrace', 'nictracefile', 'nicpromisc', 'nicproperty', 'nic', 'natpf'];
 
 /** `controlvm VM ACTION [ARGS]`: actions are VBoxManage's words with the NIC number glued on. */
 const controlvm: Command = async (args, { api }) => {
@@ -105,17 +112,17 @@ const controlvm: Command = async (args, { api }) => {
   if (!match) throw usageError(`controlvm: unknown action '${action}'`);
   const word = match[1]!.toLowerCase().replace(/-/g, '');
   const key = word === 'setlinkstate' ? 'cableconnected' : word;
+  const arity = key === 'natpf' && rest[0] === 'delete' ? 2 : 1;
+  // `controlvm VM nic1 intnet NAME`: the network name follows the mode.
   const values = key === 'nic' && rest.length === 2 ? rest.slice(0, 1) : rest;
-  if (values.length !== 1) throw usageError(`controlvm ${action}: expects one value`);
+  if (values.length !== arity) throw usageError(`controlvm ${action}: expects ${arity === 2 ? 'delete NAME' : 'one value'}`);
   const option: ParsedOption = { spelling: action, key, slot: Number(match[2]), values };
   const change: VmChange = {};
-  if (!['cableconnected', 'nictrace', 'nictracefile', 'nicpromisc', 'nicproperty', 'nic'].includes(key) || !addNicOption(change, option)) {
-    throw usageError(`controlvm: unknown action '${action}'`);
-  }
-  // `controlvm VM nic1 intnet NAME`: the network name follows the mode.
+  if (!CONTROLVM_NIC_WORDS.includes(key) || !addNicOption(change, option)) throw usageError(`controlvm: unknown action '${action}'`);
   if (key === 'nic' && rest.length === 2) {
     const nic = change.nics![String(option.slot)]!;
     if (rest[0] === 'intnet') nic.intnet = rest[1];
+    else if (rest[0] === 'natnetwork') nic.natNetwork = rest[1];
     else throw usageError(`controlvm ${action}: unexpected argument '${rest[1]}'`);
   }
   await api.patch(vmPath(vm), change);
@@ -144,6 +151,9 @@ export const COMMANDS: Record<string, Command> = {
   controlvm,
   unregistervm,
   stats,
+  natnetwork,
+  leases,
+  ip,
 };
 
 export { onOff };

@@ -26,6 +26,15 @@ export const NIC_OPTIONS: Record<string, NicSetter> = {
     if (eq <= 0) throw usageError(`option ${o.spelling} expects key=value, not '${text}'`);
     c.genericProperties = { ...c.genericProperties, [text.slice(0, eq)]: text.slice(eq + 1) };
   },
+  natpf: (c, o) => {
+    // `--nat-pf1 delete NAME` removes; anything else is a rule.
+    if (o.values[0] === 'delete') (c.deleteForwards ??= []).push(o.values[1]!);
+    else (c.addForwards ??= []).push(value(o));
+  },
+  natnet: (c, o) => (c.natNet = value(o) === 'default' ? '' : value(o)),
+  natlocalhostreachable: (c, o) => (c.natLocalhostReachable = onOff(o)),
+  natdnshostresolver: (c, o) => (c.natDnsHostResolver = onOff(o)),
+  natnetwork: (c, o) => (c.natNetwork = value(o)),
   nicmtu: (c, o) => {
     if (!/^\d+$/.test(value(o))) throw usageError(`option ${o.spelling} expects a number, not '${value(o)}'`);
     c.mtu = Number(value(o));
@@ -42,3 +51,6 @@ export function addNicOption(change: VmChange, option: ParsedOption): boolean {
   setter(nic, option);
   return true;
 }
+
+/** `--nat-pf<N> delete NAME` takes two values; every other option one. */
+export const nicOptionArity = (key: string, first: string | undefined): number => (key === 'natpf' && first === 'delete' ? 2 : 1);

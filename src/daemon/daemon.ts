@@ -6,12 +6,16 @@
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { VnetError, invalidState, notFound } from '../model/errors.js';
+import { VnetError, invalidState, notFound } from '../errors.js';
 import { StateStore } from '../model/store.js';
-import type { VmConfig, VnetState } from '../model/types.js';
+import type { NatNetworkConfig, VmConfig, VnetState } from '../model/types.js';
 import { applyVmChange, createVm, type VmChange } from '../model/vm.js';
 import { NetworkRegistry } from './network-registry.js';
 import { NetnsVm } from './netns-vm.js';
+import { NatLans } from './nat-lans.js';
+import type { NicRuntimeContext } from './nic-runtime.js';
+import { applyNatNetworkChange, createNatNetwork, type NatNetworkChange } from '../model/nat-network.js';
+import { formatIpv4 } from '../wire/address.js';
 
 export interface CreateVmRequest {
   name: string;
@@ -32,8 +36,20 @@ export interface VmView extends VmConfig {
 
 export type Logger = (line: string) => void;
 
+export interface LeaseView {
+  network: string;
+  mac: string;
+  ip: string;
+  hostname: string | null;
+  vm: string | null;
+  nic: number | null;
+  state: string;
+  expiresAt: string;
+}
+
 export class Daemon {
   readonly registry = new NetworkRegistry();
+  readonly natLans: NatLans;
   private readonly store: StateStore;
   private state: VnetState;
   private readonly guests = new Map<string, NetnsVm>();
@@ -44,6 +60,7 @@ export class Daemon {
   ) {
     this.store = new StateStore(home);
     this.state = this.store.load();
+    this.natLans = new NatLans(home, () => this.state.natNetworks, (mac) => this.vmNameForMac(mac), log);
   }
 
   /** Re-attach VMs that were running when the daemon last stopped (or was killed). */
@@ -141,8 +158,10 @@ export class Daemon {
 
   /** Per-NIC counters of every running VM, and per-network switch counters. */
   stats() {
+    const nat = [...this.guests.values()].flatMap((g) => g.nicStats().map((s) => g.nic(s.slot)?.natLan)).filter((l) => l !== null && l !== undefined);
     return {
       vms: Object.fromEntries([...this.guests].map(([name, guest]) => [name, guest.nicStats()])),
+      nat: [...new Set([...nat, ...this.natLans.list()])].map((lan) => ({ ...lan.stats(), switch: lan.switch.snapshot() })),
       networks: this.registry.list().map((n) => ({ key: n.key, kind: n.kind, ...n.switch.snapshot(), name: n.name })),
     };
   }
@@ -160,16 +179,116 @@ export class Daemon {
   shutdown(): void {
     for (const guest of this.guests.values()) guest.detach();
     this.guests.clear();
+    this.natLans.closeAll();
   }
 
   vmFolder(name: string): string {
     return join(this.home, 'vms', name);
   }
 
-  private nicContext(vm: VmConfig) {
+  private nicContext(vm: VmConfig): NicRuntimeContext {
     const vmFolder = this.vmFolder(vm.name);
     mkdirSync(vmFolder, { recursive: true, mode: 0o700 });
-    return { vmName: vm.name, vmFolder, registry: this.registry };
+    return {
+      vmName: vm.name,
+      vmFolder,
+      registry: this.registry,
+      createNat: (nic) => this.natLans.createNat(vm, nic),
+      natNetwork: (name) => this.natLans.acquire(name),
+      releaseNatNetwork: (name) => this.natLans.release(name),
+    };
+  }
+
+  private vmNameForMac(mac: string): string | undefined {
+    return this.state.vms.find((vm) => vm.nics.some((nic) => nic.mode !== 'none' && nic.mac === mac))?.name;
+  }
+
+  // --- NAT Networks -------------------------------------------------------
+
+  listNatNetworks(): (NatNetworkConfig & { running: boolean })[] {
+    return this.state.natNetworks.map((n) => ({ ...structuredClone(n), running: !!this.natLans.running(n.name) }));
+  }
+
+  addNatNetwork(name: string, change: NatNetworkChange): NatNetworkConfig {
+    if (typeof name !== 'string' || !name) throw new VnetError('VNET_ERR_BAD_REQUEST', 'natnetwork add: --netname is required');
+    if (this.state.natNetworks.some((n) => n.name === name)) throw new VnetError('VNET_ERR_EXISTS', `a NAT network named '${name}' already exists`);
+    const config = createNatNetwork(name, change);
+    this.state.natNetworks.push(config);
+    this.save();
+    return config;
+  }
+
+  async modifyNatNetwork(name: string, change: NatNetworkChange): Promise<NatNetworkConfig> {
+    const current = this.findNatNetwork(name);
+    const next = applyNatNetworkChange(current, change);
+    if (this.natLans.running(name) && (next.network !== current.network || next.dhcp !== current.dhcp || (!next.enabled && this.natLans.isUsed(name)))) {
+      throw invalidState(`NAT network '${name}' is in use: stop its VMs first to change its network, DHCP or to disable it`);
+    }
+    await this.natLans.update(next);
+    this.state.natNetworks = this.state.natNetworks.map((n) => (n.name === name ? next : n));
+    this.save();
+    return next;
+  }
+
+  removeNatNetwork(name: string): void {
+    this.findNatNetwork(name);
+    if (this.natLans.running(name)) throw invalidState(`NAT network '${name}' is running: stop it and its VMs first`);
+    this.state.natNetworks = this.state.natNetworks.filter((n) => n.name !== name);
+    this.save();
+  }
+
+  async startNatNetwork(name: string): Promise<void> {
+    this.findNatNetwork(name);
+    await this.natLans.acquire(name, true);
+  }
+
+  stopNatNetwork(name: string): void {
+    this.findNatNetwork(name);
+    this.natLans.release(name, true);
+  }
+
+  private findNatNetwork(name: string): NatNetworkConfig {
+    const found = this.state.natNetworks.find((n) => n.name === name);
+    if (!found) throw notFound(`no NAT network named '${name}'`);
+    return found;
+  }
+
+  // --- Leases -------------------------------------------------------------
+
+  /** Every DHCP lease vnet handed out, with the VM and NIC it belongs to. */
+  leases(): LeaseView[] {
+    const lans = [...this.natLans.list()];
+    for (const guest of this.guests.values()) {
+      for (const stats of guest.nicStats()) {
+        const lan = guest.nic(stats.slot)?.natLan;
+        if (lan && !lans.includes(lan)) lans.push(lan);
+      }
+    }
+    const views: LeaseView[] = [];
+    for (const lan of lans) {
+      for (const lease of lan.dhcp?.leases() ?? []) {
+        const owner = this.nicForMac(lease.mac);
+        views.push({
+          network: lan.config.key,
+          mac: lease.mac,
+          ip: formatIpv4(lease.ip),
+          hostname: lease.hostname ?? null,
+          vm: owner?.vm ?? null,
+          nic: owner?.slot ?? null,
+          state: lease.state,
+          expiresAt: new Date(lease.expiresAt).toISOString(),
+        });
+      }
+    }
+    return views;
+  }
+
+  private nicForMac(mac: string): { vm: string; slot: number } | undefined {
+    for (const vm of this.state.vms) {
+      const nic = vm.nics.find((n) => n.mode !== 'none' && n.mac === mac);
+      if (nic) return { vm: vm.name, slot: nic.slot };
+    }
+    return undefined;
   }
 
   private findVm(name: string): VmConfig {

@@ -45,7 +45,7 @@ export class NetnsVm {
     for (const nic of vm.nics) {
       const current = this.nics.get(nic.slot);
       if (current && wiringKey(current.config) === wiringKey(nic)) {
-        current.applyLive(nic);
+        await current.applyLive(nic);
         continue;
       }
       if (current) this.unplug(nic.slot);
@@ -64,6 +64,11 @@ export class NetnsVm {
     this.nics.get(slot)?.close();
     this.nics.delete(slot);
     deleteLink(this.running.netns, guestIfname(slot));
+  }
+
+  /** NIC runtimes by slot (for leases, NAT state). */
+  nic(slot: number): NicRuntime | undefined {
+    return this.nics.get(slot);
   }
 
   nicStats() {
@@ -91,5 +96,5 @@ export class NetnsVm {
 
 /** What forces a NIC to be re-plugged when it changes (the rest changes live). */
 function wiringKey(nic: NicConfig): string {
-  return JSON.stringify([nic.mode, nic.mac, nic.mtu, nic.intnet, nic.genericDriver, nic.genericProperties]);
+  return JSON.stringify([nic.mode, nic.mac, nic.mtu, nic.intnet, nic.genericDriver, nic.genericProperties, nic.natNet, nic.natDnsHostResolver, nic.natNetwork]);
 }

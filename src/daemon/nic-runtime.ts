@@ -10,12 +10,13 @@
  */
 import { join } from 'node:path';
 import type { NicConfig } from '../model/types.js';
-import { VnetError } from '../model/errors.js';
+import { VnetError } from '../errors.js';
 import type { Switch, SwitchPort } from '../switch/switch.js';
 import { PcapWriter } from '../transport/pcap.js';
 import type { FrameTransport } from '../transport/types.js';
 import { UdpTunnelTransport } from '../transport/udp.js';
 import type { Network, NetworkRegistry } from './network-registry.js';
+import type { NatLan } from './nat-lan.js';
 
 /** A guest-side transport; TAPs can also show the cable state as carrier. */
 export type GuestTransport = FrameTransport & { setCarrier?(on: boolean): void };
@@ -24,6 +25,11 @@ export interface NicRuntimeContext {
   vmName: string;
   vmFolder: string;
   registry: NetworkRegistry;
+  /** A NIC's own NAT LAN (`nat` mode); the NIC owns and closes it. */
+  createNat(nic: NicConfig): Promise<NatLan>;
+  /** The shared LAN of a NAT Network, started if needed; `release` when the NIC leaves. */
+  natNetwork(name: string): Promise<NatLan>;
+  releaseNatNetwork(name: string): void;
 }
 
 export interface NicStats {
@@ -37,6 +43,8 @@ export interface NicStats {
 
 export class NicRuntime {
   private network: Network | null = null;
+  /** `nat`: the NIC's own LAN; `natnetwork`: the shared one (not ours to close). */
+  private nat: NatLan | null = null;
   private port: SwitchPort | null = null;
   /** For UDPTunnel: the peer's side of the per-NIC network. */
   private uplink: { port: SwitchPort; transport: FrameTransport } | null = null;
@@ -77,11 +85,18 @@ export class NicRuntime {
         this.network = context.registry.acquire('generic', `${context.vmName}/nic${nic.slot}`);
         await this.plugUdpTunnel(this.network.switch);
         break;
+      case 'nat':
+        this.nat = await context.createNat(nic);
+        break;
+      case 'natnetwork':
+        this.nat = await context.natNetwork(nic.natNetwork);
+        break;
       default:
         throw new VnetError('VNET_ERR_NOT_SUPPORTED', `NIC ${nic.slot}: attachment '${nic.mode}' is not implemented yet`);
     }
-    if (this.network) {
-      this.port = this.network.switch.attach({
+    const sw = this.network?.switch ?? this.nat?.switch;
+    if (sw) {
+      this.port = sw.attach({
         name: `${context.vmName}/nic${nic.slot}`,
         mac: macBytes(nic.mac),
         promisc: nic.promisc,
@@ -97,7 +112,7 @@ export class NicRuntime {
       if (this.port) this.port.send(frame);
       else this.droppedUnattached++;
     };
-    this.applyLive(nic);
+    await this.applyLive(nic);
     this.transport.start();
   }
 
@@ -120,8 +135,16 @@ export class NicRuntime {
     this.uplink = { port, transport: tunnel };
   }
 
-  /** Settings that change without re-plugging: cable, promiscuous policy, capture. */
-  applyLive(nic: NicConfig): void {
+  /**
+   * Settings that change without re-plugging: cable, promiscuous policy,
+   * capture, and a NAT NIC's forwards and host-loopback access. Forwards are
+   * bound first: if a host port is taken, this throws and nothing changed.
+   */
+  async applyLive(nic: NicConfig): Promise<void> {
+    if (nic.mode === 'nat' && this.nat) {
+      await this.nat.setForwards(nic.portForwards);
+      this.nat.setLocalhostReachable(nic.natLocalhostReachable);
+    }
     this.nic = nic;
     if (this.port) {
       this.port.linkUp = nic.cableConnected;
@@ -140,11 +163,16 @@ export class NicRuntime {
     return this.nic.traceFile || join(this.context.vmFolder, `nic${this.nic.slot}.pcap`);
   }
 
+  /** The NAT LAN this NIC is on, if any. */
+  get natLan(): NatLan | null {
+    return this.nat;
+  }
+
   stats(): NicStats {
     return {
       slot: this.nic.slot,
       mode: this.nic.mode,
-      network: this.network?.key ?? null,
+      network: this.network?.key ?? this.nat?.config.key ?? null,
       transport: { ...this.transport.stats },
       port: this.port?.snapshot() ?? null,
       droppedUnattached: this.droppedUnattached,
@@ -160,9 +188,16 @@ export class NicRuntime {
       this.network?.switch.detach(this.uplink.port);
       this.uplink = null;
     }
-    if (this.network && this.port) this.network.switch.detach(this.port);
+    const sw = this.network?.switch ?? this.nat?.switch;
+    if (sw && this.port) sw.detach(this.port);
     if (this.network) this.context.registry.release(this.network);
+    if (this.nat && this.nic.mode === 'nat') this.nat.close();
+    if (this.nat && this.nic.mode === 'natnetwork') {
+      this.nat.guestLeft(macBytes(this.nic.mac));
+      this.context.releaseNatNetwork(this.nic.natNetwork);
+    }
     this.network = null;
+    this.nat = null;
     this.port = null;
   }
 }

@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { VnetError } from '../model/errors.js';
+import { VnetError } from '../errors.js';
 
 export const NETNS_DIR = '/var/run/netns';
 

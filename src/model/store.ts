@@ -5,8 +5,9 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { VnetError } from './errors.js';
+import { VnetError } from '../errors.js';
 import { emptyState, type VnetState } from './types.js';
+import { defaultNic } from './vm.js';
 
 export const STATE_FILE = 'vnet.json';
 
@@ -50,6 +51,9 @@ export class StateStore {
       const state = JSON.parse(text) as VnetState;
       if (state.version !== 1 || !Array.isArray(state.vms)) throw new Error('unknown format');
       state.running ??= {};
+      state.natNetworks ??= [];
+      // NICs saved before a setting existed get its default.
+      for (const vm of state.vms) vm.nics = vm.nics.map((nic) => ({ ...defaultNic(nic.slot), ...nic }));
       return state;
     } catch (err) {
       throw new VnetError('VNET_ERR_HOST', `${this.path} is not a vnet state file (${(err as Error).message})`, { cause: err });

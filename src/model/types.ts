@@ -36,6 +36,42 @@ export interface NicConfig {
   genericProperties: Record<string, string>;
   /** Link MTU the guest is told about; 0 = the mode's default. */
   mtu: number;
+  /** NAT: the guest network (`--nat-net<N>`); empty = VirtualBox's 10.0.(N+1).0/24. */
+  natNet: string;
+  /** NAT: the gateway address reaches the host's 127.0.0.1 (`--nat-localhostreachable<N>`). */
+  natLocalhostReachable: boolean;
+  /** NAT: DNS answered through the host's own resolver (`--nat-dns-host-resolver<N>`). */
+  natDnsHostResolver: boolean;
+  /** NAT: port forwards (`--nat-pf<N>`). */
+  portForwards: PortForward[];
+  /** NAT Network name (`--nat-network<N>`), VirtualBox's default `NatNetwork`. */
+  natNetwork: string;
+}
+
+export type ForwardProtocol = 'tcp' | 'udp';
+
+/** A port forward: host `hostIp:hostPort` → guest `guestIp:guestPort`. */
+export interface PortForward {
+  name: string;
+  protocol: ForwardProtocol;
+  /** Empty = 127.0.0.1 (VirtualBox binds every address; we bind loopback unless told). */
+  hostIp: string;
+  hostPort: number;
+  /** Empty = the guest's DHCP address. */
+  guestIp: string;
+  guestPort: number;
+}
+
+/** A NAT Network (`natnetwork add`): one NAT router shared by the VMs on it. */
+export interface NatNetworkConfig {
+  name: string;
+  /** IPv4 CIDR, e.g. 10.0.2.0/24. */
+  network: string;
+  enabled: boolean;
+  dhcp: boolean;
+  /** The gateway reaches the host's 127.0.0.1. */
+  localhostReachable: boolean;
+  portForwards: PortForward[];
 }
 
 export interface VmConfig {
@@ -60,6 +96,7 @@ export interface VnetState {
   version: 1;
   vms: VmConfig[];
   running: Record<string, RunningState>;
+  natNetworks: NatNetworkConfig[];
 }
 
-export const emptyState = (): VnetState => ({ version: 1, vms: [], running: {} });
+export const emptyState = (): VnetState => ({ version: 1, vms: [], running: {}, natNetworks: [] });

@@ -4,7 +4,8 @@
  * leaves nothing half-applied.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { invalid } from './errors.js';
+import { invalid } from '../errors.js';
+import { addRule, deleteRule, parseNatRule } from './port-forward.js';
 import {
   ATTACHMENT_MODES,
   GENERIC_DRIVERS,
@@ -59,6 +60,11 @@ export function defaultNic(slot: number): NicConfig {
     genericDriver: '',
     genericProperties: {},
     mtu: 0,
+    natNet: '',
+    natLocalhostReachable: false,
+    natDnsHostResolver: false,
+    portForwards: [],
+    natNetwork: 'NatNetwork',
   };
 }
 
@@ -78,9 +84,13 @@ export function validateVmName(name: string): void {
 }
 
 /** A partial NIC change as sent by `modifyvm`/`controlvm`; fields are validated on apply. */
-export type NicChange = Partial<Omit<NicConfig, 'slot' | 'genericProperties'>> & {
+export type NicChange = Partial<Omit<NicConfig, 'slot' | 'genericProperties' | 'portForwards'>> & {
   /** Merged into the existing properties; an empty value removes the key. */
   genericProperties?: Record<string, string>;
+  /** NAT rules to add, in VirtualBox's spelling (`name,tcp,,8080,,80`). */
+  addForwards?: string[];
+  /** NAT rule names to delete. */
+  deleteForwards?: string[];
 };
 
 export interface VmChange {
@@ -110,6 +120,7 @@ export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
 
 const NIC_FIELDS = new Set([
   'mode', 'mac', 'cableConnected', 'promisc', 'trace', 'traceFile', 'intnet', 'genericDriver', 'genericProperties', 'mtu',
+  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natNetwork', 'addForwards', 'deleteForwards',
 ]);
 
 function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
@@ -133,6 +144,12 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
     else next.genericProperties[key] = String(value);
   }
   if (change.mtu !== undefined) next.mtu = mtu(change.mtu, n);
+  if (change.natNet !== undefined) next.natNet = change.natNet === '' ? '' : natCidr(change.natNet, `NIC ${n} NAT network`);
+  if (change.natLocalhostReachable !== undefined) next.natLocalhostReachable = bool(change.natLocalhostReachable, `NIC ${n} localhost-reachable`);
+  if (change.natDnsHostResolver !== undefined) next.natDnsHostResolver = bool(change.natDnsHostResolver, `NIC ${n} DNS host resolver`);
+  if (change.natNetwork !== undefined) next.natNetwork = networkName(change.natNetwork, `NIC ${n} NAT network name`);
+  for (const name of change.deleteForwards ?? []) next.portForwards = deleteRule(next.portForwards, String(name), `NIC ${n}`);
+  for (const text of change.addForwards ?? []) next.portForwards = addRule(next.portForwards, parseNatRule(String(text)), `NIC ${n}`);
   validateNic(next);
   return next;
 }
@@ -177,3 +194,23 @@ function mtu(value: unknown, slot: number): number {
   }
   return n;
 }
+
+/**
+ * A NAT guest network: IPv4, prefix 8-29 (room for gateway .2, DNS .3, TFTP .4
+ * and a guest at .15), given as its network address.
+ */
+export function natCidr(value: unknown, what: string): string {
+  const text = String(value);
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(text);
+  const octets = match?.slice(1, 5).map(Number) ?? [];
+  const prefix = Number(match?.[5]);
+  if (!match || octets.some((o) => o > 255) || prefix < 8 || prefix > 27) {
+    throw invalid(`invalid ${what} '${text}': expected an IPv4 network such as 10.0.2.0/24 (prefix 8-27)`);
+  }
+  const address = octets.reduce((acc, o) => acc * 256 + o, 0);
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  if (((address & mask) >>> 0) !== address) throw invalid(`invalid ${what} '${text}': host bits are set; did you mean ${formatAddress((address & mask) >>> 0)}/${prefix}?`);
+  return text;
+}
+
+const formatAddress = (n: number): string => [24, 16, 8, 0].map((s) => (n >>> s) & 0xff).join('.');

@@ -20,6 +20,7 @@ import { WireError } from '../wire/errors.js';
 import { emitEthernet, EtherType, EthernetView, ETHERNET_HEADER_LENGTH } from '../wire/ethernet.js';
 import { emitIcmpv4, Icmpv4Type, Icmpv4View, ICMPV4_HEADER_LENGTH, ICMPV4_MAX_ERROR_DATAGRAM } from '../wire/icmpv4.js';
 import { emitIpv4, IpProtocol, Ipv4View, IPV4_HEADER_LENGTH } from '../wire/ipv4.js';
+import { emitUdp, UDP_HEADER_LENGTH } from '../wire/udp.js';
 import { ArpTable } from './arp-table.js';
 import { LINK_HEADROOM, type Clock, type GuestLink } from './guest-link.js';
 
@@ -107,6 +108,30 @@ export class Gateway implements GuestLink {
   /** Send an IPv4 packet to a MAC directly (DHCP replies before the guest has an address). */
   sendIpv4To(frame: Uint8Array, mac: Uint8Array): void {
     this.emitFrame(frame, mac, EtherType.IPv4);
+  }
+
+  /**
+   * Send a UDP datagram to a guest, from any address the guest should see
+   * (the gateway's, a NAT peer's). `toMac` skips ARP (DHCP replies to a
+   * guest with no address yet; broadcast). Returns false when it was too big
+   * for the guests' MTU (we do not fragment) and was dropped.
+   */
+  sendUdp(source: number, sourcePort: number, destination: number, destinationPort: number, payload: Uint8Array, toMac?: Uint8Array): boolean {
+    const udpLength = UDP_HEADER_LENGTH + payload.length;
+    if (IPV4_HEADER_LENGTH + udpLength > this.mtu) {
+      this.drop('udp:larger-than-mtu');
+      return false;
+    }
+    const frame = new Uint8Array(LINK_HEADROOM + IPV4_HEADER_LENGTH + udpLength);
+    emitIpv4(
+      { source, destination, protocol: IpProtocol.UDP, ttl: DEFAULT_TTL, payloadLength: udpLength, identification: this.nextIdentification() },
+      frame,
+      LINK_HEADROOM,
+    );
+    emitUdp({ sourcePort, destinationPort, payload }, frame, LINK_HEADROOM + IPV4_HEADER_LENGTH, { source, destination });
+    if (toMac) this.sendIpv4To(frame, toMac);
+    else this.sendIpv4(frame, destination);
+    return true;
   }
 
   /** Next IP identification for packets we originate. */

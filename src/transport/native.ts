@@ -15,6 +15,7 @@ export interface OpenedTap {
   ifname: string;
 }
 
+/** Flags for `openTap`. */
 export interface OpenTapOptions {
   /** IFF_VNET_HDR: every frame carries a 10-byte virtio-net header. Off by default. */
   vnetHdr?: boolean;
@@ -22,6 +23,7 @@ export interface OpenTapOptions {
   multiQueue?: boolean;
 }
 
+/** How the poller frames and addresses what it reads and writes. */
 export interface PollerOptions {
   /** Bytes before each frame on the fd (10 with IFF_VNET_HDR); stripped on read, zeros added on write. */
   headerLength?: number;
@@ -60,6 +62,7 @@ export interface NativePoller {
 /** Slots of `NativePoller.status`. */
 export const WRITE_STATUS = { failed: 0, bytes: 1, errno: 2 } as const;
 
+/** `new Poller(fd, onFrames, onWritable, onError, options)`. */
 export interface NativePollerConstructor {
   /** Takes over `fd` when it returns; if it throws, the fd is still the caller's. */
   new (
@@ -71,6 +74,47 @@ export interface NativePollerConstructor {
   ): NativePoller;
 }
 
+/** What `openIcmpSocket` returns: a non-blocking ICMP socket and how it behaves. */
+export interface OpenedIcmpSocket {
+  fd: number;
+  /**
+   * 'ping': SOCK_DGRAM/IPPROTO_ICMP; the kernel sets the echo identifier and
+   * checksum and delivers only this socket's replies, ICMP errors come from
+   * the error queue. 'raw': SOCK_RAW; the caller writes every byte and sees
+   * every echo reply, unreachable and time exceeded of the namespace.
+   */
+  kind: 'ping' | 'raw';
+}
+
+/**
+ * Batched reads from an ICMP socket, one `onPackets(count)` call per batch.
+ * Entry i of `rxMeta` is `[offset, length, address, info]` (4 slots): the
+ * bytes in `rxSlab` are an ICMP message (a raw socket's IP header is already
+ * skipped), valid only during `onPackets`. `info` 0: a message from `address`.
+ * `info & ICMP_ERROR_QUEUE_ENTRY` (ping sockets): an ICMP error of type
+ * `(info >> 8) & 0xff`, code `info & 0xff` about our request quoted in the
+ * bytes, which went to `address`.
+ */
+export interface NativeIcmpReceiver {
+  readonly rxSlab: ArrayBuffer;
+  readonly rxMeta: Uint32Array;
+  start(): void;
+  /** Stops reading and closes the fd. Idempotent; no callback runs after it. */
+  close(): void;
+}
+
+/** `info` bit of an error queue entry in `NativeIcmpReceiver.rxMeta`. */
+export const ICMP_ERROR_QUEUE_ENTRY = 0x10000;
+/** Slots per entry of `NativeIcmpReceiver.rxMeta`. */
+export const ICMP_META_SLOTS = 4;
+
+/** `new IcmpReceiver(fd, raw, onPackets, onError)`. */
+export interface NativeIcmpReceiverConstructor {
+  /** Takes over `fd` when it returns; if it throws, the fd is still the caller's. */
+  new (fd: number, raw: boolean, onPackets: (count: number) => void, onError: (message: string) => void): NativeIcmpReceiver;
+}
+
+/** The functions and class native/src exports. */
 export interface NativeAddon {
   /** Opens (creating if needed) TAP `ifname` inside the netns at `netnsPath` (null: the current one). */
   openTap(ifname: string, netnsPath: string | null, options?: OpenTapOptions): OpenedTap;
@@ -79,6 +123,34 @@ export interface NativeAddon {
   /** A non-blocking AF_UNIX datagram socket bound to `localPath` (a stale socket there is removed). */
   openUnixDgram(localPath: string): number;
   Poller: NativePollerConstructor;
+  /**
+   * An ICMP socket for echo requests: a ping socket if allowed, else raw
+   * (`kind` forces one). Throws VNET_ERR_ICMP naming what each needs.
+   */
+  openIcmpSocket(kind?: 'ping' | 'raw' | null): OpenedIcmpSocket;
+  /** sendto(fd, message, address); returns bytes sent. Throws VNET_ERR_ICMP with `errno` (EAGAIN included). */
+  icmpSendTo(fd: number, message: Uint8Array, address: number): number;
+  IcmpReceiver: NativeIcmpReceiverConstructor;
+  /** The kernel's TCP state of a socket fd (TCP_INFO tcpi_state: 7 = CLOSE, 8 = CLOSE_WAIT, …). */
+  tcpState(fd: number): number;
+}
+
+/** Linux's TCP_CLOSE: what a socket is in after the peer reset it. */
+const TCP_CLOSE = 7;
+
+/**
+ * True if the peer reset `socket` (rather than closing it with a FIN): Linux
+ * reports both as end-of-file when data was still queued, only the state
+ * differs. False when it cannot tell.
+ */
+export function wasReset(socket: { _handle?: { fd?: number } }): boolean {
+  const fd = socket._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return false;
+  try {
+    return nativeAddon().tcpState(fd) === TCP_CLOSE;
+  } catch {
+    return false;
+  }
 }
 
 /** The addon is not built; `npm ci` (or `npm run install`) builds it. */

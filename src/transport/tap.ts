@@ -11,6 +11,7 @@ import { nativeAddon } from './native.js';
 /** Size of `struct virtio_net_hdr` that IFF_VNET_HDR puts before each frame. */
 const VIRTIO_NET_HDR_LENGTH = 10;
 
+/** Which device, in which network namespace. */
 export interface TapOpenOptions {
   /** Device name, at most 15 bytes; an existing (persistent) device of that name is attached to. */
   ifname: string;

@@ -5,13 +5,18 @@
  *
  * With no remote path, the peer is whoever sent the last datagram; until one
  * arrives, frames toward the guest are dropped (`dropsOut`). When the peer
- * restarts, the next send reconnects to its path.
+ * restarts, the next send reconnects to its path; until we send, the kernel
+ * refuses the new peer's datagrams (we are still connected to the old one).
+ *
+ * The kernel queues at most `net.unix.max_dgram_qlen` (default 10) datagrams
+ * per receiver; beyond that sends wait in the transport's backlog.
  */
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 
 import { FdTransport } from './fd-transport.js';
 import { nativeAddon } from './native.js';
 
+/** Where to bind and whom to talk to. */
 export interface UnixDgramOpenOptions {
   /** Path we bind (a stale socket there is replaced; any other file is an error). */
   localPath: string;

@@ -23,7 +23,7 @@
  * Reasons thrown: `truncated`, `unsupported`.
  */
 
-import { get16, get32, set16, set32 } from './bytes.js';
+import { get16, get32, set16, set32, setMac } from './bytes.js';
 import { WireError } from './errors.js';
 
 /** Length of an Ethernet/IPv4 ARP packet. */
@@ -129,9 +129,9 @@ export function emitArp(packet: ArpPacket, into: Uint8Array, offset: number): nu
   into[offset + HLEN] = 6;
   into[offset + PLEN] = 4;
   set16(into, offset + OPER, packet.operation);
-  into.set(packet.senderHardwareAddress.subarray(0, 6), offset + SHA);
+  setMac(into, offset + SHA, packet.senderHardwareAddress);
   set32(into, offset + SPA, packet.senderProtocolAddress);
-  into.set(packet.targetHardwareAddress.subarray(0, 6), offset + THA);
+  setMac(into, offset + THA, packet.targetHardwareAddress);
   set32(into, offset + TPA, packet.targetProtocolAddress);
   return offset + ARP_PACKET_LENGTH;
 }

@@ -35,3 +35,8 @@ export function set32(b: Uint8Array, o: number, v: number): void {
 export function isAt(part: Uint8Array, whole: Uint8Array, offset: number): boolean {
   return part.buffer === whole.buffer && part.byteOffset === whole.byteOffset + offset;
 }
+
+/** Copies the 6-byte MAC at the start of `mac` to `into[offset]` (a loop: cheaper than `set` + `subarray` for 6 bytes). */
+export function setMac(into: Uint8Array, offset: number, mac: Uint8Array): void {
+  for (let i = 0; i < 6; i++) into[offset + i] = mac[i]!;
+}

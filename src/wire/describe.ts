@@ -20,7 +20,7 @@ import { IpProtocol, Ipv4View } from './ipv4.js';
 import { TcpView } from './tcp.js';
 import { UdpView } from './udp.js';
 
-const DHCP_TYPE_NAMES = ['', 'DISCOVER', 'OFFER', 'REQUEST', 'DECLINE', 'ACK', 'NAK', 'RELEASE', 'INFORM'];
+const DHCP_TYPE_NAMES = [undefined, 'DISCOVER', 'OFFER', 'REQUEST', 'DECLINE', 'ACK', 'NAK', 'RELEASE', 'INFORM'];
 // tcpdump's letters, in bit order FIN SYN RST PSH ACK URG ECE CWR.
 const TCP_FLAG_LETTERS = ['F', 'S', 'R', 'P', '.', 'U', 'E', 'W'];
 const UNREACHABLE_NAMES = ['net', 'host', 'protocol', 'port', 'need-frag', 'source-route'];
@@ -31,7 +31,7 @@ export function describe(frame: Uint8Array): string {
   try {
     describeEthernet(frame, parts);
   } catch (err) {
-    parts.push(err instanceof WireError ? `malformed (${err.key})` : `malformed (bug: ${String(err)})`);
+    parts.push(err instanceof WireError ? `malformed (${err.protocol}: ${err.reason})` : `malformed (bug: ${String(err)})`);
   }
   return parts.join(' ');
 }
@@ -74,10 +74,10 @@ function describeIpv4(bytes: Uint8Array, parts: string[]): void {
   const source = formatIpv4(ip.source);
   const destination = formatIpv4(ip.destination);
   const payload = ip.payload;
-  // Only the first fragment carries the transport header.
-  if (ip.fragmentOffset > 0) {
+  // Later fragments carry no transport header, and the first one's is cut short.
+  if (ip.isFragment) {
     parts.push(
-      `IPv4 ${source} > ${destination} frag id ${ip.identification} off ${ip.fragmentOffset} proto ${ip.protocol} len ${payload.length}`,
+      `IPv4 ${source} > ${destination} frag id ${ip.identification} off ${ip.fragmentOffset}${ip.moreFragments ? '+' : ''} proto ${ip.protocol} len ${payload.length}`,
     );
     return;
   }
@@ -139,7 +139,7 @@ function describeIcmpv4(bytes: Uint8Array, parts: string[]): void {
 function describeDhcp(bytes: Uint8Array, parts: string[]): void {
   const dhcp = DhcpView.checked(bytes);
   const type = getMessageType(parseDhcpOptions(dhcp));
-  const name = type === undefined ? 'BOOTP' : (DHCP_TYPE_NAMES[type] ?? `type ${type}`) || `type ${type}`;
+  const name = type === undefined ? 'BOOTP' : (DHCP_TYPE_NAMES[type] ?? `type ${type}`);
   let line = `DHCP ${name} xid 0x${dhcp.xid.toString(16).padStart(8, '0')}`;
   if (dhcp.hlen === 6) line += ` chaddr ${formatMac(dhcp.chaddr)}`;
   if (dhcp.yiaddr !== 0) line += ` yiaddr ${formatIpv4(dhcp.yiaddr)}`;

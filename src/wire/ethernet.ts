@@ -19,7 +19,7 @@
  * Reasons thrown: `truncated`.
  */
 
-import { get16, set16 } from './bytes.js';
+import { get16, set16, setMac } from './bytes.js';
 import { WireError } from './errors.js';
 
 /** Ethernet header length without VLAN tags. */
@@ -99,11 +99,11 @@ export class EthernetView {
   }
 
   set destination(mac: Uint8Array) {
-    this.bytes.set(mac.subarray(0, 6), DESTINATION);
+    setMac(this.bytes, DESTINATION, mac);
   }
 
   set source(mac: Uint8Array) {
-    this.bytes.set(mac.subarray(0, 6), SOURCE);
+    setMac(this.bytes, SOURCE, mac);
   }
 }
 
@@ -121,8 +121,8 @@ export function parseEthernet(view: EthernetView): EthernetHeader {
 
 /** Writes an untagged header at `offset`; returns the offset just past it. */
 export function emitEthernet(header: EthernetHeader, into: Uint8Array, offset: number): number {
-  into.set(header.destination.subarray(0, 6), offset + DESTINATION);
-  into.set(header.source.subarray(0, 6), offset + SOURCE);
+  setMac(into, offset + DESTINATION, header.destination);
+  setMac(into, offset + SOURCE, header.source);
   set16(into, offset + ETHERTYPE, header.etherType);
   return offset + ETHERNET_HEADER_LENGTH;
 }

@@ -19,7 +19,7 @@
  */
 
 import { get16, get32, set16, set32 } from './bytes.js';
-import { fold, sum } from './checksum.js';
+import { fold, sum, sumRange } from './checksum.js';
 import { WireError } from './errors.js';
 import type { ParseOptions } from './ipv4.js';
 
@@ -225,6 +225,6 @@ export function emitIcmpv4(message: Icmpv4Message, into: Uint8Array, offset: num
   set16(into, offset + CHECKSUM, 0);
   set32(into, offset + REST, rest);
   into.set(body, offset + DATA);
-  set16(into, offset + CHECKSUM, fold(sum(into.subarray(offset, end))));
+  set16(into, offset + CHECKSUM, fold(sumRange(into, offset, end)));
   return end;
 }

@@ -23,7 +23,7 @@
  */
 
 import { get16, get32, set16, set32 } from './bytes.js';
-import { fold, sum } from './checksum.js';
+import { fold, sumRange } from './checksum.js';
 import { WireError } from './errors.js';
 
 /** Header length without options. */
@@ -169,13 +169,13 @@ export class Ipv4View {
 
   /** True when the header checksum is right (RFC 791 §3.1: the header sums to all ones). */
   verifyChecksum(): boolean {
-    return fold(sum(this.header)) === 0;
+    return fold(sumRange(this.bytes, 0, this.headerLength)) === 0;
   }
 
   /** Computes and stores the header checksum. Call after the last header write. */
   fillChecksum(): void {
     set16(this.bytes, CHECKSUM, 0);
-    set16(this.bytes, CHECKSUM, fold(sum(this.header)));
+    set16(this.bytes, CHECKSUM, fold(sumRange(this.bytes, 0, this.headerLength)));
   }
 }
 
@@ -257,6 +257,6 @@ export function emitIpv4(header: Ipv4Header, into: Uint8Array, offset: number): 
   set32(into, offset + SOURCE, header.source);
   set32(into, offset + DESTINATION, header.destination);
   if (options !== undefined && optionsLength > 0) into.set(options, offset + IPV4_HEADER_LENGTH);
-  set16(into, offset + CHECKSUM, fold(sum(into.subarray(offset, offset + headerLength))));
+  set16(into, offset + CHECKSUM, fold(sumRange(into, offset, offset + headerLength)));
   return offset + headerLength;
 }

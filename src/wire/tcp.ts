@@ -28,7 +28,7 @@
  */
 
 import { get16, get32, isAt, set16, set32 } from './bytes.js';
-import { fold, pseudoHeaderSum, sum, type PseudoHeader } from './checksum.js';
+import { fold, pseudoHeaderSum, sum, sumRange, type PseudoHeader } from './checksum.js';
 import { WireError } from './errors.js';
 import { IpProtocol, type ParseOptions } from './ipv4.js';
 
@@ -398,6 +398,6 @@ export function emitTcp(segment: TcpSegment, into: Uint8Array, offset: number, p
   emitTcpOptions(segment.options, into, offset + TCP_HEADER_LENGTH);
   if (!isAt(segment.payload, into, offset + headerLength)) into.set(segment.payload, offset + headerLength);
   const acc = pseudoHeaderSum(pseudo.source, pseudo.destination, IpProtocol.TCP, end - offset);
-  set16(into, offset + CHECKSUM, fold(sum(into.subarray(offset, end), acc)));
+  set16(into, offset + CHECKSUM, fold(sumRange(into, offset, end, acc)));
   return end;
 }

@@ -16,7 +16,7 @@
  */
 
 import { get16, isAt, set16 } from './bytes.js';
-import { fold, pseudoHeaderSum, sum, type PseudoHeader } from './checksum.js';
+import { fold, pseudoHeaderSum, sumRange, type PseudoHeader } from './checksum.js';
 import { WireError } from './errors.js';
 import { IpProtocol, type ParseOptions } from './ipv4.js';
 
@@ -77,7 +77,7 @@ export class UdpView {
     if (this.checksum === 0) return true;
     const length = this.length;
     const acc = pseudoHeaderSum(pseudo.source, pseudo.destination, IpProtocol.UDP, length);
-    return fold(sum(this.bytes.subarray(0, length), acc)) === 0;
+    return fold(sumRange(this.bytes, 0, length, acc)) === 0;
   }
 
   /** Computes and stores the checksum over header and data up to Length. */
@@ -85,7 +85,7 @@ export class UdpView {
     set16(this.bytes, CHECKSUM, 0);
     const length = this.length;
     const acc = pseudoHeaderSum(pseudo.source, pseudo.destination, IpProtocol.UDP, length);
-    set16(this.bytes, CHECKSUM, udpChecksumValue(fold(sum(this.bytes.subarray(0, length), acc))));
+    set16(this.bytes, CHECKSUM, udpChecksumValue(fold(sumRange(this.bytes, 0, length, acc))));
   }
 }
 
@@ -126,6 +126,6 @@ export function emitUdp(datagram: UdpDatagram, into: Uint8Array, offset: number,
   set16(into, offset + CHECKSUM, 0);
   if (!isAt(payload, into, offset + UDP_HEADER_LENGTH)) into.set(payload, offset + UDP_HEADER_LENGTH);
   const acc = pseudoHeaderSum(pseudo.source, pseudo.destination, IpProtocol.UDP, length);
-  set16(into, offset + CHECKSUM, udpChecksumValue(fold(sum(into.subarray(offset, offset + length), acc))));
+  set16(into, offset + CHECKSUM, udpChecksumValue(fold(sumRange(into, offset, offset + length, acc))));
   return offset + length;
 }

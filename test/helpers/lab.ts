@@ -96,8 +96,8 @@ export class Lab {
    * namespace (`ip netns exec` would give it a private one, where the
    * namespaces it creates stay invisible to us).
    */
-  spawnNsenter(netns: string, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('nsenter', [`--net=/var/run/netns/${netns}`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  spawnNsenter(netns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+    const child = spawn('nsenter', [`--net=/var/run/netns/${netns}`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.processes.add(child);
     child.once('exit', () => this.processes.delete(child));
     return child;

@@ -20,17 +20,18 @@ export class VnetDaemon {
     private readonly lab: Lab,
     readonly netns: string,
     readonly home: string,
+    private readonly env: NodeJS.ProcessEnv = {},
   ) {}
 
   /** Start a daemon in `netns` (a new one if not given) with a fresh home. */
-  static async start(lab: Lab, netns?: string, home?: string): Promise<VnetDaemon> {
-    const daemon = new VnetDaemon(lab, netns ?? (await lab.netns('host')), home ?? lab.tempDir('home'));
+  static async start(lab: Lab, netns?: string, home?: string, env?: NodeJS.ProcessEnv): Promise<VnetDaemon> {
+    const daemon = new VnetDaemon(lab, netns ?? (await lab.netns('host')), home ?? lab.tempDir('home'), env);
     await daemon.restart();
     return daemon;
   }
 
   async restart(): Promise<void> {
-    const child = this.lab.spawnNsenter(this.netns, process.execPath, [VNET_BIN, 'daemon', '--home', this.home]);
+    const child = this.lab.spawnNsenter(this.netns, process.execPath, [VNET_BIN, 'daemon', '--home', this.home], this.env);
     child.stdout!.on('data', (c: Buffer) => (this.log += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (this.log += c.toString()));
     this.process = child;

@@ -421,7 +421,7 @@ export class DhcpServer {
       ciaddr: isAck ? ciaddr : 0,
       yiaddr,
       giaddr: request.giaddr ?? 0,
-      chaddr: request.chaddr.slice(),
+      chaddr: new Uint8Array(request.chaddr),
       options: new Map([[DhcpOption.MessageType, u8Option(type)], ...options]),
     };
     // RFC 2131 §4.1: "If the 'giaddr' field is zero and the 'ciaddr' field is nonzero, then the server unicasts
@@ -535,6 +535,8 @@ export class DhcpServer {
       throw new RangeError(`DHCP server configuration: ${what}`);
     };
     if (!Number.isInteger(c.leaseTimeSec) || c.leaseTimeSec < 1) fail(`lease time ${c.leaseTimeSec} is not a positive number of seconds`);
+    // RFC 2132 §5.1: "The minimum legal value for the MTU is 68."
+    if (c.mtu !== undefined && (!Number.isInteger(c.mtu) || c.mtu < 68 || c.mtu > 0xffff)) fail(`MTU ${c.mtu} is not 68-65535`);
     if (((c.network & c.netmask) >>> 0) !== c.network) fail('network address has host bits set');
     if (!this.inNetwork(c.serverIp)) fail('server address is not on the network');
     if (c.poolStart > c.poolEnd || !this.inNetwork(c.poolStart) || !this.inNetwork(c.poolEnd)) {

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { fold, pseudoHeaderSum, sum } from '../../../src/wire/checksum.js';
+import { fold, pseudoHeaderSum, sum, sumRange } from '../../../src/wire/checksum.js';
 import { atOffset, hex } from './helpers.js';
 
 /** Byte-at-a-time reference from RFC 1071 §4.1. */
-function reference(bytes: Uint8Array): number {
-  let acc = 0;
+function reference(bytes: Uint8Array, acc = 0): number {
   for (let i = 0; i < bytes.length; i += 2) acc += (bytes[i]! << 8) + (bytes[i + 1] ?? 0);
   while (acc > 0xffff) acc = (acc & 0xffff) + (acc >>> 16);
   return ~acc & 0xffff;
@@ -56,6 +55,16 @@ describe('checksum', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 600 }), fc.integer({ min: 0, max: 7 }), (bytes, offset) => {
         assert.equal(fold(sum(atOffset(bytes, offset))), reference(bytes));
+      }),
+    );
+  });
+
+  it('sums a range without a subarray, equal to sum of the subarray (property)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), fc.nat(), fc.nat(), (bytes, a, b) => {
+        const start = Math.min(a % (bytes.length + 1), b % (bytes.length + 1));
+        const end = Math.max(a % (bytes.length + 1), b % (bytes.length + 1));
+        assert.equal(fold(sumRange(atOffset(bytes, 1), start, end, 7)), reference(bytes.subarray(start, end), 7));
       }),
     );
   });

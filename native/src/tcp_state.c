@@ -1,0 +1,37 @@
+/*
+ * tcpState(fd): the kernel's TCP state of a socket (TCP_INFO's tcpi_state).
+ *
+ * Why: when a peer's RST arrives while received data is still queued, Linux
+ * reports end-of-file to read(), exactly as for a FIN. Only the state tells
+ * them apart afterwards: TCP_CLOSE after a reset, TCP_CLOSE_WAIT after a
+ * FIN. The TCP NAT uses it to pass a host reset on to the guest as a reset.
+ */
+#include "vnet.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+static napi_value tcp_state(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      !vnet_arg_int32(env, argv[0], "fd", &fd)) {
+    return NULL;
+  }
+  struct tcp_info tcpi;
+  socklen_t len = sizeof(tcpi);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &tcpi, &len) != 0) {
+    vnet_throw_errno(env, "VNET_ERR_TCP_INFO", errno, "getsockopt(TCP_INFO)");
+    return NULL;
+  }
+  napi_value result;
+  napi_create_int32(env, tcpi.tcpi_state, &result);
+  return result;
+}
+
+bool vnet_init_tcp_state(napi_env env, napi_value exports) {
+  return vnet_export_function(env, exports, "tcpState", tcp_state);
+}

@@ -1,0 +1,264 @@
+/**
+ * One NAT LAN: the guests' switch plus the router on it — a NIC's private NAT
+ * network (`nat`, VirtualBox: one per NIC) or a NAT Network shared by VMs
+ * (`natnetwork`).
+ *
+ *   guest ─► switch ─► gateway (ARP, ICMP echo, IPv4 checks)
+ *                        ├─ local: DHCP :67, DNS .dns:53, forwarded-flow replies,
+ *                        │         gateway → host 127.0.0.1 when localhost is reachable
+ *                        └─ forward: TCP NAT, UDP NAT, ICMP echo NAT → host sockets
+ *   host sockets / port-forward listeners ─► gateway.sendIpv4 ─► switch ─► guest
+ */
+import { Switch } from '../switch/switch.js';
+import { Gateway } from '../stack/gateway.js';
+import { formatIpv4, formatMac, parseCidr, parseMac, BROADCAST_MAC } from '../wire/address.js';
+import { DhcpView, emitDhcp, dhcpLength, parseDhcp, DHCP_SERVER_PORT, DHCP_CLIENT_PORT } from '../wire/dhcpv4.js';
+import { Icmpv4Type, Icmpv4UnreachableCode, Icmpv4View } from '../wire/icmpv4.js';
+import { IpProtocol, type Ipv4View } from '../wire/ipv4.js';
+import { TcpView } from '../wire/tcp.js';
+import { UdpView } from '../wire/udp.js';
+import { WireError } from '../wire/errors.js';
+import { TcpNat } from '../nat/tcp/tcp-nat.js';
+import { UdpNat } from '../nat/udp-nat.js';
+import { IcmpEchoNat } from '../nat/icmp-echo.js';
+import { PortForwarder, type PortForward } from '../nat/port-forwarder.js';
+import { DhcpServer, type LeaseStore } from '../services/dhcp/server.js';
+import { DnsProxy } from '../services/dns/proxy.js';
+import { readResolvConf } from '../services/dns/resolv-conf.js';
+import { wasReset } from '../transport/native.js';
+
+export interface NatLanConfig {
+  /** `nat:VM/nicN` or `natnet:NAME`. */
+  key: string;
+  /** Guest network, e.g. 10.0.2.0/24. */
+  cidr: string;
+  /** Host number of the gateway in the network (NAT .2, NAT Network .1). */
+  gatewayHost: number;
+  /** Host number of the DNS proxy (NAT .3, NAT Network: the gateway). */
+  dnsHost: number;
+  /** DHCP pool as host numbers, or null for no DHCP server. */
+  dhcp: { serverHost: number; first: number; last: number } | null;
+  /** Where a forward without a guest IP goes when no lease says better (NAT: .15). */
+  defaultGuestHost: number;
+  localhostReachable: boolean;
+  dnsHostResolver: boolean;
+  mtu: number;
+  forwards: PortForward[];
+  leaseStore?: LeaseStore;
+  /** Names of VMs by MAC, so DNS can answer for them. */
+  vmNameForMac?: (mac: string) => string | undefined;
+  log?: (line: string) => void;
+}
+
+/** VirtualBox NAT's gateway MAC prefix (52:54:00:12:35:xx); the last byte is the gateway's host number. */
+const GATEWAY_MAC_PREFIX = [0x52, 0x54, 0x00, 0x12, 0x35];
+const LOOPBACK = '127.0.0.1';
+
+/** Destinations a guest may never reach through the NAT (RFC 1122 §3.2.1.3, RFC 5735). */
+function isMartian(ip: number): boolean {
+  const first = ip >>> 24;
+  return first === 0 || first === 127 || first >= 224;
+}
+
+export class NatLan {
+  readonly switch: Switch;
+  readonly gateway: Gateway;
+  readonly tcp: TcpNat;
+  readonly udp: UdpNat;
+  readonly icmp: IcmpEchoNat;
+  readonly dhcp: DhcpServer | null;
+  readonly dns: DnsProxy;
+  readonly forwarder: PortForwarder;
+  private readonly gatewayIp: number;
+  private readonly dnsIp: number;
+  private readonly dhcpServerIp: number;
+  private localhostReachable: boolean;
+
+  private constructor(readonly config: NatLanConfig) {
+    const cidr = parseCidr(config.cidr);
+    const at = (host: number) => (cidr.network + host) >>> 0;
+    this.gatewayIp = at(config.gatewayHost);
+    this.dnsIp = at(config.dnsHost);
+    this.dhcpServerIp = at(config.dhcp?.serverHost ?? config.gatewayHost);
+    this.localhostReachable = config.localhostReachable;
+    this.switch = new Switch(config.key);
+    this.gateway = new Gateway({
+      mac: Uint8Array.from([...GATEWAY_MAC_PREFIX, config.gatewayHost & 0xff]),
+      addresses: [...new Set([this.gatewayIp, this.dnsIp, ...(config.dhcp ? [at(config.dhcp.serverHost)] : [])])],
+      network: cidr.network,
+      mask: cidr.mask,
+      mtu: config.mtu,
+    });
+    const port = this.switch.attach({ name: `${config.key}/gateway`, mac: this.gateway.mac, kind: 'service', deliver: (f) => this.gateway.fromNetwork(f) });
+    this.gateway.output = (frame) => port.send(frame);
+    this.gateway.handlers = { local: (ip, mac) => this.local(ip, mac), forward: (ip) => this.forward(ip) };
+    this.tcp = new TcpNat({
+      link: this.gateway,
+      sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
+      hostWasReset: (socket) => wasReset(socket as never),
+    });
+    this.udp = new UdpNat({ link: this.gateway });
+    // The ICMP socket opens on the first echo request; stats() says if it could not.
+    this.icmp = new IcmpEchoNat({ link: this.gateway });
+    this.dhcp = config.dhcp
+      ? new DhcpServer(
+          {
+            serverIp: at(config.dhcp.serverHost),
+            netmask: cidr.mask,
+            network: cidr.network,
+            poolStart: at(config.dhcp.first),
+            poolEnd: at(config.dhcp.last),
+            router: this.gatewayIp,
+            dns: [this.dnsIp],
+            mtu: config.mtu,
+            leaseTimeSec: 86400,
+          },
+          { store: config.leaseStore },
+        )
+      : null;
+    this.dns = new DnsProxy({
+      upstreams: readResolvConf(process.env.VNET_RESOLV_CONF).nameservers,
+      useHostResolver: config.dnsHostResolver,
+      localNames: (name) => this.resolveLocal(name),
+    });
+    this.forwarder = new PortForwarder({
+      link: this.gateway,
+      tcp: this.tcp,
+      gatewayIp: this.gatewayIp,
+      defaultGuestIp: () => this.dhcp?.leases().find((l) => l.state === 'bound')?.ip ?? at(config.defaultGuestHost),
+    });
+  }
+
+  /** Build the LAN and bind its port forwards; a bind failure closes everything and throws. */
+  static async create(config: NatLanConfig): Promise<NatLan> {
+    const lan = new NatLan(config);
+    try {
+      await lan.forwarder.apply(config.forwards);
+    } catch (err) {
+      lan.close();
+      throw err;
+    }
+    return lan;
+  }
+
+  setForwards(rules: PortForward[]): Promise<void> {
+    return this.forwarder.apply(rules);
+  }
+
+  /** A NIC with `mac` left the LAN: end its flows now instead of letting them time out. */
+  guestLeft(mac: Uint8Array): void {
+    for (const { ip, mac: known } of this.gateway.arp.list()) {
+      if (!known.every((b, i) => b === mac[i])) continue;
+      this.tcp.closeGuest(ip);
+      this.udp.closeGuest(ip);
+    }
+  }
+
+  setLocalhostReachable(on: boolean): void {
+    this.localhostReachable = on;
+  }
+
+  /** Guests by the host name they sent in DHCP, or by their VM's name. */
+  private resolveLocal(name: string): number[] | undefined {
+    const byHostname = this.dhcp?.resolveName(name);
+    if (byHostname?.length) return byHostname;
+    const wanted = name.toLowerCase().replace(/\.$/, '');
+    const byVm = (this.dhcp?.leases() ?? [])
+      .filter((l) => l.state === 'bound' && this.config.vmNameForMac?.(l.mac)?.toLowerCase() === wanted)
+      .map((l) => l.ip);
+    return byVm.length ? byVm : undefined;
+  }
+
+  /** Packets for the gateway's own addresses, or broadcasts. */
+  private local(ip: Ipv4View, sourceMac: Uint8Array): void {
+    const dst = ip.destination;
+    switch (ip.protocol) {
+      case IpProtocol.UDP: {
+        const udp = checkedUdp(ip);
+        if (this.forwarder.fromGuestUdp(ip, udp)) return;
+        if (udp.destinationPort === DHCP_SERVER_PORT) return this.dhcpRequest(ip, udp, sourceMac);
+        if (dst === this.dnsIp && udp.destinationPort === 53) {
+          const guest = ip.source;
+          const guestPort = udp.sourcePort;
+          return this.dns.handle(udp.payload, (answer) => void this.gateway.sendUdp(this.dnsIp, 53, guest, guestPort, answer));
+        }
+        if (dst === this.gatewayIp && this.localhostReachable) return this.udp.fromGuest(ip, udp, LOOPBACK);
+        if (this.gateway.owns(dst)) this.gateway.sendIcmpError(ip.bytes, Icmpv4Type.DestinationUnreachable, Icmpv4UnreachableCode.PortUnreachable, dst);
+        return;
+      }
+      case IpProtocol.TCP: {
+        const tcp = checkedTcp(ip);
+        // Flows a port forward opened from a loopback client run to the gateway's address, reachable or not.
+        const host = dst === this.gatewayIp && this.localhostReachable ? LOOPBACK : null;
+        return this.tcp.fromGuest(ip, tcp, host);
+      }
+      default:
+        return this.gateway.drop('ipv4:local-protocol');
+    }
+  }
+
+  /** Packets for outside the LAN: the NAT proper. */
+  private forward(ip: Ipv4View): void {
+    const dst = ip.destination;
+    if (isMartian(dst)) return this.gateway.drop('nat:martian-destination');
+    const host = formatIpv4(dst);
+    switch (ip.protocol) {
+      case IpProtocol.TCP:
+        return this.tcp.fromGuest(ip, checkedTcp(ip), host);
+      case IpProtocol.UDP: {
+        const udp = checkedUdp(ip);
+        if (this.forwarder.fromGuestUdp(ip, udp)) return;
+        return this.udp.fromGuest(ip, udp, host);
+      }
+      case IpProtocol.ICMP: {
+        const icmp = Icmpv4View.checked(ip.payload);
+        if (!icmp.verifyChecksum()) throw new WireError('icmpv4', 'bad-checksum');
+        if (icmp.type !== Icmpv4Type.EchoRequest) return this.gateway.drop('icmpv4:not-echo-request');
+        return this.icmp.fromGuest(ip, icmp, host);
+      }
+      default:
+        return this.gateway.sendIcmpError(ip.bytes, Icmpv4Type.DestinationUnreachable, Icmpv4UnreachableCode.ProtocolUnreachable);
+    }
+  }
+
+  private dhcpRequest(ip: Ipv4View, udp: UdpView, sourceMac: Uint8Array): void {
+    if (!this.dhcp) return;
+    const request = parseDhcp(DhcpView.checked(udp.payload));
+    const answer = this.dhcp.handle(request, { mac: formatMac(sourceMac), ip: ip.source });
+    if (!answer) return;
+    const payload = new Uint8Array(dhcpLength(answer.reply));
+    emitDhcp(answer.reply, payload, 0);
+    const toMac = answer.broadcast ? BROADCAST_MAC : parseMac(answer.dstMac);
+    this.gateway.sendUdp(this.dhcpServerIp, DHCP_SERVER_PORT, answer.dstIp, DHCP_CLIENT_PORT, payload, toMac);
+  }
+
+  stats() {
+    return {
+      key: this.config.key,
+      gateway: { ...this.gateway.counters, drops: { ...this.gateway.drops }, arpEntries: this.gateway.arp.size },
+      tcp: this.tcp.stats(),
+      udp: this.udp.stats(),
+      icmp: this.icmp.stats(),
+      dhcp: this.dhcp?.stats() ?? null,
+      dns: this.dns.stats(),
+      forwards: this.forwarder.rules.map((r) => r.name),
+    };
+  }
+
+  close(): void {
+    this.forwarder.close();
+    this.tcp.close();
+    this.udp.shutdown();
+    this.icmp.shutdown();
+    this.dns.close();
+  }
+}
+
+function checkedUdp(ip: Ipv4View): UdpView {
+  const udp = UdpView.checked(ip.payload);
+  if (!udp.verifyChecksum({ source: ip.source, destination: ip.destination })) throw new WireError('udp', 'bad-checksum');
+  return udp;
+}
+
+/** The TCP NAT verifies the checksum itself (once, on the hot path). */
+const checkedTcp = (ip: Ipv4View): TcpView => TcpView.checked(ip.payload);

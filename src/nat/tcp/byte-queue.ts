@@ -1,0 +1,94 @@
+/**
+ * The bytes read from a host socket and not yet acknowledged by the guest:
+ * a queue of the socket's own chunks (kept as read, never copied) from which
+ * segments are cut at any offset. Bytes leave from the front when the guest
+ * acknowledges them.
+ *
+ * A cursor remembers where the last copy ended, so cutting a window into
+ * segments walks the chunks once rather than once per segment.
+ */
+
+export class ByteQueue {
+  private chunks: Uint8Array[] = [];
+  /** Index of the first live chunk. */
+  private head = 0;
+  /** Bytes of `chunks[head]` already consumed. */
+  private headOffset = 0;
+  /** Chunk the cursor is on, and the queue offset where that chunk's bytes start (may be negative for the head chunk). */
+  private cursorChunk = 0;
+  private cursorStart = 0;
+  /** Bytes queued. */
+  length = 0;
+
+  /** Appends `chunk`; the queue keeps the reference, so the caller must not reuse it. */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+  }
+
+  /** Drops `n` bytes (at most `length`) from the front. */
+  consume(n: number): void {
+    if (n <= 0) return;
+    if (n >= this.length) {
+      this.clear();
+      return;
+    }
+    this.length -= n;
+    this.cursorStart -= n;
+    let left = n + this.headOffset;
+    while (left >= this.chunks[this.head]!.length) {
+      left -= this.chunks[this.head]!.length;
+      this.chunks[this.head] = EMPTY;
+      this.head++;
+    }
+    this.headOffset = left;
+    if (this.cursorChunk < this.head) this.resetCursor();
+    if (this.head >= 64 && this.head * 2 >= this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head);
+      this.cursorChunk -= this.head;
+      this.head = 0;
+    }
+  }
+
+  /** Copies `length` bytes starting `offset` bytes from the front into `into` at `at`. The range must be queued. */
+  copyTo(offset: number, length: number, into: Uint8Array, at: number): void {
+    if (offset < this.cursorStart) this.resetCursor();
+    const chunks = this.chunks;
+    let c = this.cursorChunk;
+    let start = this.cursorStart;
+    while (start + chunks[c]!.length <= offset) {
+      start += chunks[c]!.length;
+      c++;
+    }
+    this.cursorChunk = c;
+    this.cursorStart = start;
+    let from = offset - start;
+    let left = length;
+    while (left > 0) {
+      const chunk = chunks[c]!;
+      const n = Math.min(left, chunk.length - from);
+      into.set(n === chunk.length ? chunk : chunk.subarray(from, from + n), at);
+      at += n;
+      left -= n;
+      from = 0;
+      c++;
+    }
+  }
+
+  /** Drops everything. */
+  clear(): void {
+    this.chunks = [];
+    this.head = 0;
+    this.headOffset = 0;
+    this.length = 0;
+    this.resetCursor();
+  }
+
+  private resetCursor(): void {
+    this.cursorChunk = this.head;
+    this.cursorStart = -this.headOffset;
+  }
+}
+
+const EMPTY = new Uint8Array(0);

@@ -1,0 +1,1064 @@
+/**
+ * One TCP connection of the NAT: the guest's TCP on one side, a host
+ * `net.Socket` on the other. Toward the guest we are a TCP endpoint (RFC 9293)
+ * speaking for the remote address; toward the host the kernel does TCP for us.
+ *
+ * Theory of operation
+ *
+ * - Opening. A guest SYN creates the connection in `connecting` and starts a
+ *   host connect; only when it succeeds do we answer SYN-ACK (`synReceived`),
+ *   so a closed port is refused with RST, an unreachable one with ICMP. A port
+ *   forward hands us an accepted host socket: we send the SYN (`synSent`) and
+ *   keep the socket paused until the guest's SYN-ACK.
+ * - Host → guest. Socket chunks are queued as read (`ByteQueue`, no copy) and
+ *   cut into segments of at most the guest's MSS, up to the guest's window;
+ *   each segment is built straight into its frame (the one copy). After a
+ *   full 64 KiB read a sub-MSS tail waits for the rest of the I/O round
+ *   (setImmediate) so large MTUs don't emit a runt per read. Chunks stay
+ *   queued until acknowledged, for retransmission. When the queue reaches
+ *   twice the guest's window (within `[128 KiB, limits.sendBuffer]`) the
+ *   socket is paused; an ACK that drains it resumes the socket.
+ * - Guest → host. In-order payload is copied once into a staging buffer and
+ *   written to the socket at the end of the batch (one write per batch, not
+ *   per segment), or sooner when it fills. The window we advertise is what is
+ *   left of `limits.receiveBuffer` after the socket's unsent bytes: it shrinks
+ *   while the host is slow and reopens on 'drain' with a window update. We
+ *   never move the right edge back (RFC 9293 §3.8.6.2.2 SWS avoidance too).
+ *   Out-of-order segments are copied and kept (bounded), with an immediate
+ *   duplicate ACK so the guest fast-retransmits.
+ * - ACKs toward the guest are coalesced: data segments carry them; otherwise
+ *   one ACK per batch (the NAT's microtask), immediately for out-of-order
+ *   data, FIN, probes, or when a quarter of the buffer is unacknowledged.
+ * - Loss toward the guest: RTO per RFC 6298 (Karn's rule, backoff, min 200 ms),
+ *   fast retransmit on the third duplicate ACK with NewReno-style partial-ACK
+ *   retransmission (RFC 6582), zero-window probes. No congestion window: the
+ *   link to the guest is a local queue, so the guest's window is the limit.
+ *   SACK and timestamps are not offered.
+ * - Closing. Guest FIN → `socket.end()`; host 'end' → FIN after the queued
+ *   data. Guest RST → host socket reset; host error/reset → RST to the guest.
+ *   When both FINs are acknowledged the connection lingers `timeWaitMs` to
+ *   re-ACK a repeated FIN, then leaves the table.
+ * - Time. One deadline per connection in the NAT's timer heap: the earlier of
+ *   the protocol timer (`rtoAt`: connect timeout, SYN/data retransmission,
+ *   probe, linger) and the idle deadline (`lastActivity` + timeout for the
+ *   state). Deadlines moving later are not re-queued; the heap entry fires
+ *   and the connection re-arms (see timer-heap.ts).
+ *
+ * States and transitions (our side of the conversation with the guest):
+ *
+ *   state        event                                   → next          action
+ *   connecting   host connected                          → synReceived   SYN-ACK
+ *   connecting   host refused / other error              → closed        RST to guest
+ *   connecting   host unreachable, connect timeout       → closed        ICMP unreachable
+ *   connecting   guest RST                               → closed        destroy socket
+ *   synSent      guest SYN-ACK                           → established   ACK, resume socket
+ *   synSent      guest RST, SYN retries exhausted        → closed        reset socket
+ *   synReceived  guest ACK of our SYN                    → established   (finWait if host ended already)
+ *   synReceived  SYN-ACK retries exhausted               → closed        RST both ways
+ *   established  guest FIN                               → closeWait     socket.end()
+ *   established  host 'end'                              → finWait       FIN after queued data
+ *   closeWait    host 'end'                              → lastAck       FIN after queued data
+ *   finWait      guest FIN, our FIN acked                → timeWait      socket.end()
+ *   finWait      guest FIN, our FIN not acked            → lastAck       socket.end()
+ *   lastAck      guest ACKs our FIN                      → timeWait
+ *   timeWait     linger over (socket flushed)            → closed
+ *   any          guest RST (exact sequence)              → closed        reset socket
+ *   any          host error or unexpected close          → closed        RST to guest
+ *   any          idle timeout, retransmissions exhausted → closed        RST both ways
+ */
+
+import type net from 'node:net';
+import type { GuestLink } from '../../stack/guest-link.js';
+import { pseudoHeaderSum } from '../../wire/checksum.js';
+import { IpProtocol } from '../../wire/ipv4.js';
+import { TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
+import { ByteQueue } from './byte-queue.js';
+import type { TcpCounters, TcpLimits } from './limits.js';
+import { fillTcpChecksum, newSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSynOptions } from './segment.js';
+import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
+import type { TimerItem } from './timer-heap.js';
+
+export type TcpState =
+  | 'connecting'
+  | 'synSent'
+  | 'synReceived'
+  | 'established'
+  | 'closeWait'
+  | 'finWait'
+  | 'lastAck'
+  | 'timeWait'
+  | 'closed';
+
+/** What a connection needs from its NAT. */
+export interface ConnectionHost {
+  readonly link: GuestLink;
+  readonly limits: Readonly<TcpLimits>;
+  readonly counters: TcpCounters;
+  now(): number;
+  /** Makes sure the connection's timer fires no later than `at`. */
+  armTimer(connection: Connection, at: number): void;
+  /** Calls `connection.flush()` at the end of the current batch. */
+  markDirty(connection: Connection): void;
+  /** Calls `connection.sendHeldTail()` once the current I/O round is over (setImmediate). */
+  deferTail(connection: Connection): void;
+  /** Takes the connection out of the table and the timer heap. */
+  remove(connection: Connection): void;
+  /** The connection left `connecting` (for the connect limit). */
+  connectFinished(): void;
+  nextIpId(): number;
+  drop(reason: string): void;
+  /** Decodes a SYN's options; undefined (and counted) when they are malformed. */
+  readOptions(tcp: TcpView): TcpOptions | undefined;
+  /** Emits ICMP destination unreachable quoting `original`; false when the NAT has no ICMP sender. */
+  icmpUnreachable(original: Uint8Array, code: number): boolean;
+  /** True if the host socket that just ended was reset rather than closed. */
+  hostWasReset(socket: net.Socket): boolean;
+}
+
+/** RFC 9293 §3.7.1: MSS assumed when the SYN carries none. */
+const DEFAULT_MSS = 536;
+/** Smallest MSS we honor; a guest asking for less gets this (keeps segments from degenerating). */
+const MIN_MSS = 64;
+/** Largest MSS that fits a 65535-byte IPv4 packet. */
+const MAX_MSS = 0xffff - 40;
+/** RFC 7323 §2.3: shifts above 14 are used as 14. */
+const MAX_SHIFT = 14;
+/** RFC 6298 §2.1: RTO before any RTT sample. */
+const INITIAL_RTO_MS = 1000;
+/** RFC 6298 clock granularity G. */
+const CLOCK_GRANULARITY_MS = 1;
+/** RFC 5681 §3.2: fast retransmit on the third duplicate ACK. */
+const DUPACK_THRESHOLD = 3;
+/** Staging buffer for guest → host bytes, allocated on demand. */
+const STAGING_SIZE = 256 * 1024;
+/** A staging tail shorter than this is dropped rather than reused. */
+const STAGING_MIN_TAIL = 4096;
+/** A host read this long probably has more behind it in the same I/O round. */
+const FULL_READ = 64 * 1024;
+/** Lower bound of the host → guest queue before the socket is paused. */
+const MIN_SEND_TARGET = 128 * 1024;
+
+/** ICMP destination unreachable codes (RFC 792, RFC 1812 §5.2.7.1). */
+const ICMP_NET_UNREACHABLE = 0;
+const ICMP_HOST_UNREACHABLE = 1;
+const ICMP_ADMIN_PROHIBITED = 13;
+
+const EMPTY = Buffer.alloc(0);
+
+interface OutOfOrder {
+  seq: number;
+  data: Uint8Array;
+  fin: boolean;
+}
+
+export class Connection implements TimerItem {
+  timerAt = Infinity;
+  timerIndex = -1;
+  /** Next connection with the same guest address and port (rare). */
+  next: Connection | undefined = undefined;
+  /** Set while queued for `flush` at the end of the batch. */
+  dirty = false;
+  state: TcpState;
+  /** Guest ip·65536 + guest port: the NAT's table key. */
+  readonly key: number;
+
+  // Toward the guest (RFC 9293 §3.3.1 send sequence variables).
+  private readonly iss: number;
+  private sndUna: number;
+  private sndNxt: number;
+  /** Highest sequence sent so far (sndNxt goes back after an RTO). */
+  private sndMax: number;
+  private sndWnd = 0;
+  private sndWl1 = 0;
+  private sndWl2 = 0;
+  private sndScale = 0;
+  private sndMss = DEFAULT_MSS;
+  private readonly sendQueue = new ByteQueue();
+  /** The host ended: a FIN follows the queued bytes. */
+  private finQueued = false;
+  private ourFinAcked = false;
+  private hostPaused = false;
+  /** A sub-MSS tail is held back until this I/O round's other socket reads are in (see transmit). */
+  private holdTail = false;
+  private tailDeferred = false;
+  /** When our SYN or SYN-ACK went out, for a first RTT sample. */
+  private synSentAt = 0;
+  private dupAcks = 0;
+  private inRecovery = false;
+  private recover = 0;
+  private srtt = 0;
+  private rttvar = 0;
+  private hasRtt = false;
+  private rto = INITIAL_RTO_MS;
+  private rttActive = false;
+  private rttSeq = 0;
+  private rttStart = 0;
+  private retries = 0;
+  /** Protocol deadline (ms): connect timeout, retransmission, probe or linger; Infinity when none. */
+  private rtoAt = Infinity;
+  private lastActivity: number;
+
+  // From the guest (receive sequence variables).
+  private irs = 0;
+  /** Sequence number the guest will send next; public for the NAT's TIME-WAIT reuse check. */
+  rcvNxt = 0;
+  /** Right edge of the window we last advertised; never moves back. */
+  private rcvAdvEnd = 0;
+  private rcvScale = 0;
+  private windowScaling = false;
+  private readonly ourMss: number;
+  private guestFin = false;
+  private staging: Buffer = EMPTY;
+  private stagingUsed = 0;
+  private ackPending = false;
+  private unackedBytes = 0;
+  private outOfOrder: OutOfOrder[] = [];
+  /** Copy of the guest's SYN packet, kept while connecting for an ICMP error. */
+  private synPacket: Uint8Array | undefined;
+
+  private readonly pseudoBase: number;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    readonly guestIp: number,
+    readonly guestPort: number,
+    readonly remoteIp: number,
+    readonly remotePort: number,
+    readonly socket: net.Socket,
+    initialState: 'connecting' | 'synSent',
+  ) {
+    this.key = guestIp * 65536 + guestPort;
+    this.state = initialState;
+    this.pseudoBase = pseudoHeaderSum(remoteIp, guestIp, IpProtocol.TCP, 0);
+    this.iss = (Math.random() * 0x1_0000_0000) >>> 0;
+    this.sndUna = this.sndNxt = this.sndMax = this.iss;
+    this.ourMss = Math.max(MIN_MSS, Math.min(MAX_MSS, host.link.mtu - 40));
+    this.lastActivity = host.now();
+    // One set of listeners per connection; none per segment.
+    socket.allowHalfOpen = true;
+    if (initialState === 'connecting') socket.once('connect', () => this.onHostConnect());
+    socket.on('data', (chunk: Buffer) => this.onHostData(chunk));
+    socket.on('end', () => this.onHostEnd());
+    socket.on('drain', () => this.onHostDrain());
+    socket.on('error', (err: NodeJS.ErrnoException) => this.onHostError(err));
+    socket.on('close', () => this.onHostClose());
+  }
+
+  /** Starts a guest-initiated connection from its SYN; `synPacket` is a copy of the guest's IPv4 packet. */
+  startFromGuest(tcp: TcpView, options: TcpOptions, synPacket: Uint8Array): void {
+    this.irs = tcp.sequenceNumber;
+    this.rcvNxt = seqAdd(this.irs, 1);
+    this.takeSynOptions(options, tcp);
+    this.synPacket = synPacket;
+    this.setRto(this.host.now() + this.host.limits.connectTimeoutMs);
+    this.armIdle();
+  }
+
+  /** Starts a port-forwarded connection: SYN to the guest, host socket paused until the handshake completes. */
+  startForward(): void {
+    this.socket.pause();
+    this.socket.setNoDelay(true);
+    this.hostPaused = true;
+    this.rcvScale = this.host.limits.windowShift;
+    this.sendSyn(TcpFlags.SYN);
+    this.setRto(this.host.now() + this.rto);
+    this.armIdle();
+  }
+
+  /** A segment from the guest for this connection. `tcp` is valid only during the call. */
+  fromGuest(tcp: TcpView, now: number): void {
+    this.lastActivity = now;
+    switch (this.state) {
+      case 'closed':
+        return;
+      case 'connecting':
+        // RFC 9293 §3.10.7.3 (LISTEN/SYN-RECEIVED): a RST for our pending
+        // connection aborts it; a repeated SYN waits for the host connect.
+        if (tcp.rst && tcp.sequenceNumber === this.rcvNxt) this.close('destroy');
+        return;
+      case 'synSent':
+        this.segmentInSynSent(tcp, now);
+        return;
+      default:
+        this.segmentSynchronized(tcp, now);
+    }
+  }
+
+  /** End of batch: write staged bytes to the host, then send a pending ACK. */
+  flush(): void {
+    this.dirty = false;
+    if (this.state === 'closed') return;
+    this.flushStaging();
+    if (this.ackPending) this.sendBare(TcpFlags.ACK, this.sndNxt);
+  }
+
+  /** The connection's timer fired (called by the NAT with the heap entry removed). */
+  onTimer(now: number): void {
+    if (this.rtoAt <= now) {
+      this.rtoAt = Infinity;
+      this.onRetransmitTimer(now);
+      if (this.state === 'closed') return;
+    }
+    const idleAt = this.lastActivity + this.idleTimeout();
+    if (idleAt <= now) {
+      this.host.counters.timeouts++;
+      this.abort();
+      return;
+    }
+    this.host.armTimer(this, Math.max(now + 1, Math.min(this.rtoAt, idleAt)));
+  }
+
+  /** RST to the guest (when synchronized) and reset the host socket; the connection leaves the table. */
+  abort(): void {
+    if (this.state === 'closed') return;
+    if (this.state !== 'connecting' && this.state !== 'synSent') this.sendBare(TcpFlags.RST | TcpFlags.ACK, this.sndNxt);
+    this.close('reset');
+  }
+
+  /** Takes the connection out of the table and releases its socket, buffers and timer. */
+  close(host: 'reset' | 'destroy'): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'connecting') this.host.connectFinished();
+    this.state = 'closed';
+    this.host.remove(this);
+    this.sendQueue.clear();
+    this.outOfOrder = [];
+    this.staging = EMPTY;
+    this.stagingUsed = 0;
+    this.synPacket = undefined;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (host === 'reset' && typeof socket.resetAndDestroy === 'function') {
+      try {
+        socket.resetAndDestroy();
+        return;
+      } catch {
+        // Not a TCP handle (a test double): plain destroy below.
+      }
+    }
+    socket.destroy();
+  }
+
+  /** A snapshot for stats and debugging. */
+  describe(): { state: TcpState; queued: number; inFlight: number; sendWindow: number; buffered: number; rto: number } {
+    return {
+      state: this.state,
+      queued: this.sendQueue.length,
+      inFlight: seqSub(this.sndMax, this.sndUna),
+      sendWindow: this.sndWnd,
+      buffered: (this.socket.destroyed ? 0 : this.socket.writableLength) + this.stagingUsed,
+      rto: this.rto,
+    };
+  }
+
+  // ---- segments from the guest --------------------------------------------
+
+  private takeSynOptions(options: TcpOptions, tcp: TcpView): void {
+    const mss = options.mss ?? DEFAULT_MSS;
+    this.sndMss = Math.max(MIN_MSS, Math.min(mss, this.ourMss));
+    // RFC 7323 §2.2: scaling is in effect only when both SYNs carried the option.
+    if (options.windowScale !== undefined) {
+      this.windowScaling = true;
+      this.sndScale = Math.min(options.windowScale, MAX_SHIFT);
+      this.rcvScale = this.host.limits.windowShift;
+    } else {
+      this.windowScaling = false;
+      this.sndScale = 0;
+      this.rcvScale = 0;
+    }
+    // RFC 7323 §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled."
+    this.sndWnd = tcp.windowSize;
+    this.sndWl1 = tcp.sequenceNumber;
+    this.sndWl2 = tcp.acknowledgmentNumber;
+  }
+
+  private segmentInSynSent(tcp: TcpView, now: number): void {
+    const flags = tcp.flags;
+    // RFC 9293 §3.10.7.3 (SYN-SENT).
+    if ((flags & TcpFlags.ACK) !== 0 && tcp.acknowledgmentNumber !== this.sndNxt) {
+      if ((flags & TcpFlags.RST) === 0) this.sendReset(tcp.acknowledgmentNumber);
+      return;
+    }
+    if ((flags & TcpFlags.RST) !== 0) {
+      if ((flags & TcpFlags.ACK) !== 0) {
+        this.host.counters.refused++;
+        this.close('reset');
+      }
+      return;
+    }
+    if ((flags & (TcpFlags.SYN | TcpFlags.ACK)) !== (TcpFlags.SYN | TcpFlags.ACK)) return;
+    const options = this.host.readOptions(tcp);
+    if (options === undefined) return;
+    this.irs = tcp.sequenceNumber;
+    this.rcvNxt = seqAdd(this.irs, 1);
+    // Our SYN advertised an unscaled window: that is the right edge so far.
+    this.rcvAdvEnd = seqAdd(this.rcvNxt, Math.min(0xffff, this.host.limits.receiveBuffer));
+    const offeredShift = this.rcvScale;
+    this.takeSynOptions(options, tcp);
+    if (this.windowScaling) this.rcvScale = offeredShift;
+    this.sndUna = tcp.acknowledgmentNumber;
+    this.state = 'established';
+    this.handshakeDone(now);
+    this.sendBare(TcpFlags.ACK, this.sndNxt);
+    this.resumeHost();
+    this.transmit(now);
+  }
+
+  private segmentSynchronized(tcp: TcpView, now: number): void {
+    const flags = tcp.flags;
+    const seq = tcp.sequenceNumber;
+    if (this.state === 'synReceived' && (flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN) {
+      // The guest did not get our SYN-ACK: repeat it.
+      if (seq === this.irs) this.sendSyn(TcpFlags.SYN | TcpFlags.ACK);
+      return;
+    }
+    let payload = tcp.payload;
+    let fin = (flags & TcpFlags.FIN) !== 0;
+    const window = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
+    const segmentLength = payload.length + (fin ? 1 : 0) + ((flags & TcpFlags.SYN) !== 0 ? 1 : 0);
+
+    // RFC 9293 §3.10.7.4, first: is the segment acceptable?
+    let acceptable: boolean;
+    if (segmentLength === 0) {
+      acceptable = window === 0 ? seq === this.rcvNxt : seqInWindow(seq, this.rcvNxt, window);
+    } else {
+      acceptable =
+        window > 0 &&
+        (seqInWindow(seq, this.rcvNxt, window) || seqInWindow(seqAdd(seq, segmentLength - 1), this.rcvNxt, window));
+    }
+    if (!acceptable) {
+      // "If an incoming segment is not acceptable, an acknowledgment should be
+      // sent in reply (unless the RST bit is set ...)". This also answers
+      // zero-window probes and repeated FINs.
+      if ((flags & TcpFlags.RST) === 0) this.ackNow();
+      if (this.state === 'timeWait' && fin) this.setRto(now + this.host.limits.timeWaitMs);
+      return;
+    }
+    // Second: RST. RFC 5961 §3.2: reset only on an exact match, else a challenge ACK.
+    if ((flags & TcpFlags.RST) !== 0) {
+      if (seq === this.rcvNxt) {
+        this.host.counters.resets++;
+        this.close('reset');
+      } else {
+        this.ackNow();
+      }
+      return;
+    }
+    // Fourth: SYN in a synchronized state. RFC 5961 §4.2: challenge ACK.
+    if ((flags & TcpFlags.SYN) !== 0) {
+      this.ackNow();
+      return;
+    }
+    // Fifth: "if the ACK bit is off, drop the segment and return".
+    if ((flags & TcpFlags.ACK) === 0) return;
+    const ack = tcp.acknowledgmentNumber;
+    if (this.state === 'synReceived') {
+      if (ack !== this.sndMax) {
+        // "If the segment acknowledgment is not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST>".
+        this.sendReset(ack);
+        return;
+      }
+      this.state = this.finQueued ? 'finWait' : 'established';
+      this.sndUna = ack;
+      this.handshakeDone(now);
+      this.sndWnd = tcp.windowSize << this.sndScale;
+      this.sndWl1 = seq;
+      this.sndWl2 = ack;
+    } else if (!this.processAck(tcp, seq, ack, payload.length, now)) {
+      return;
+    }
+    if (this.state === 'closed') return;
+
+    // Seventh: segment text; eighth: FIN.
+    if ((payload.length > 0 || fin) && (this.state === 'established' || this.state === 'finWait') && !this.guestFin) {
+      let start = seq;
+      const behind = seqSub(this.rcvNxt, start);
+      if (behind > 0) {
+        payload = payload.subarray(Math.min(behind, payload.length));
+        start = this.rcvNxt;
+      }
+      const room = seqSub(this.rcvAdvEnd, start);
+      if (payload.length > room) {
+        payload = payload.subarray(0, Math.max(0, room));
+        fin = false;
+      }
+      if (start === this.rcvNxt) {
+        this.receiveInOrder(payload, fin);
+      } else {
+        this.keepOutOfOrder(start, payload, fin);
+        this.ackNow();
+      }
+    }
+    this.transmit(now);
+  }
+
+  /** RFC 9293 §3.10.7.4 "fifth, check the ACK field" in synchronized states; false when the segment is to be dropped. */
+  private processAck(tcp: TcpView, seq: number, ack: number, payloadLength: number, now: number): boolean {
+    if (seqGt(ack, this.sndMax)) {
+      // "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment, and return."
+      this.ackNow();
+      return false;
+    }
+    const window = tcp.windowSize << this.sndScale;
+    if (seqGt(ack, this.sndUna)) {
+      let acked = seqSub(ack, this.sndUna);
+      const queued = this.sendQueue.length;
+      const finAcked = acked > queued;
+      if (finAcked) acked = queued;
+      this.sendQueue.consume(acked);
+      this.sndUna = ack;
+      if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
+      if (this.rttActive && seqGeq(ack, this.rttSeq)) {
+        this.rttActive = false;
+        this.sampleRtt(now - this.rttStart);
+      }
+      this.retries = 0;
+      this.dupAcks = 0;
+      if (this.inRecovery) {
+        // RFC 6582 §3.2: a partial ACK retransmits the next hole at once.
+        if (seqGeq(ack, this.recover)) this.inRecovery = false;
+        else this.retransmitHead();
+      }
+      // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
+      if (ack === this.sndMax) this.rtoAt = Infinity;
+      else this.setRto(now + this.rto);
+      if (this.hostPaused && this.sendQueue.length < this.sendTarget()) this.resumeHost();
+      if (finAcked) {
+        this.ourFinAcked = true;
+        if (this.state === 'lastAck') {
+          this.enterTimeWait(now);
+          return false;
+        }
+      }
+    } else if (
+      ack === this.sndUna &&
+      payloadLength === 0 &&
+      (tcp.flags & (TcpFlags.SYN | TcpFlags.FIN)) === 0 &&
+      this.sndMax !== this.sndUna &&
+      window === this.sndWnd &&
+      window !== 0
+    ) {
+      // RFC 5681 §2 "duplicate acknowledgment"; §3.2 fast retransmit.
+      if (++this.dupAcks === DUPACK_THRESHOLD && !this.inRecovery) {
+        this.inRecovery = true;
+        this.recover = this.sndMax;
+        this.host.counters.fastRetransmits++;
+        this.retransmitHead();
+      }
+    }
+    // RFC 9293 §3.10.7.4: update the send window only from a newer segment.
+    if (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && seqLeq(this.sndWl2, ack))) {
+      this.sndWnd = window;
+      this.sndWl1 = seq;
+      this.sndWl2 = ack;
+    }
+    // A guest answering our zero-window probes is alive (RFC 9293 §3.8.6.1: keep probing).
+    if (this.sndWnd === 0) this.retries = 0;
+    return true;
+  }
+
+  private receiveInOrder(payload: Uint8Array, fin: boolean): void {
+    if (payload.length > 0) {
+      this.stage(payload);
+      this.rcvNxt = seqAdd(this.rcvNxt, payload.length);
+      this.unackedBytes += payload.length;
+    }
+    if (this.outOfOrder.length > 0) fin = this.drainOutOfOrder() || fin;
+    if (fin) {
+      this.receiveFin();
+      return;
+    }
+    if (this.outOfOrder.length > 0) {
+      this.ackNow();
+    } else if (payload.length > 0) {
+      this.ackPending = true;
+      this.host.markDirty(this);
+      if (this.unackedBytes >= this.host.limits.receiveBuffer >>> 2) this.ackNow();
+    }
+  }
+
+  /** Copies an out-of-order segment (bounded by count; its bytes are within our window). */
+  private keepOutOfOrder(seq: number, payload: Uint8Array, fin: boolean): void {
+    const list = this.outOfOrder;
+    if (list.length >= this.host.limits.maxOutOfOrder) {
+      this.host.drop('tcp:out-of-order-full');
+      return;
+    }
+    if (payload.length === 0 && !fin) return;
+    let i = list.length;
+    while (i > 0 && seqGt(list[i - 1]!.seq, seq)) i--;
+    list.splice(i, 0, { seq, data: Buffer.from(payload), fin });
+  }
+
+  /** Delivers queued segments that now start at or before rcvNxt; returns true when a FIN became in order. */
+  private drainOutOfOrder(): boolean {
+    const list = this.outOfOrder;
+    let used = 0;
+    let fin = false;
+    for (; used < list.length; used++) {
+      const entry = list[used]!;
+      const skip = seqSub(this.rcvNxt, entry.seq);
+      if (skip < 0) break;
+      if (skip < entry.data.length) {
+        const data = entry.data.subarray(skip);
+        this.stage(data);
+        this.rcvNxt = seqAdd(this.rcvNxt, data.length);
+        this.unackedBytes += data.length;
+      }
+      if (entry.fin && skip <= entry.data.length) {
+        fin = true;
+        used++;
+        break;
+      }
+    }
+    list.splice(0, used);
+    if (fin) this.outOfOrder = [];
+    return fin;
+  }
+
+  private receiveFin(): void {
+    this.rcvNxt = seqAdd(this.rcvNxt, 1);
+    this.guestFin = true;
+    this.outOfOrder = [];
+    this.flushStaging();
+    if (!this.socket.destroyed) this.socket.end();
+    if (this.state === 'established') this.state = 'closeWait';
+    else if (this.state === 'finWait') {
+      if (this.ourFinAcked) {
+        this.ackNow();
+        this.enterTimeWait(this.host.now());
+        return;
+      }
+      this.state = 'lastAck';
+    }
+    this.ackNow();
+  }
+
+  /** RFC 6298 §2.2: a first RTT sample from the handshake, unless the SYN was retransmitted (Karn); §5.7 otherwise. */
+  private handshakeDone(now: number): void {
+    this.rto = INITIAL_RTO_MS;
+    if (this.retries === 0) this.sampleRtt(now - this.synSentAt);
+    else if (!this.hasRtt) this.rto = 3 * INITIAL_RTO_MS;
+    this.retries = 0;
+    this.rtoAt = Infinity;
+  }
+
+  private enterTimeWait(now: number): void {
+    this.state = 'timeWait';
+    this.hostPaused = false;
+    this.setRto(now + this.host.limits.timeWaitMs);
+  }
+
+  // ---- host socket events --------------------------------------------------
+
+  private onHostConnect(): void {
+    if (this.state !== 'connecting') return;
+    this.host.connectFinished();
+    this.state = 'synReceived';
+    this.synPacket = undefined;
+    this.retries = 0;
+    this.socket.setNoDelay(true);
+    this.sendSyn(TcpFlags.SYN | TcpFlags.ACK);
+    this.setRto(this.host.now() + this.rto);
+  }
+
+  private onHostData(chunk: Buffer): void {
+    if (this.state === 'closed' || this.state === 'timeWait') return;
+    const now = this.host.now();
+    this.lastActivity = now;
+    this.sendQueue.push(chunk);
+    // A full read (libuv reads 64 KiB) means more is likely queued in the kernel and will be
+    // read in this same I/O round: don't cut a tiny segment from the end of this chunk.
+    this.holdTail = chunk.length >= FULL_READ;
+    if (!this.hostPaused && this.sendQueue.length >= this.sendTarget()) {
+      this.socket.pause();
+      this.hostPaused = true;
+    }
+    this.transmit(now);
+  }
+
+  private onHostEnd(): void {
+    // A reset with data still queued reads as end-of-file; pass it on as a reset (RFC 9293 §3.10.7.4: "flush").
+    if (this.host.hostWasReset(this.socket)) {
+      this.host.counters.resets++;
+      this.abort();
+      return;
+    }
+    if (this.finQueued) return;
+    this.finQueued = true;
+    if (this.state === 'established') this.state = 'finWait';
+    else if (this.state === 'closeWait') this.state = 'lastAck';
+    else return; // synReceived: finWait once the handshake completes.
+    this.transmit(this.host.now());
+  }
+
+  private onHostDrain(): void {
+    if (this.state === 'closed' || this.guestFin) return;
+    // Reopen a window that the full socket buffer had closed (RFC 9293 §3.8.6.2.2: only a big step).
+    const limit = this.host.limits.receiveBuffer;
+    if (seqSub(this.rcvAdvEnd, this.rcvNxt) < limit >>> 1) this.sendBare(TcpFlags.ACK, this.sndNxt);
+  }
+
+  private onHostError(err: NodeJS.ErrnoException): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'connecting') {
+      this.connectFailed(err.code);
+      return;
+    }
+    this.host.counters.resets++;
+    this.abort();
+  }
+
+  private onHostClose(): void {
+    switch (this.state) {
+      case 'closed':
+      case 'timeWait':
+      case 'lastAck':
+        return;
+      case 'connecting':
+        this.connectFailed(undefined);
+        return;
+      default:
+        // Closed without an error while we still expected data: tell the guest.
+        this.host.counters.resets++;
+        this.abort();
+    }
+  }
+
+  private connectFailed(code: string | undefined): void {
+    const original = this.synPacket;
+    let icmp = -1;
+    switch (code) {
+      case 'ENETUNREACH':
+        icmp = ICMP_NET_UNREACHABLE;
+        break;
+      case 'EHOSTUNREACH':
+      case 'EHOSTDOWN':
+      case 'ETIMEDOUT':
+        icmp = ICMP_HOST_UNREACHABLE;
+        break;
+      case 'EACCES':
+      case 'EPERM':
+        icmp = ICMP_ADMIN_PROHIBITED;
+        break;
+      case 'EMFILE':
+      case 'ENFILE':
+      case 'ENOBUFS':
+      case 'EADDRNOTAVAIL':
+        // Out of host resources: stay silent so the guest retries its SYN.
+        this.host.drop('tcp:host-resources');
+        this.close('destroy');
+        return;
+    }
+    if (icmp >= 0 && original !== undefined && this.host.icmpUnreachable(original, icmp)) {
+      this.host.counters.unreachable++;
+    } else {
+      // RFC 9293 §3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+      this.host.counters.refused++;
+      this.sendRaw(TcpFlags.RST | TcpFlags.ACK, 0, this.rcvNxt, 0);
+    }
+    this.close('destroy');
+  }
+
+  // ---- sending toward the guest --------------------------------------------
+
+  /** Bytes of host data to hold before pausing the socket. */
+  private sendTarget(): number {
+    return Math.min(this.host.limits.sendBuffer, Math.max(MIN_SEND_TARGET, 2 * this.sndWnd));
+  }
+
+  private resumeHost(): void {
+    if (!this.hostPaused) return;
+    this.hostPaused = false;
+    this.socket.resume();
+  }
+
+  /** Sends queued data (and the FIN) as far as the guest's window allows. */
+  private transmit(now: number): void {
+    const state = this.state;
+    if (state !== 'established' && state !== 'closeWait' && state !== 'finWait' && state !== 'lastAck') return;
+    const queued = this.sendQueue.length;
+    for (;;) {
+      const offset = seqSub(this.sndNxt, this.sndUna);
+      const unsent = queued - offset;
+      if (unsent <= 0) {
+        if (unsent === 0 && this.finQueued && !this.ourFinAcked) {
+          this.sendRaw(TcpFlags.FIN | TcpFlags.ACK, this.sndNxt, this.rcvNxt, this.windowField());
+          this.advanceSent(1);
+        }
+        break;
+      }
+      const room = this.sndWnd - offset;
+      if (room <= 0) break;
+      const length = Math.min(unsent, room, this.sndMss);
+      // RFC 9293 §3.8.6.2.1 (sender SWS avoidance): no small window-limited segment while data is in flight.
+      if (length < this.sndMss && length < unsent && offset > 0) break;
+      if (length < this.sndMss && length === unsent && this.holdTail && !this.finQueued) {
+        if (!this.tailDeferred) {
+          this.tailDeferred = true;
+          this.host.deferTail(this);
+        }
+        break;
+      }
+      const fin = this.finQueued && length === unsent;
+      if (!this.rttActive && seqGeq(this.sndNxt, this.sndMax)) {
+        this.rttActive = true;
+        this.rttSeq = seqAdd(this.sndNxt, length);
+        this.rttStart = now;
+      }
+      this.sendData(this.sndNxt, offset, length, fin);
+      this.advanceSent(length + (fin ? 1 : 0));
+    }
+    if (this.rtoAt === Infinity && (this.sndMax !== this.sndUna || (queued > 0 && this.sndWnd === 0))) {
+      this.setRto(now + this.rto);
+    }
+  }
+
+  /** The I/O round is over: send a tail `transmit` held back. */
+  sendHeldTail(): void {
+    this.tailDeferred = false;
+    if (this.state === 'closed') return;
+    this.holdTail = false;
+    this.transmit(this.host.now());
+  }
+
+  private advanceSent(n: number): void {
+    this.sndNxt = seqAdd(this.sndNxt, n);
+    if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+  }
+
+  /** Resends the first unacknowledged segment (RFC 6298 §5.4, RFC 5681 §3.2). */
+  private retransmitHead(): void {
+    const queued = this.sendQueue.length;
+    // Within the guest's window, but at least one byte (a zero-window probe).
+    const length = Math.min(queued, this.sndMss, Math.max(this.sndWnd, 1));
+    const fin = this.finQueued && !this.ourFinAcked && length === queued;
+    if (length === 0 && !fin) return;
+    this.host.counters.retransmits++;
+    this.rttActive = false; // Karn's rule: no RTT sample from retransmitted data.
+    if (length === 0) this.sendRaw(TcpFlags.FIN | TcpFlags.ACK, this.sndUna, this.rcvNxt, this.windowField());
+    else this.sendData(this.sndUna, 0, length, fin);
+    const end = seqAdd(this.sndUna, length + (fin ? 1 : 0));
+    this.sndNxt = seqMax(this.sndNxt, end);
+    this.sndMax = seqMax(this.sndMax, end);
+  }
+
+  private onRetransmitTimer(now: number): void {
+    const limits = this.host.limits;
+    switch (this.state) {
+      case 'connecting':
+        // The host connect took too long: RFC 1122 §4.2.3.9 lets us report it as unreachable.
+        this.connectFailed('ETIMEDOUT');
+        return;
+      case 'synSent':
+      case 'synReceived':
+        if (++this.retries > limits.maxSynRetransmits) {
+          this.host.counters.timeouts++;
+          this.abort();
+          return;
+        }
+        this.host.counters.retransmits++;
+        this.sendSyn(this.state === 'synSent' ? TcpFlags.SYN : TcpFlags.SYN | TcpFlags.ACK);
+        break;
+      case 'timeWait':
+        // Linger over; keep the flow while the host socket still flushes the guest's last bytes.
+        if (!this.socket.destroyed && this.socket.writableLength > 0) {
+          this.setRto(now + limits.timeWaitMs);
+        } else {
+          this.close('destroy');
+        }
+        return;
+      default:
+        if (this.sndMax !== this.sndUna) {
+          if (++this.retries > limits.maxRetransmits) {
+            this.host.counters.timeouts++;
+            this.abort();
+            return;
+          }
+          // RFC 6298 §5.4–5.6: retransmit the earliest segment, back off, restart the timer.
+          this.sndNxt = this.sndUna;
+          this.inRecovery = false;
+          this.dupAcks = 0;
+          this.retransmitHead();
+        } else if (this.sendQueue.length > 0 && this.sndWnd === 0) {
+          // RFC 9293 §3.8.6.1: zero-window probe with one byte of new data.
+          if (++this.retries > limits.maxRetransmits) {
+            this.host.counters.timeouts++;
+            this.abort();
+            return;
+          }
+          this.sendData(this.sndNxt, seqSub(this.sndNxt, this.sndUna), 1, false);
+          this.advanceSent(1);
+        } else {
+          return;
+        }
+    }
+    this.rto = Math.min(this.rto * 2, limits.maxRtoMs);
+    this.setRto(now + this.rto);
+  }
+
+  /** RFC 6298 §2.2–2.3. */
+  private sampleRtt(r: number): void {
+    if (!this.hasRtt) {
+      this.hasRtt = true;
+      this.srtt = r;
+      this.rttvar = r / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+    const limits = this.host.limits;
+    this.rto = Math.min(
+      limits.maxRtoMs,
+      Math.max(limits.minRtoMs, this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar)),
+    );
+  }
+
+  private setRto(at: number): void {
+    this.rtoAt = at;
+    this.host.armTimer(this, at);
+  }
+
+  private armIdle(): void {
+    this.host.armTimer(this, Math.min(this.rtoAt, this.lastActivity + this.idleTimeout()));
+  }
+
+  private idleTimeout(): number {
+    const limits = this.host.limits;
+    switch (this.state) {
+      case 'established':
+      case 'closeWait':
+      case 'finWait':
+        // Half-closed connections can idle legitimately (`ssh host cmd </dev/null`).
+        return limits.establishedIdleMs;
+      default:
+        return limits.transitoryIdleMs;
+    }
+  }
+
+  /** Sends an ACK now (dropping any pending coalesced one). */
+  private ackNow(): void {
+    this.flushStaging();
+    this.sendBare(TcpFlags.ACK, this.sndNxt);
+  }
+
+  /** Copies guest bytes into the staging buffer; written to the host at the end of the batch. */
+  private stage(data: Uint8Array): void {
+    if (this.staging.length - this.stagingUsed < data.length) {
+      this.flushStaging();
+      if (this.staging.length < data.length) this.staging = Buffer.allocUnsafe(Math.max(STAGING_SIZE, data.length));
+    }
+    this.staging.set(data, this.stagingUsed);
+    this.stagingUsed += data.length;
+    this.host.markDirty(this);
+  }
+
+  private flushStaging(): void {
+    const used = this.stagingUsed;
+    if (used === 0) return;
+    const out = this.staging.subarray(0, used);
+    this.staging = this.staging.length - used < STAGING_MIN_TAIL ? EMPTY : this.staging.subarray(used);
+    this.stagingUsed = 0;
+    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.write(out);
+  }
+
+  /**
+   * The window field for the next segment; moves the advertised right edge
+   * forward only by a worthwhile step (RFC 9293 §3.8.6.2.2) and never back.
+   */
+  private windowField(): number {
+    const limit = this.host.limits.receiveBuffer;
+    const buffered = this.socket.writableLength + this.stagingUsed;
+    const available = limit > buffered ? limit - buffered : 0;
+    const candidate = seqAdd(this.rcvNxt, available);
+    if (seqGeq(candidate, seqAdd(this.rcvAdvEnd, Math.min(limit >>> 1, this.ourMss)))) this.rcvAdvEnd = candidate;
+    const window = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
+    const shift = this.rcvScale;
+    const field = Math.min(0xffff, Math.ceil(window / (1 << shift)));
+    const edge = seqAdd(this.rcvNxt, field * (1 << shift));
+    if (seqGt(edge, this.rcvAdvEnd)) this.rcvAdvEnd = edge;
+    return field;
+  }
+
+  private sendSyn(flags: number): void {
+    const limit = this.host.limits.receiveBuffer;
+    const window = Math.min(0xffff, limit);
+    const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
+    const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
+    const frame = newSegmentFrame(
+      this.host.nextIpId(),
+      this.remoteIp,
+      this.guestIp,
+      this.remotePort,
+      this.guestPort,
+      this.iss,
+      ack,
+      flags,
+      window,
+      TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH,
+      0,
+    );
+    writeSynOptions(frame, this.ourMss, shift);
+    fillTcpChecksum(frame, this.pseudoBase);
+    if ((flags & TcpFlags.ACK) !== 0) this.rcvAdvEnd = seqAdd(this.rcvNxt, window);
+    this.sndNxt = this.sndMax = seqAdd(this.iss, 1);
+    this.synSentAt = this.host.now();
+    this.host.link.sendIpv4(frame, this.guestIp);
+  }
+
+  /** A data segment cut from the send queue at `offset`; carries our ACK and window. */
+  private sendData(seq: number, offset: number, length: number, fin: boolean): void {
+    const last = offset + length === this.sendQueue.length;
+    const flags = TcpFlags.ACK | (fin ? TcpFlags.FIN : 0) | (last ? TcpFlags.PSH : 0);
+    const frame = newSegmentFrame(
+      this.host.nextIpId(),
+      this.remoteIp,
+      this.guestIp,
+      this.remotePort,
+      this.guestPort,
+      seq,
+      this.rcvNxt,
+      flags,
+      this.windowField(),
+      TCP_HEADER_LENGTH,
+      length,
+    );
+    this.sendQueue.copyTo(offset, length, frame, TCP_AT + TCP_HEADER_LENGTH);
+    fillTcpChecksum(frame, this.pseudoBase);
+    this.ackPending = false;
+    this.unackedBytes = 0;
+    this.host.link.sendIpv4(frame, this.guestIp);
+  }
+
+  /** A segment without data: ACK, window update, RST. */
+  private sendBare(flags: number, seq: number): void {
+    this.sendRaw(flags, seq, this.rcvNxt, (flags & TcpFlags.RST) !== 0 ? 0 : this.windowField());
+  }
+
+  /** <SEQ=seq><CTL=RST> for an unacceptable ACK (RFC 9293 §3.10.7.3–4). */
+  private sendReset(seq: number): void {
+    this.sendRaw(TcpFlags.RST, seq, 0, 0);
+  }
+
+  private sendRaw(flags: number, seq: number, ack: number, window: number): void {
+    const frame = newSegmentFrame(
+      this.host.nextIpId(),
+      this.remoteIp,
+      this.guestIp,
+      this.remotePort,
+      this.guestPort,
+      seq,
+      ack,
+      flags,
+      window,
+      TCP_HEADER_LENGTH,
+      0,
+    );
+    fillTcpChecksum(frame, this.pseudoBase);
+    if ((flags & TcpFlags.ACK) !== 0) {
+      this.ackPending = false;
+      this.unackedBytes = 0;
+    }
+    this.host.link.sendIpv4(frame, this.guestIp);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Segments toward a guest, built straight into the frame the link takes
+ * over: LINK_HEADROOM | IPv4 header (20) | TCP header (20 + options) | payload.
+ * Header fields are written in place and both checksums computed without
+ * intermediate buffers or objects.
+ *
+ * Every packet we emit: IPv4 without options, TTL 64, DF set, ID from the
+ * NAT's counter.
+ */
+
+import { LINK_HEADROOM } from '../../stack/guest-link.js';
+import { set16, set32 } from '../../wire/bytes.js';
+import { fold, sumRange } from '../../wire/checksum.js';
+import { IPV4_HEADER_LENGTH, IpProtocol } from '../../wire/ipv4.js';
+import { TCP_HEADER_LENGTH, TcpOptionKind } from '../../wire/tcp.js';
+
+/** Offset of the TCP header in an emitted frame. */
+export const TCP_AT = LINK_HEADROOM + IPV4_HEADER_LENGTH;
+/** IPv4 + TCP headers without options. */
+export const HEADERS_LENGTH = IPV4_HEADER_LENGTH + TCP_HEADER_LENGTH;
+/** Bytes of the options we put on a SYN or SYN-ACK: MSS, then NOP + window scale. */
+export const SYN_OPTIONS_LENGTH = 8;
+
+const TTL = 64;
+const DF = 0x4000;
+
+/**
+ * Allocates a frame and writes the IPv4 header (with checksum) and the TCP
+ * header (checksum left zero) for `tcpHeaderLength + payloadLength` bytes of
+ * TCP. The caller writes options and payload, then calls `fillTcpChecksum`.
+ */
+export function newSegmentFrame(
+  ipId: number,
+  source: number,
+  destination: number,
+  sourcePort: number,
+  destinationPort: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  window: number,
+  tcpHeaderLength: number,
+  payloadLength: number,
+): Buffer {
+  const tcpLength = tcpHeaderLength + payloadLength;
+  const totalLength = IPV4_HEADER_LENGTH + tcpLength;
+  const frame = Buffer.allocUnsafe(LINK_HEADROOM + totalLength);
+  const i = LINK_HEADROOM;
+  frame[i] = 0x45;
+  frame[i + 1] = 0;
+  set16(frame, i + 2, totalLength);
+  set16(frame, i + 4, ipId);
+  set16(frame, i + 6, DF);
+  frame[i + 8] = TTL;
+  frame[i + 9] = IpProtocol.TCP;
+  set32(frame, i + 12, source);
+  set32(frame, i + 16, destination);
+  // RFC 791 §3.1: the header checksum, summed from the fields we just wrote.
+  const acc =
+    0x4500 + totalLength + (ipId & 0xffff) + DF + ((TTL << 8) | IpProtocol.TCP) +
+    (source >>> 16) + (source & 0xffff) + (destination >>> 16) + (destination & 0xffff);
+  set16(frame, i + 10, fold(acc));
+  const t = TCP_AT;
+  set16(frame, t, sourcePort);
+  set16(frame, t + 2, destinationPort);
+  set32(frame, t + 4, seq);
+  set32(frame, t + 8, ack);
+  frame[t + 12] = (tcpHeaderLength >>> 2) << 4;
+  frame[t + 13] = flags;
+  set16(frame, t + 14, window);
+  set16(frame, t + 16, 0);
+  set16(frame, t + 18, 0);
+  return frame;
+}
+
+/** Writes MSS and window-scale options right after the fixed TCP header; `shift` < 0 leaves window scale out (NOPs). */
+export function writeSynOptions(frame: Uint8Array, mss: number, shift: number): void {
+  const o = TCP_AT + TCP_HEADER_LENGTH;
+  frame[o] = TcpOptionKind.MaximumSegmentSize;
+  frame[o + 1] = 4;
+  set16(frame, o + 2, mss);
+  frame[o + 4] = TcpOptionKind.Nop;
+  if (shift < 0) {
+    frame[o + 5] = TcpOptionKind.Nop;
+    frame[o + 6] = TcpOptionKind.Nop;
+    frame[o + 7] = TcpOptionKind.Nop;
+  } else {
+    frame[o + 5] = TcpOptionKind.WindowScale;
+    frame[o + 6] = 3;
+    frame[o + 7] = shift;
+  }
+}
+
+/**
+ * Fills the TCP checksum of a frame from `newSegmentFrame` once options and
+ * payload are in. `pseudoBase` is `pseudoHeaderSum(source, destination, 6, 0)`.
+ */
+export function fillTcpChecksum(frame: Uint8Array, pseudoBase: number): void {
+  set16(frame, TCP_AT + 16, fold(sumRange(frame, TCP_AT, frame.length, pseudoBase + frame.length - TCP_AT)));
+}

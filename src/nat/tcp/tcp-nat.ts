@@ -1,0 +1,446 @@
+/**
+ * The TCP half of the NAT: guests' TCP connections relayed through host
+ * sockets (RFC 9293 toward the guest, `net.Socket` toward the host), and port
+ * forwards from host sockets into guests.
+ *
+ * Theory of operation
+ *
+ * - Flows: one `Connection` per guest ip:port ↔ remote ip:port. The table is
+ *   a Map keyed by the guest's ip·65536 + port (a number, no string building
+ *   per segment); the rare flows sharing a guest endpoint are chained. The
+ *   remote address the guest sees is the destination of its SYN (for port
+ *   forwards, the source the lead chose), never the host address we dial.
+ * - Guest segment path (`fromGuest`): checksum, lookup, then the connection's
+ *   state machine (connection.ts). A SYN for an unknown flow starts a host
+ *   connect; any other segment for an unknown flow gets a RST (RFC 9293
+ *   §3.10.7.1), a RST gets nothing.
+ * - Batching: connections touched during a batch of guest frames are flushed
+ *   once at its end (one microtask): staged guest bytes go to the host socket
+ *   in one write and one ACK goes back.
+ * - Time: one timer heap and one `setTimeout` per NAT, armed for the
+ *   earliest deadline (timer-heap.ts). `runTimers` is public for fake clocks.
+ * - Limits (limits.ts): `maxFlows` (a SYN beyond it gets RST), `maxConnecting`
+ *   host connects in flight (a SYN beyond it is dropped; the guest retries),
+ *   per-flow send/receive buffers and out-of-order queue.
+ * - Drops are counted as `tcp:<reason>`; malformed input never throws.
+ */
+
+import net from 'node:net';
+import type { Clock, GuestLink } from '../../stack/guest-link.js';
+import { fold, pseudoHeaderSum, sum } from '../../wire/checksum.js';
+import { WireError } from '../../wire/errors.js';
+import { IpProtocol, type Ipv4View } from '../../wire/ipv4.js';
+import { parseTcpOptions, TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
+import { Connection, type ConnectionHost, type TcpState } from './connection.js';
+import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
+import { fillTcpChecksum, newSegmentFrame } from './segment.js';
+import { seqAdd, seqGt } from './seq.js';
+import { TimerHeap } from './timer-heap.js';
+
+export type { TcpLimits } from './limits.js';
+export type { TcpState } from './connection.js';
+
+export interface TcpNatOptions {
+  /** To the guests. */
+  link: GuestLink;
+  /** Milliseconds; default `Date.now`. */
+  clock?: Clock;
+  /** Opens a host connection; default `net.connect` with half-open allowed and Nagle off. */
+  connect?: (host: string, port: number, localAddress?: string) => net.Socket;
+  /** Emits ICMP destination unreachable (`code`) quoting the guest's IPv4 packet. Without it the guest gets RST instead. */
+  sendIcmpUnreachable?: (original: Uint8Array, code: number) => void;
+  /** Overrides of `DEFAULT_TCP_LIMITS`. */
+  limits?: Partial<TcpLimits>;
+  /** Verify the TCP checksum of guest segments (default true); off when the transport vouches for it. */
+  verifyChecksum?: boolean;
+  /** Tells a reset host socket from one closed with a FIN, where the platform can (default: never). */
+  hostWasReset?: (socket: net.Socket) => boolean;
+}
+
+export interface TcpNatStats extends Omit<TcpCounters, 'drops'> {
+  flows: number;
+  connecting: number;
+  /** Flows per state. */
+  states: Partial<Record<TcpState, number>>;
+  drops: Record<string, number>;
+}
+
+export interface TcpConnectionInfo {
+  guestIp: number;
+  guestPort: number;
+  remoteIp: number;
+  remotePort: number;
+  state: TcpState;
+  /** Host bytes held for the guest (unacknowledged or not yet sent). */
+  queued: number;
+  /** Sequence space sent and not yet acknowledged. */
+  inFlight: number;
+  /** The guest's window, bytes. */
+  sendWindow: number;
+  /** Guest bytes not yet taken by the host socket. */
+  buffered: number;
+  rto: number;
+}
+
+function defaultConnect(host: string, port: number, localAddress?: string): net.Socket {
+  const options: net.TcpNetConnectOpts = { host, port, allowHalfOpen: true, noDelay: true };
+  if (localAddress !== undefined) options.localAddress = localAddress;
+  return net.connect(options);
+}
+
+/** Largest delay `setTimeout` takes. */
+const MAX_TIMEOUT_MS = 0x7fffffff;
+
+export class TcpNat implements ConnectionHost {
+  readonly link: GuestLink;
+  readonly limits: Readonly<TcpLimits>;
+  readonly counters: TcpCounters = {
+    opened: 0,
+    closed: 0,
+    refused: 0,
+    unreachable: 0,
+    resets: 0,
+    retransmits: 0,
+    fastRetransmits: 0,
+    timeouts: 0,
+    drops: {},
+  };
+
+  private readonly clock: Clock;
+  private readonly connectHost: (host: string, port: number, localAddress?: string) => net.Socket;
+  private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
+  private readonly verifyChecksum: boolean;
+  readonly hostWasReset: (socket: net.Socket) => boolean;
+
+  private readonly table = new Map<number, Connection>();
+  private count = 0;
+  private connecting = 0;
+  private ipId = 0;
+
+  private readonly timers = new TimerHeap<Connection>();
+  private timeout: NodeJS.Timeout | undefined;
+  private wakeAt = Infinity;
+
+  private tails: Connection[] = [];
+  private tailsQueued = false;
+  private dirty: Connection[] = [];
+  private spare: Connection[] = [];
+  private flushQueued = false;
+  private closed = false;
+
+  constructor(options: TcpNatOptions) {
+    this.link = options.link;
+    this.clock = options.clock ?? Date.now;
+    this.connectHost = options.connect ?? defaultConnect;
+    this.sendIcmp = options.sendIcmpUnreachable;
+    this.hostWasReset = options.hostWasReset ?? (() => false);
+    this.limits = { ...DEFAULT_TCP_LIMITS, ...options.limits };
+    this.verifyChecksum = options.verifyChecksum ?? true;
+  }
+
+  /**
+   * A TCP segment from a guest to somewhere outside. `ip` and `tcp` are
+   * checked views valid only during the call (whatever is kept is copied).
+   * `hostAddress` is where a new flow's host socket connects; null refuses
+   * new flows (RST) but still serves existing ones. Never throws
+   * for bad input: drops are counted in `stats().drops`.
+   */
+  fromGuest(ip: Ipv4View, tcp: TcpView, hostAddress: string | null): void {
+    if (this.closed) return;
+    const bytes = tcp.bytes;
+    if (ip.isFragment) return this.drop('tcp:fragment');
+    if (bytes.length < TCP_HEADER_LENGTH || tcp.headerLength < TCP_HEADER_LENGTH || tcp.headerLength > bytes.length) {
+      return this.drop('tcp:bad-length');
+    }
+    const guestIp = ip.source;
+    const remoteIp = ip.destination;
+    if (
+      this.verifyChecksum &&
+      fold(sum(bytes, pseudoHeaderSum(guestIp, remoteIp, IpProtocol.TCP, bytes.length))) !== 0
+    ) {
+      return this.drop('tcp:bad-checksum');
+    }
+    const guestPort = tcp.sourcePort;
+    const remotePort = tcp.destinationPort;
+    let connection = this.lookup(guestIp * 65536 + guestPort, remoteIp, remotePort);
+    const flags = tcp.flags;
+    if (connection !== undefined) {
+      const newSyn = (flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN;
+      if (!(newSyn && connection.state === 'timeWait' && seqGt(tcp.sequenceNumber, connection.rcvNxt))) {
+        connection.fromGuest(tcp, this.clock());
+        return;
+      }
+      // RFC 9293 §3.10.7.4 (TIME-WAIT) and RFC 6191: a new SYN above the old
+      // sequence space may reuse the 4-tuple at once.
+      connection.close('destroy');
+      connection = undefined;
+    }
+    if ((flags & TcpFlags.RST) !== 0) return this.drop('tcp:no-flow');
+    if ((flags & (TcpFlags.SYN | TcpFlags.ACK)) !== TcpFlags.SYN) {
+      this.replyReset(ip, tcp);
+      return this.drop('tcp:no-flow');
+    }
+    if (hostAddress === null) {
+      this.replyReset(ip, tcp);
+      this.counters.refused++;
+      return;
+    }
+    this.open(ip, tcp, hostAddress);
+  }
+
+  /**
+   * Port forward: relays an accepted host socket to guestIp:guestPort; the
+   * guest sees the connection come from sourceIp:sourcePort. The NAT owns
+   * the socket from now on (destroys it when the guest refuses or vanishes).
+   */
+  forward(socket: net.Socket, guestIp: number, guestPort: number, sourceIp: number, sourcePort: number): void {
+    if (this.closed || this.count >= this.limits.maxFlows) {
+      this.drop('tcp:table-full');
+      socket.destroy();
+      return;
+    }
+    if (this.lookup(guestIp * 65536 + guestPort, sourceIp, sourcePort) !== undefined) {
+      this.drop('tcp:forward-in-use');
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(this, guestIp >>> 0, guestPort, sourceIp >>> 0, sourcePort, socket, 'synSent');
+    this.insert(connection);
+    connection.startForward();
+  }
+
+  get flowCount(): number {
+    return this.count;
+  }
+
+  stats(): TcpNatStats {
+    const states: Partial<Record<TcpState, number>> = {};
+    for (const head of this.table.values()) {
+      for (let c: Connection | undefined = head; c !== undefined; c = c.next) states[c.state] = (states[c.state] ?? 0) + 1;
+    }
+    return { ...this.counters, flows: this.count, connecting: this.connecting, states, drops: { ...this.counters.drops } };
+  }
+
+  /** A snapshot of every flow, for status output and tests. */
+  connections(): TcpConnectionInfo[] {
+    const out: TcpConnectionInfo[] = [];
+    for (const head of this.table.values()) {
+      for (let c: Connection | undefined = head; c !== undefined; c = c.next) {
+        out.push({ guestIp: c.guestIp, guestPort: c.guestPort, remoteIp: c.remoteIp, remotePort: c.remotePort, ...c.describe() });
+      }
+    }
+    return out;
+  }
+
+  /** RST every flow of the guest at `guestIp` (it left the network): nothing of it stays behind. */
+  closeGuest(guestIp: number): void {
+    const gone: Connection[] = [];
+    for (const head of this.table.values()) {
+      for (let c: Connection | undefined = head; c !== undefined; c = c.next) if (c.guestIp === guestIp >>> 0) gone.push(c);
+    }
+    for (const c of gone) c.abort();
+  }
+
+  /** RST every flow and release every socket and timer. The NAT takes no more segments. */
+  close(): void {
+    this.closed = true;
+    const all: Connection[] = [];
+    for (const head of this.table.values()) for (let c: Connection | undefined = head; c !== undefined; c = c.next) all.push(c);
+    for (const c of all) c.abort();
+    if (this.timeout !== undefined) clearTimeout(this.timeout);
+    this.timeout = undefined;
+    this.wakeAt = Infinity;
+  }
+
+  /**
+   * Fires every timer due at `now`. The NAT calls it from its own timeout;
+   * tests with a fake clock call it after moving the clock.
+   */
+  runTimers(now: number = this.clock()): void {
+    for (let c = this.timers.popDue(now); c !== undefined; c = this.timers.popDue(now)) c.onTimer(now);
+    const next = this.timers.peek();
+    if (next !== undefined && next.timerAt < this.wakeAt) this.wake(next.timerAt);
+  }
+
+  // ---- ConnectionHost -------------------------------------------------------
+
+  now(): number {
+    return this.clock();
+  }
+
+  armTimer(connection: Connection, at: number): void {
+    if (connection.state === 'closed') return;
+    if (connection.timerIndex >= 0 && connection.timerAt <= at) return;
+    this.timers.schedule(connection, at);
+    if (at < this.wakeAt) this.wake(at);
+  }
+
+  markDirty(connection: Connection): void {
+    if (connection.dirty) return;
+    connection.dirty = true;
+    this.dirty.push(connection);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  deferTail(connection: Connection): void {
+    this.tails.push(connection);
+    if (!this.tailsQueued) {
+      this.tailsQueued = true;
+      setImmediate(this.sendTails);
+    }
+  }
+
+  remove(connection: Connection): void {
+    this.timers.cancel(connection);
+    const head = this.table.get(connection.key);
+    if (head === connection) {
+      if (connection.next === undefined) this.table.delete(connection.key);
+      else this.table.set(connection.key, connection.next);
+    } else {
+      for (let c = head; c !== undefined; c = c.next) {
+        if (c.next === connection) {
+          c.next = connection.next;
+          break;
+        }
+      }
+    }
+    connection.next = undefined;
+    this.count--;
+    this.counters.closed++;
+  }
+
+  connectFinished(): void {
+    this.connecting--;
+  }
+
+  nextIpId(): number {
+    this.ipId = (this.ipId + 1) & 0xffff;
+    return this.ipId;
+  }
+
+  drop(reason: string): void {
+    const drops = this.counters.drops;
+    drops[reason] = (drops[reason] ?? 0) + 1;
+  }
+
+  readOptions(tcp: TcpView): TcpOptions | undefined {
+    try {
+      return parseTcpOptions(tcp.options);
+    } catch (err) {
+      if (err instanceof WireError) {
+        this.drop(err.key);
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  icmpUnreachable(original: Uint8Array, code: number): boolean {
+    if (this.sendIcmp === undefined) return false;
+    this.sendIcmp(original, code);
+    return true;
+  }
+
+  // ---- internals --------------------------------------------------------------
+
+  private open(ip: Ipv4View, tcp: TcpView, hostAddress: string): void {
+    const remoteIp = ip.destination;
+    const remotePort = tcp.destinationPort;
+    if (remotePort === 0 || tcp.sourcePort === 0) return this.drop('tcp:bad-port');
+    // No connections to 0.0.0.0, multicast, or broadcast (RFC 1122 §4.2.3.10).
+    if (remoteIp === 0 || remoteIp >>> 28 >= 0xe) return this.drop('tcp:bad-address');
+    if (this.count >= this.limits.maxFlows) {
+      this.replyReset(ip, tcp);
+      return this.drop('tcp:table-full');
+    }
+    if (this.connecting >= this.limits.maxConnecting) return this.drop('tcp:connect-limit');
+    const options = this.readOptions(tcp);
+    if (options === undefined) return;
+    const socket = this.connectHost(hostAddress, remotePort);
+    const connection = new Connection(this, ip.source, tcp.sourcePort, remoteIp, remotePort, socket, 'connecting');
+    this.insert(connection);
+    this.connecting++;
+    connection.startFromGuest(tcp, options, ip.bytes.slice(0, ip.totalLength));
+  }
+
+  private insert(connection: Connection): void {
+    connection.next = this.table.get(connection.key);
+    this.table.set(connection.key, connection);
+    this.count++;
+    this.counters.opened++;
+  }
+
+  private lookup(key: number, remoteIp: number, remotePort: number): Connection | undefined {
+    let c = this.table.get(key);
+    while (c !== undefined && (c.remoteIp !== remoteIp || c.remotePort !== remotePort)) c = c.next;
+    return c;
+  }
+
+  /** RFC 9293 §3.10.7.1: the reply to a segment for no connection (never to a RST). */
+  private replyReset(ip: Ipv4View, tcp: TcpView): void {
+    const flags = tcp.flags;
+    let seq = 0;
+    let ack = 0;
+    let replyFlags = TcpFlags.RST;
+    if ((flags & TcpFlags.ACK) !== 0) {
+      // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>"
+      seq = tcp.acknowledgmentNumber;
+    } else {
+      // "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
+      const length = tcp.payload.length + ((flags & TcpFlags.SYN) !== 0 ? 1 : 0) + ((flags & TcpFlags.FIN) !== 0 ? 1 : 0);
+      ack = seqAdd(tcp.sequenceNumber, length);
+      replyFlags |= TcpFlags.ACK;
+    }
+    const source = ip.destination;
+    const destination = ip.source;
+    const frame = newSegmentFrame(
+      this.nextIpId(),
+      source,
+      destination,
+      tcp.destinationPort,
+      tcp.sourcePort,
+      seq,
+      ack,
+      replyFlags,
+      0,
+      TCP_HEADER_LENGTH,
+      0,
+    );
+    fillTcpChecksum(frame, pseudoHeaderSum(source, destination, IpProtocol.TCP, 0));
+    this.link.sendIpv4(frame, destination);
+  }
+
+  private wake(at: number): void {
+    if (this.closed) return;
+    if (this.timeout !== undefined) clearTimeout(this.timeout);
+    this.wakeAt = at;
+    const delay = Math.min(MAX_TIMEOUT_MS, Math.max(0, Math.ceil(at - this.clock())));
+    this.timeout = setTimeout(this.onTimeout, delay);
+    this.timeout.unref();
+  }
+
+  private readonly onTimeout = (): void => {
+    this.timeout = undefined;
+    this.wakeAt = Infinity;
+    this.runTimers();
+  };
+
+  private readonly sendTails = (): void => {
+    this.tailsQueued = false;
+    const list = this.tails;
+    this.tails = [];
+    for (const c of list) c.sendHeldTail();
+  };
+
+  private readonly flush = (): void => {
+    this.flushQueued = false;
+    const list = this.dirty;
+    this.dirty = this.spare;
+    for (let i = 0; i < list.length; i++) list[i]!.flush();
+    list.length = 0;
+    this.spare = list;
+  };
+}

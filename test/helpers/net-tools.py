@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Small traffic tools for the integration tests, run inside test namespaces.
+
+  net-tools.py udp-echo-server HOST PORT SECONDS
+  net-tools.py udp-echo-client HOST PORT MESSAGE        -> prints the echo
+  net-tools.py blob-server HOST PORT SECONDS            -> each connection: read 4-byte seed, send 1 MiB derived from it
+  net-tools.py blob-clients HOST PORT COUNT             -> COUNT concurrent connections, checks every byte; prints "ok N"
+  net-tools.py reset-server HOST PORT SECONDS           -> sends 8 MiB then closes with RST (SO_LINGER 0)
+  net-tools.py syn-flood SRC DST COUNT                  -> COUNT TCP SYNs from SRC to DST, random closed ports (raw socket)
+Every server stops by itself after SECONDS."""
+import asyncio, hashlib, os, random, socket, struct, sys, time
+
+BLOB = 1 << 20
+
+def blob(seed: int) -> bytes:
+    out, block = bytearray(), seed.to_bytes(4, "big")
+    while len(out) < BLOB:
+        block = hashlib.sha256(block).digest()
+        out += block * 64
+    return bytes(out[:BLOB])
+
+def udp_echo_server(host, port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, int(port)))
+    s.settimeout(0.5)
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        try:
+            data, peer = s.recvfrom(65535)
+            s.sendto(data, peer)
+        except socket.timeout:
+            pass
+
+def udp_echo_client(host, port, message):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    for _ in range(3):
+        s.sendto(message.encode(), (host, int(port)))
+        try:
+            print(s.recvfrom(65535)[0].decode())
+            return
+        except socket.timeout:
+            continue
+    sys.exit("no echo")
+
+async def blob_server(host, port, seconds):
+    async def handle(reader, writer):
+        try:
+            seed = struct.unpack("!I", await reader.readexactly(4))[0]
+            writer.write(blob(seed))
+            await writer.drain()
+        finally:
+            writer.close()
+    server = await asyncio.start_server(handle, host, int(port), backlog=1024)
+    await asyncio.sleep(float(seconds))
+    server.close()
+
+async def blob_clients(host, port, count):
+    async def one(i):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(struct.pack("!I", i))
+        data = await reader.readexactly(BLOB)
+        writer.close()
+        return data == blob(i)
+    results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(int(count))), return_exceptions=True), 120)
+    good = sum(1 for r in results if r is True)
+    print(f"ok {good}")
+    bad = [r for r in results if r is not True]
+    if bad:
+        sys.exit(f"{len(bad)} failed, first: {bad[0]!r}")
+
+def reset_server(host, port, seconds):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(8)
+    s.settimeout(float(seconds))
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        return
+    try:
+        c.sendall(os.urandom(8 << 20))
+    except OSError:
+        pass
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data)//2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+def syn_flood(src, dst, count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    rng = random.Random(7)
+    srcb, dstb = socket.inet_aton(src), socket.inet_aton(dst)
+    for i in range(int(count)):
+        sport, dport = 20000 + (i % 40000), rng.randrange(20000, 60000)
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, rng.randrange(1 << 32), 0, 5 << 4, 0x02, 64240, 0, 0)
+        pseudo = srcb + dstb + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+        s.sendto(tcp, (dst, 0))
+    print(count)
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "udp-echo-server": udp_echo_server(*args)
+    elif cmd == "udp-echo-client": udp_echo_client(*args)
+    elif cmd == "blob-server": asyncio.run(blob_server(*args))
+    elif cmd == "blob-clients": asyncio.run(blob_clients(*args))
+    elif cmd == "reset-server": reset_server(*args)
+    elif cmd == "syn-flood": syn_flood(*args)
+    else: sys.exit(f"unknown command {cmd}")

@@ -1,0 +1,167 @@
+/**
+ * VirtualBox NAT with a real Linux guest: DHCP, DNS through the proxy, TCP,
+ * UDP and ICMP through the NAT to an "internet" namespace, the host's
+ * loopback through the gateway, port forwards added and removed at run
+ * time, and leases that survive `kill -9`.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Lab, waitFor } from '../helpers/lab.js';
+import { VnetDaemon } from '../helpers/vnet.js';
+import { ping } from '../helpers/guest.js';
+import { dhcp, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
+
+const lab = new Lab();
+let vnet: VnetDaemon;
+let world: World;
+let guest: string;
+let lease: Record<string, string>;
+
+const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
+const listening = (netns: string, port: number, udp = false) => async () =>
+  (await lab.exec(netns, 'ss', [udp ? '-lun' : '-ltn', `sport = :${port}`])).stdout.includes(`:${port}`);
+
+describe('NAT', { timeout: 300_000 }, () => {
+  before(async () => {
+    world = await makeWorld(lab);
+    vnet = await VnetDaemon.start(lab, world.hostNs, undefined, { VNET_RESOLV_CONF: world.resolvConf });
+    await vnet.must(['createvm', '--name', 'g', '--register']);
+    await vnet.must(['modifyvm', 'g', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nat-pf1', 'web,tcp,127.0.0.1,18080,,8080']);
+    guest = lab.name('g');
+    await vnet.must(['startvm', 'g', '--type', 'netns', '--netns', guest]);
+    lease = await dhcp(lab, guest);
+  });
+  after(async () => {
+    if (vnet && !vnet.alive) console.error(vnet.log);
+    await lab.cleanup();
+  });
+
+  test('udhcpc gets 10.0.2.15 with router 10.0.2.2 and DNS 10.0.2.3; the gateway answers ping', async () => {
+    assert.equal(lease.ip, '10.0.2.15');
+    assert.equal(lease.subnet, '255.255.255.0');
+    assert.equal(lease.router, '10.0.2.2');
+    assert.equal(lease.dns, '10.0.2.3');
+    await ping(lab, guest, '10.0.2.2');
+  });
+
+  test('DNS through 10.0.2.3 resolves A, AAAA, MX and TXT from the upstream', async () => {
+    const dig = async (type: string, name: string) =>
+      (await lab.mustExec(guest, 'dig', ['+short', '+time=2', '+tries=2', '@10.0.2.3', name, type])).trim();
+    assert.equal(await dig('A', 'www.example.test'), INTERNET_IP);
+    assert.equal(await dig('AAAA', 'v6.example.test'), '2001:db8::42');
+    assert.equal(await dig('MX', 'example.test'), '10 mail.example.test.');
+    assert.equal(await dig('TXT', 'example.test'), '"hello from the lab"');
+  });
+
+  test('with localhost reachable, 10.0.2.2 reaches a server on the host loopback', async () => {
+    const dir = lab.tempDir('lo');
+    writeFileSync(join(dir, 'hello.txt'), 'hello from host loopback\n');
+    lab.spawn(world.hostNs, 'python3', ['-m', 'http.server', '--bind', '127.0.0.1', '18900', '--directory', dir]);
+    await waitFor('host http server', listening(world.hostNs, 18900));
+    const body = await lab.mustExec(guest, 'curl', ['-sS', '--max-time', '10', 'http://10.0.2.2:18900/hello.txt']);
+    assert.equal(body, 'hello from host loopback\n');
+  });
+
+  test('50 MB download and 20 MB upload through the NAT arrive intact', async () => {
+    const dir = lab.tempDir('bulk');
+    const big = join(dir, 'big.bin');
+    writeFileSync(big, randomBytes(50 << 20));
+    lab.spawn(world.internetNs, 'python3', ['-m', 'http.server', '--bind', INTERNET_IP, '8000', '--directory', dir]);
+    await waitFor('internet http server', listening(world.internetNs, 8000));
+    const got = join(lab.tempDir('dl'), 'big.bin');
+    await lab.mustExec(guest, 'curl', ['-sS', '--max-time', '60', '-o', got, `http://${INTERNET_IP}:8000/big.bin`], { timeoutMs: 70_000 });
+    assert.equal(sha256(got), sha256(big));
+
+    const up = join(dir, 'up.bin');
+    writeFileSync(up, randomBytes(20 << 20));
+    const received = join(lab.tempDir('ul'), 'received.bin');
+    const sink = lab.spawn(world.internetNs, 'socat', ['-u', `TCP-LISTEN:8001,bind=${INTERNET_IP},reuseaddr`, `OPEN:${received},creat,trunc`]);
+    const sinkDone = new Promise((r) => sink.once('exit', r));
+    await waitFor('upload sink', listening(world.internetNs, 8001));
+    await lab.mustExec(guest, 'socat', ['-u', `OPEN:${up}`, `TCP:${INTERNET_IP}:8001`], { timeoutMs: 60_000 });
+    await sinkDone;
+    assert.equal(sha256(received), sha256(up));
+  });
+
+  test('iperf3 runs 10 s each way through the NAT', async () => {
+    lab.spawn(world.internetNs, 'iperf3', ['-s', '-B', INTERNET_IP, '-p', '5201']);
+    await waitFor('iperf3 server', listening(world.internetNs, 5201));
+    for (const reverse of [[], ['-R']]) {
+      const out = JSON.parse(await lab.mustExec(guest, 'iperf3', ['-c', INTERNET_IP, '-p', '5201', '-t', '10', '-J', ...reverse], { timeoutMs: 40_000 }));
+      const bps = out.end.sum_received.bits_per_second as number;
+      assert.ok(bps > 50e6, `iperf3 ${reverse.join('')} only ${(bps / 1e6).toFixed(1)} Mbit/s`);
+    }
+  });
+
+  test('200 concurrent connections each move 1 MB intact', async () => {
+    lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'blob-server', INTERNET_IP, '8002', '120']);
+    await waitFor('blob server', listening(world.internetNs, 8002));
+    const out = await lab.mustExec(guest, 'python3', [NET_TOOLS, 'blob-clients', INTERNET_IP, '8002', '200'], { timeoutMs: 130_000 });
+    assert.equal(out.trim(), 'ok 200');
+  });
+
+  test('a connection to a closed port is refused at once', async () => {
+    const started = Date.now();
+    const connect = `import socket; s = socket.socket(); s.settimeout(5); s.connect(('${INTERNET_IP}', 9))`;
+    const result = await lab.exec(guest, 'python3', ['-c', connect]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /ConnectionRefusedError/);
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  });
+
+  test('UDP echo and ping through the NAT', async () => {
+    lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'udp-echo-server', INTERNET_IP, '7000', '60']);
+    await waitFor('udp echo server', listening(world.internetNs, 7000, true));
+    const echo = await lab.mustExec(guest, 'python3', [NET_TOOLS, 'udp-echo-client', INTERNET_IP, '7000', 'marco']);
+    assert.equal(echo.trim(), 'marco');
+    await ping(lab, guest, INTERNET_IP, 3);
+  });
+
+  test('port forwards: a rule from modifyvm, one added and deleted with controlvm, a UDP one', async () => {
+    const dir = lab.tempDir('www');
+    writeFileSync(join(dir, 'index.html'), 'guest web\n');
+    lab.spawn(guest, 'python3', ['-m', 'http.server', '--bind', '0.0.0.0', '8080', '--directory', dir]);
+    await waitFor('guest web server', listening(guest, 8080));
+    const curlHost = (port: number) => lab.exec(world.hostNs, 'curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${port}/index.html`]);
+    assert.equal((await curlHost(18080)).stdout, 'guest web\n');
+
+    await vnet.must(['controlvm', 'g', 'natpf1', 'web2,tcp,,18081,,8080']);
+    assert.equal((await curlHost(18081)).stdout, 'guest web\n');
+    await vnet.must(['controlvm', 'g', 'natpf1', 'delete', 'web2']);
+    assert.notEqual((await curlHost(18081)).code, 0);
+    assert.doesNotMatch(await vnet.must(['showvminfo', 'g', '--machinereadable']), /web2/);
+
+    lab.spawn(guest, 'python3', [NET_TOOLS, 'udp-echo-server', '0.0.0.0', '7001', '60']);
+    await waitFor('guest udp echo', listening(guest, 7001, true));
+    await vnet.must(['controlvm', 'g', 'natpf1', 'echo,udp,,17001,,7001']);
+    const echo = await lab.mustExec(world.hostNs, 'python3', [NET_TOOLS, 'udp-echo-client', '127.0.0.1', '17001', 'polo']);
+    assert.equal(echo.trim(), 'polo');
+  });
+
+  test('a forward to a host port in use is a clear error and is not added', async () => {
+    lab.spawn(world.hostNs, 'python3', ['-m', 'http.server', '--bind', '127.0.0.1', '18099']);
+    await waitFor('squatter', listening(world.hostNs, 18099));
+    const before = await vnet.must(['showvminfo', 'g', '--machinereadable']);
+    const result = await vnet.cli(['controlvm', 'g', 'natpf1', 'busy,tcp,,18099,,80']);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /^vnet: error: .*18099.*in use/);
+    assert.equal(await vnet.must(['showvminfo', 'g', '--machinereadable']), before);
+  });
+
+  test('the lease survives kill -9 of the daemon', async () => {
+    const leasesBefore = JSON.parse(await vnet.must(['leases', '--json']));
+    assert.equal(leasesBefore.length, 1);
+    assert.equal(leasesBefore[0].ip, '10.0.2.15');
+    assert.equal(leasesBefore[0].vm, 'g');
+    assert.equal((await vnet.must(['ip', 'g'])).trim(), '10.0.2.15');
+    await vnet.kill9();
+    await vnet.restart();
+    assert.equal((await vnet.must(['ip', 'g'])).trim(), '10.0.2.15');
+    const again = await dhcp(lab, guest);
+    assert.equal(again.ip, '10.0.2.15');
+    await ping(lab, guest, INTERNET_IP);
+  });
+});

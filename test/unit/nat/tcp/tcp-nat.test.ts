@@ -1,0 +1,596 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
+import { TcpFlags } from '../../../../src/wire/tcp.js';
+import {
+  FakeGuest,
+  FakeLink,
+  GATEWAY_IP,
+  GUEST_IP,
+  GuestTcp,
+  has,
+  REMOTE_IP,
+  sha256,
+  until,
+  type Segment,
+} from './fake-guest.js';
+
+interface Server {
+  port: number;
+  sockets: net.Socket[];
+  close(): Promise<void>;
+}
+
+/** A loopback server; `onSocket` gets each accepted socket (half-open allowed). */
+async function listen(onSocket: (s: net.Socket) => void = () => {}): Promise<Server> {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    sockets.push(s);
+    s.on('error', () => {});
+    onSocket(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    sockets,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** A loopback port with nothing listening. */
+async function closedPort(): Promise<number> {
+  const s = await listen();
+  await s.close();
+  return s.port;
+}
+
+interface Rig {
+  link: FakeLink;
+  nat: TcpNat;
+  guest: FakeGuest;
+  icmps: Array<{ original: Uint8Array; code: number }>;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+function rig(options: Partial<TcpNatOptions> & { mtu?: number } = {}): Rig {
+  const link = new FakeLink(options.mtu ?? 1500);
+  const icmps: Rig['icmps'] = [];
+  const nat = new TcpNat({
+    link,
+    sendIcmpUnreachable: (original, code) => icmps.push({ original: Uint8Array.from(original), code }),
+    ...options,
+  });
+  const guest = new FakeGuest(nat, link);
+  cleanups.push(() => {
+    nat.close();
+    assert.deepEqual(link.errors, [], 'every emitted frame is well-formed');
+  });
+  return { link, nat, guest, icmps };
+}
+
+async function server(onSocket?: (s: net.Socket) => void): Promise<Server> {
+  const s = await listen(onSocket);
+  cleanups.push(() => s.close());
+  return s;
+}
+
+let nextPort = 40000;
+function port(): number {
+  return nextPort++;
+}
+
+/** A clock the test moves by hand. */
+function fakeClock(): { now: number; clock: () => number } {
+  const c = { now: 1_000_000, clock: () => c.now };
+  return c;
+}
+
+describe('TcpNat handshake', () => {
+  it('connects the host socket first, then answers SYN-ACK with MSS and window scale', async () => {
+    const { nat, link, guest } = rig();
+    let accepted = 0;
+    const srv = await server(() => accepted++);
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 6, mss: 1400 });
+    await c.connect();
+    assert.equal(accepted, 1);
+    const synAck = link.sent.find((s) => has(s, TcpFlags.SYN))!;
+    assert.equal(synAck.flags, TcpFlags.SYN | TcpFlags.ACK);
+    assert.equal(synAck.srcIp, REMOTE_IP, 'the guest sees its SYN destination, not the host address');
+    assert.equal(synAck.dstIp, GUEST_IP);
+    assert.equal(synAck.srcPort, srv.port);
+    assert.equal(synAck.ack, (c.iss + 1) >>> 0);
+    assert.equal(synAck.options.mss, 1460, 'MSS is link MTU − 40');
+    assert.equal(synAck.options.windowScale, 7);
+    assert.equal(synAck.options.sackPermitted, undefined);
+    assert.equal(nat.flowCount, 1);
+    assert.equal(nat.stats().states.established, 1);
+    // IP ID increments.
+    const ids = link.sent.map((s) => s.ipId);
+    for (let i = 1; i < ids.length; i++) assert.equal(ids[i], (ids[i - 1]! + 1) & 0xffff);
+  });
+
+  it('does not offer window scaling to a guest that did not', async () => {
+    const { link, guest } = rig();
+    const srv = await server();
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    const synAck = link.sent.find((s) => has(s, TcpFlags.SYN))!;
+    assert.equal(synAck.options.windowScale, undefined);
+  });
+
+  it('refuses at once with RST when the host port is closed', async () => {
+    const { nat, guest } = rig();
+    const p = await closedPort();
+    const lp = port();
+    guest.send({ srcPort: lp, dstPort: p, seq: 5000, flags: TcpFlags.SYN, options: { mss: 1460 } });
+    const rst = await guest.next((s) => s.dstPort === lp);
+    assert.equal(rst.flags, TcpFlags.RST | TcpFlags.ACK);
+    assert.equal(rst.seq, 0);
+    assert.equal(rst.ack, 5001);
+    assert.equal(nat.flowCount, 0);
+    assert.equal(nat.stats().refused, 1);
+  });
+
+  it('reports an unreachable host with ICMP, quoting the SYN', async () => {
+    const unreachable = (): net.Socket => {
+      const s = new net.Socket();
+      process.nextTick(() => s.destroy(Object.assign(new Error('no route'), { code: 'EHOSTUNREACH' })));
+      return s;
+    };
+    const { nat, icmps, guest } = rig({ connect: unreachable });
+    guest.send({ srcPort: port(), dstPort: 80, seq: 1, flags: TcpFlags.SYN });
+    await until(() => icmps.length === 1);
+    assert.equal(icmps[0]!.code, 1);
+    assert.equal(icmps[0]!.original[9], 6, 'the quoted packet is the guest TCP SYN');
+    assert.equal(nat.flowCount, 0);
+  });
+
+  it('gives up a host connect that hangs and sends ICMP host unreachable', async () => {
+    const time = fakeClock();
+    const hanging: net.Socket[] = [];
+    const { nat, icmps, guest } = rig({
+      clock: time.clock,
+      connect: () => {
+        const s = new net.Socket();
+        hanging.push(s);
+        return s;
+      },
+    });
+    guest.send({ srcPort: port(), dstPort: 80, seq: 1, flags: TcpFlags.SYN });
+    guest.send({ srcPort: port(), dstPort: 80, seq: 1, flags: TcpFlags.SYN });
+    assert.equal(nat.stats().connecting, 2);
+    time.now += 19_000;
+    nat.runTimers();
+    assert.equal(icmps.length, 0);
+    time.now += 1_001;
+    nat.runTimers();
+    assert.equal(icmps.length, 2);
+    assert.equal(nat.flowCount, 0);
+    assert.equal(nat.stats().connecting, 0);
+    assert.ok(hanging.every((s) => s.destroyed));
+  });
+
+  it('answers segments for no connection with RST, and a RST with nothing', async () => {
+    const { nat, guest } = rig();
+    const lp = port();
+    guest.send({ srcPort: lp, dstPort: 80, seq: 10, ack: 777, flags: TcpFlags.ACK, payload: Buffer.from('x') });
+    const rst = await guest.next((s) => s.dstPort === lp);
+    assert.equal(rst.flags, TcpFlags.RST);
+    assert.equal(rst.seq, 777);
+    guest.send({ srcPort: lp, dstPort: 80, seq: 10, flags: TcpFlags.RST });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(guest.inbox.length, 0);
+    assert.equal(nat.stats().drops['tcp:no-flow'], 2);
+  });
+
+  it('leaves no flow behind after 500 SYNs to a closed port', async () => {
+    const { nat, guest } = rig();
+    const p = await closedPort();
+    for (let i = 0; i < 500; i++) guest.send({ srcPort: 20000 + i, dstPort: p, seq: i, flags: TcpFlags.SYN });
+    await until(() => guest.inbox.filter((s) => has(s, TcpFlags.RST)).length === 500, 10_000, '500 RSTs');
+    assert.equal(nat.flowCount, 0);
+    assert.equal(nat.stats().connecting, 0);
+  });
+});
+
+describe('TcpNat data', () => {
+  it('relays data both ways through an echo server', async () => {
+    const { guest, link } = rig();
+    const srv = await server((s) => s.pipe(s));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7 });
+    await c.connect();
+    c.write(Buffer.from('hello, world'));
+    await until(() => c.receivedBytes === 12);
+    assert.equal(c.receivedData.toString(), 'hello, world');
+    const data = link.sent.find((s) => s.payload.length > 0)!;
+    assert.ok(has(data, TcpFlags.ACK) && has(data, TcpFlags.PSH));
+  });
+
+  it('moves 5 MB host → guest into a 16 KiB window, pausing the host socket', async () => {
+    const { nat, guest, link } = rig();
+    const payload = randomBytes(5 << 20);
+    const srv = await server((s) => s.end(payload));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, window: 16384 });
+    let maxQueued = 0;
+    let maxInFlight = 0;
+    c.onData = () => {
+      for (const f of nat.connections()) {
+        maxQueued = Math.max(maxQueued, f.queued);
+        maxInFlight = Math.max(maxInFlight, f.inFlight);
+      }
+    };
+    await c.connect();
+    await until(() => c.finReceived, 30_000, 'the whole download');
+    assert.equal(c.receivedBytes, payload.length);
+    assert.equal(sha256(c.receivedData), sha256(payload));
+    assert.ok(maxInFlight <= 16384, `in flight ${maxInFlight} within the guest's window`);
+    assert.ok(maxQueued <= 512 * 1024, `queued ${maxQueued} stays bounded`);
+    assert.ok(link.sent.every((s) => s.payload.length <= 1460));
+    c.end();
+    await until(() => nat.flowCount === 0, 3000, 'the flow to go');
+  });
+
+  it('moves 5 MB guest → host while the host reads slowly, shrinking the window', async () => {
+    // A unix socket toward the "host": its small kernel buffer lets the NAT's own buffer fill.
+    const path = join(mkdtempSync(join(tmpdir(), 'vnet-tcp-')), 'host.sock');
+    const { nat, guest } = rig({
+      limits: { receiveBuffer: 256 * 1024 },
+      connect: () => net.connect({ path, allowHalfOpen: true }),
+    });
+    const payload = randomBytes(5 << 20);
+    const chunks: Buffer[] = [];
+    let ended = false;
+    let maxBuffered = 0;
+    const unix = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.pause();
+      // Read in short bursts with pauses so the NAT's buffer fills.
+      const tick = setInterval(() => {
+        for (const f of nat.connections()) maxBuffered = Math.max(maxBuffered, f.buffered);
+        s.resume();
+        setTimeout(() => s.pause(), 1);
+      }, 10);
+      s.on('data', (d: Buffer) => chunks.push(d));
+      s.on('end', () => {
+        ended = true;
+        clearInterval(tick);
+        s.end();
+      });
+    });
+    await new Promise<void>((r) => unix.listen(path, r));
+    cleanups.push(() => new Promise<void>((r) => unix.close(() => r())));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: 80, shift: 7, mss: 1460 });
+    await c.connect();
+    c.write(payload);
+    c.end();
+    await until(() => ended, 60_000, 'the whole upload');
+    assert.equal(sha256(Buffer.concat(chunks)), sha256(payload));
+    const minWindow = Math.min(...c.windowsSeen);
+    assert.ok(minWindow < 32 * 1024, `the window shrank (min ${minWindow})`);
+    assert.ok(Math.max(...c.windowsSeen) <= 256 * 1024 + 128, 'never more than the receive buffer');
+    assert.ok(maxBuffered <= 256 * 1024 + 64 * 1024, `buffered toward the host stays bounded (${maxBuffered})`);
+    await until(() => nat.flowCount === 0, 3000, 'the flow to go');
+  });
+
+  it('moves large segments at MTU 65520', async () => {
+    const { guest, link } = rig({ mtu: 65520 });
+    const payload = randomBytes(2 << 20);
+    const chunks: Buffer[] = [];
+    const srv = await server((s) => {
+      s.on('data', (d: Buffer) => chunks.push(d));
+      s.on('end', () => s.end(payload));
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7, mss: 65480, window: 4 << 20 });
+    await c.connect();
+    c.write(payload);
+    c.end();
+    await until(() => c.finReceived, 20_000);
+    assert.equal(sha256(Buffer.concat(chunks)), sha256(payload));
+    assert.equal(sha256(c.receivedData), sha256(payload));
+    assert.ok(link.sent.some((s) => s.payload.length > 32 * 1024), 'segments larger than 32 KiB');
+  });
+
+  it('retransmits a lost segment after the RTO (fake clock)', async () => {
+    const time = fakeClock();
+    const { nat, guest, link } = rig({ clock: time.clock });
+    let srvSocket: net.Socket | undefined;
+    const srv = await server((s) => (srvSocket = s));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    let dropped: Segment | undefined;
+    link.drop = (s) => {
+      if (dropped === undefined && s.payload.length > 0) {
+        dropped = s;
+        return true;
+      }
+      return false;
+    };
+    srvSocket!.write('lost once');
+    await until(() => dropped !== undefined);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(c.receivedBytes, 0);
+    // The handshake gave an RTT sample of 0 ms: RTO is the 200 ms floor.
+    time.now += 199;
+    nat.runTimers();
+    assert.equal(nat.stats().retransmits, 0);
+    time.now += 2;
+    nat.runTimers();
+    assert.equal(nat.stats().retransmits, 1);
+    await until(() => c.receivedBytes === 9);
+    assert.equal(c.receivedData.toString(), 'lost once');
+    const resent = link.sent.filter((s) => s.payload.length > 0);
+    assert.equal(resent.length, 2);
+    assert.equal(resent[1]!.seq, dropped!.seq);
+  });
+
+  it('fast-retransmits on three duplicate ACKs', async () => {
+    const { nat, guest, link } = rig();
+    const payload = randomBytes(200 * 1024);
+    const srv = await server((s) => s.end(payload));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7, window: 1 << 20 });
+    let count = 0;
+    link.drop = (s) => s.payload.length > 0 && ++count === 5;
+    await c.connect();
+    await until(() => c.finReceived, 10_000);
+    assert.equal(sha256(c.receivedData), sha256(payload));
+    assert.ok(nat.stats().fastRetransmits >= 1);
+  });
+
+  it('probes a zero window and resumes when it opens', async () => {
+    const time = fakeClock();
+    const { nat, guest } = rig({ clock: time.clock });
+    const payload = randomBytes(100_000);
+    const srv = await server((s) => s.end(payload));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, window: 20_000 });
+    c.holding = true;
+    await c.connect();
+    await until(() => c.receivedBytes === 20_000, 3000, 'the first window');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(c.windowsSeen.length > 0, true);
+    // The window is zero: a probe goes out on the timer.
+    time.now += 1_100;
+    nat.runTimers();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(nat.connections()[0]!.inFlight, 1, 'a one-byte probe is outstanding');
+    c.release();
+    await until(() => c.finReceived, 5000, 'the rest after the window opened');
+    assert.equal(sha256(c.receivedData), sha256(payload));
+  });
+
+  it('reorders out-of-order guest data and answers it with a duplicate ACK', async () => {
+    const { guest } = rig();
+    const chunks: Buffer[] = [];
+    const srv = await server((s) => s.on('data', (d: Buffer) => chunks.push(d)));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    const before = guest.inbox.length;
+    const base = c.sndNxt;
+    const seen: Segment[] = [];
+    const original = c.onSegment.bind(c);
+    c.onSegment = (s) => {
+      seen.push(s);
+      original(s);
+    };
+    c.sendSegment(TcpFlags.ACK, base + 5, c.rcvNxt, Buffer.from('world'));
+    await until(() => seen.length >= 1);
+    assert.equal(seen[0]!.ack, base, 'duplicate ACK for the hole');
+    c.sendSegment(TcpFlags.ACK, base, c.rcvNxt, Buffer.from('hello'));
+    await until(() => Buffer.concat(chunks).length === 10);
+    assert.equal(Buffer.concat(chunks).toString(), 'helloworld');
+    await until(() => seen.some((s) => s.ack === base + 10));
+    assert.equal(guest.inbox.length, before);
+  });
+});
+
+describe('TcpNat closing', () => {
+  it('half-closes guest → host: guest FIN ends the socket, the host still answers', async () => {
+    const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
+    const srv = await server((s) => {
+      const parts: Buffer[] = [];
+      s.on('data', (d: Buffer) => parts.push(d));
+      s.on('end', () => s.end(Buffer.concat(parts).toString().toUpperCase()));
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    c.write(Buffer.from('shout'));
+    c.end();
+    await until(() => c.finReceived);
+    assert.equal(c.receivedData.toString(), 'SHOUT');
+    await until(() => nat.flowCount === 0, 2000, 'the flow to drain');
+  });
+
+  it('half-closes host → guest: host FIN reaches the guest, which can still send', async () => {
+    const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
+    let fromGuest = '';
+    let hostSawEnd = false;
+    const srv = await server((s) => {
+      s.end('bye');
+      s.on('data', (d: Buffer) => (fromGuest += d.toString()));
+      s.on('end', () => (hostSawEnd = true));
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    await until(() => c.finReceived);
+    assert.equal(c.receivedData.toString(), 'bye');
+    assert.equal(nat.stats().states.finWait, 1);
+    c.write(Buffer.from('still here'));
+    c.end();
+    await until(() => hostSawEnd);
+    assert.equal(fromGuest, 'still here');
+    await until(() => nat.flowCount === 0, 2000, 'the flow to drain');
+  });
+
+  it('passes a guest RST to the host as a reset', async () => {
+    const { nat, guest } = rig();
+    let hostError = '';
+    const srv = await server((s) => s.on('error', (e: NodeJS.ErrnoException) => (hostError = e.code ?? '')));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    await until(() => srv.sockets.length === 1);
+    c.reset();
+    assert.equal(nat.flowCount, 0);
+    await until(() => hostError === 'ECONNRESET', 2000, 'ECONNRESET on the host');
+  });
+
+  it('passes a host reset to the guest as RST', async () => {
+    const { nat, guest } = rig();
+    const srv = await server();
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    await until(() => srv.sockets.length === 1);
+    srv.sockets[0]!.resetAndDestroy();
+    await until(() => c.rstReceived);
+    assert.equal(nat.flowCount, 0);
+  });
+
+  it('resets a guest that vanishes mid-transfer, leaving nothing behind', async () => {
+    const time = fakeClock();
+    const { nat, guest, link } = rig({ clock: time.clock });
+    let hostClosed = false;
+    const srv = await server((s) => {
+      s.write(randomBytes(1 << 20));
+      s.on('close', () => (hostClosed = true));
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    await until(() => c.receivedBytes > 0);
+    link.drop = () => true; // the guest is gone
+    await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 20 && nat.flowCount > 0; i++) {
+      time.now += 61_000;
+      nat.runTimers();
+    }
+    assert.equal(nat.flowCount, 0);
+    assert.ok(nat.stats().timeouts >= 1);
+    assert.ok(link.sent.at(-1)!.flags & TcpFlags.RST, 'the last word is a RST');
+    await until(() => hostClosed, 2000, 'the host socket to close');
+  });
+
+  it('times out an idle established connection after 2 h 4 min', async () => {
+    const time = fakeClock();
+    const { nat, guest } = rig({ clock: time.clock });
+    const srv = await server();
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    time.now += 7_439_000;
+    nat.runTimers();
+    assert.equal(nat.flowCount, 1);
+    time.now += 2_000;
+    nat.runTimers();
+    assert.equal(nat.flowCount, 0);
+    await until(() => c.rstReceived);
+  });
+
+  it('close() resets every flow', async () => {
+    const { nat, guest } = rig();
+    const srv = await server();
+    const a = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    const b = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await a.connect();
+    await b.connect();
+    assert.equal(nat.flowCount, 2);
+    nat.close();
+    assert.equal(nat.flowCount, 0);
+    await until(() => a.rstReceived && b.rstReceived);
+  });
+});
+
+describe('TcpNat port forward', () => {
+  async function forwardRig(): Promise<Rig & { client: net.Socket; clientPort: number }> {
+    const r = rig();
+    const listener = await server((s) => r.nat.forward(s, GUEST_IP, 8080, GATEWAY_IP, s.remotePort!));
+    const client = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
+    client.on('error', () => {});
+    cleanups.push(() => void client.destroy());
+    await new Promise((res) => client.once('connect', res));
+    return { ...r, client, clientPort: client.localPort! };
+  }
+
+  it('opens toward the guest with a SYN and relays both ways after its SYN-ACK', async () => {
+    const { guest, client, clientPort, nat } = await forwardRig();
+    const syn = await guest.next((s) => has(s, TcpFlags.SYN));
+    assert.equal(syn.flags, TcpFlags.SYN);
+    assert.equal(syn.srcIp, GATEWAY_IP);
+    assert.equal(syn.srcPort, clientPort);
+    assert.equal(syn.dstPort, 8080);
+    assert.equal(syn.options.mss, 1460);
+    assert.equal(syn.options.windowScale, 7);
+    // Data from the client waits for the handshake.
+    client.write('GET /');
+    const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
+    c.accept(syn);
+    await until(() => c.receivedBytes === 5);
+    assert.equal(c.receivedData.toString(), 'GET /');
+    let reply = '';
+    client.on('data', (d: Buffer) => (reply += d.toString()));
+    c.write(Buffer.from('200 OK'));
+    await until(() => reply === '200 OK');
+    assert.equal(nat.stats().states.established, 1);
+  });
+
+  it('resets the host client when the guest refuses', async () => {
+    const { guest, client, nat } = await forwardRig();
+    const syn = await guest.next((s) => has(s, TcpFlags.SYN));
+    let closed = false;
+    client.on('close', () => (closed = true));
+    guest.send({
+      srcPort: 8080,
+      dstPort: syn.srcPort,
+      dstIp: GATEWAY_IP,
+      seq: 0,
+      ack: (syn.seq + 1) >>> 0,
+      flags: TcpFlags.RST | TcpFlags.ACK,
+    });
+    assert.equal(nat.flowCount, 0);
+    assert.equal(nat.stats().refused, 1);
+    await until(() => closed);
+  });
+
+  it('retries the SYN and gives up on a silent guest', async () => {
+    const time = fakeClock();
+    const r = rig({ clock: time.clock });
+    const listener = await server((s) => r.nat.forward(s, GUEST_IP, 8080, GATEWAY_IP, s.remotePort!));
+    const client = net.connect({ port: listener.port, host: '127.0.0.1' });
+    client.on('error', () => {});
+    let closed = false;
+    client.on('close', () => (closed = true));
+    await until(() => r.nat.flowCount === 1);
+    for (let i = 0; i < 10; i++) {
+      time.now += 40_000;
+      r.nat.runTimers();
+    }
+    assert.equal(r.nat.flowCount, 0);
+    assert.equal(r.link.sent.filter((s) => has(s, TcpFlags.SYN)).length, 6);
+    await until(() => closed);
+  });
+});
+
+describe('TcpNat many connections', () => {
+  it('carries 50 concurrent connections of 256 KiB each way intact', async () => {
+    const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
+    const srv = await server((s) => s.pipe(s));
+    const size = 256 * 1024;
+    const conns = Array.from({ length: 50 }, () => new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7, window: 256 * 1024 }));
+    const payloads = conns.map(() => randomBytes(size));
+    await Promise.all(conns.map((c) => c.connect()));
+    conns.forEach((c, i) => {
+      c.write(payloads[i]!);
+      c.end();
+    });
+    await until(() => conns.every((c) => c.finReceived), 30_000, 'all echoes');
+    conns.forEach((c, i) => assert.equal(sha256(c.receivedData), sha256(payloads[i]!)));
+    await until(() => nat.flowCount === 0, 3000, 'the table to drain');
+  });
+});
