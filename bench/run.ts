@@ -7,9 +7,12 @@
  * Suites:
  *   intnet  TCP between two netns guests on a vnet internal network vs a Linux
  *           bridge between two namespaces (bench/intnet.ts).
- *   nat     not yet: vnet's NAT vs slirp4netns and pasta, as the harness in
- *           /work/shared/bench-anchors does (guest → host, host → guest, port
- *           forwards, request/response, connection rate).
+ *   nat     vnet's NAT vs slirp4netns and pasta serving the same kind of guest
+ *           namespace, as the harness in /work/shared/bench-anchors does (TCP
+ *           guest → host, host → guest, port forwards; UDP at 1 Gbit/s;
+ *           request/response; connection rate; engine CPU) (bench/nat.ts).
+ *           Its own options: [--engines vnet,slirp4netns,pasta] [--tests a,b]
+ *           [--max-minutes 25] (no new rep starts after that).
  *
  * Prints one line per measurement, then a Markdown table of medians, and
  * appends JSONL to `--out`. Exit status: 0 when every measurement produced a
@@ -24,6 +27,9 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runIntnet } from './intnet.js';
 import { Lab } from './lab.js';
+import { runNat, natProgressLine, NAT_TESTS, type NatMeasurement } from './nat.js';
+import { NAT_ENGINES, type NatEngineName } from './nat-engines.js';
+import { natTable } from './nat-report.js';
 import { REPO } from './pairs.js';
 import { JsonlWriter, markdownTable, median, progressLine, runMetadata, type Measurement } from './report.js';
 
@@ -34,7 +40,8 @@ type SuiteName = (typeof SUITES)[number];
 const GOAL_RATIO = 0.6;
 const GOAL_MTU = 65520;
 
-const USAGE = `usage: npm run bench -- [--suite intnet|nat|all] [--reps N] [--duration S] [--mtu 1500,65520] [--no-reverse] [--out DIR]`;
+const USAGE = `usage: npm run bench -- [--suite intnet|nat|all] [--reps N] [--duration S] [--mtu 1500,65520] [--no-reverse] [--out DIR]
+       nat only: [--engines vnet,slirp4netns,pasta] [--tests tcp_g2h,...] [--max-minutes M]`;
 
 interface Options {
   suite: SuiteName;
@@ -43,6 +50,9 @@ interface Options {
   mtus: number[];
   reverse: boolean;
   out: string;
+  engines: NatEngineName[];
+  tests: string[] | null;
+  maxMinutes: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -55,6 +65,9 @@ function parseOptions(argv: string[]): Options {
       mtu: { type: 'string', default: '1500,65520' },
       'no-reverse': { type: 'boolean', default: false },
       out: { type: 'string', default: resolve(REPO, 'bench', 'results') },
+      engines: { type: 'string', default: NAT_ENGINES.join(',') },
+      tests: { type: 'string', default: '' },
+      'max-minutes': { type: 'string', default: '25' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -72,6 +85,12 @@ function parseOptions(argv: string[]): Options {
   };
   const mtus = values.mtu.split(',').map((m) => count('mtu', m.trim(), 65535));
   if (mtus.some((m) => m < 576)) throw new Error('--mtu values must be at least 576');
+  const listOf = <T extends string>(name: string, text: string, allowed: readonly T[]): T[] => {
+    const items = text.split(',').map((item) => item.trim());
+    const bad = items.filter((item) => !allowed.includes(item as T));
+    if (bad.length) throw new Error(`--${name}: unknown ${bad.join(', ')} (known: ${allowed.join(', ')})`);
+    return items as T[];
+  };
   return {
     suite,
     reps: count('reps', values.reps, 100),
@@ -79,6 +98,9 @@ function parseOptions(argv: string[]): Options {
     mtus,
     reverse: !values['no-reverse'],
     out: resolve(values.out),
+    engines: listOf('engines', values.engines, NAT_ENGINES),
+    tests: values.tests ? listOf('tests', values.tests, NAT_TESTS.map((t) => t.name)) : null,
+    maxMinutes: count('max-minutes', values['max-minutes'], 24 * 60),
   };
 }
 
@@ -105,6 +127,7 @@ async function main(): Promise<number> {
 
   const out = new JsonlWriter(options.out, `bench-${options.suite}`, runMetadata(REPO, options));
   const results: Measurement[] = [];
+  const natResults: NatMeasurement[] = [];
   const record = (m: Measurement) => {
     results.push(m);
     out.write(m);
@@ -117,7 +140,13 @@ async function main(): Promise<number> {
       await runIntnet(lab, { mtus: options.mtus, reps: options.reps, duration: options.duration, reverse: options.reverse }, record);
     }
     if (options.suite === 'nat' || options.suite === 'all') {
-      console.error('bench: suite "nat" is not implemented yet (vnet NAT vs slirp4netns and pasta); for now run /work/shared/bench-anchors/bench.py');
+      const deadline = Date.now() + options.maxMinutes * 60_000;
+      const nat = { mtus: options.mtus, reps: options.reps, duration: options.duration, engines: options.engines, tests: options.tests, deadline };
+      await runNat(lab, nat, (m) => {
+        natResults.push(m);
+        out.write(m);
+        console.error(natProgressLine(m));
+      });
     }
   } catch (err) {
     setupFailed = true;
@@ -130,8 +159,16 @@ async function main(): Promise<number> {
     console.log(`\n${markdownTable(results)}\n`);
     console.log(goalLine(results));
   }
+  if (natResults.length) {
+    const table = natTable(natResults);
+    console.log(`\n${table.markdown}\n`);
+    console.log('✓ = vnet ahead of that anchor; * = only noisy measurements (others used > 10 % of a core meanwhile).');
+    console.log(`goal (vnet ahead of both anchors on every row): ${table.ahead} of ${table.compared} rows` +
+      (table.behind.length ? `; behind on: ${table.behind.join('; ')}` : ' — met'));
+  }
   console.log(`\nraw results: ${out.path}`);
-  const failedRuns = results.filter((r) => r.error).length;
+  // An anchor failing a test (pasta's UDP forward from 127.0.0.1) is a finding about the anchor, shown in the table.
+  const failedRuns = [...results, ...natResults.filter((r) => r.engine === 'vnet')].filter((r) => r.error).length;
   if (failedRuns) console.error(`bench: ${failedRuns} run(s) produced no number (see above)`);
   return setupFailed || failedRuns ? 1 : 0;
 }

@@ -356,6 +356,7 @@ static bool attach_buffers(napi_env env, napi_value self, vnet_poller *p) {
 typedef struct {
   int32_t fd;
   uint32_t header_length;
+  bool tx_header_in_frame;
   bool learn_peer;
   bool has_peer;
   struct sockaddr_un peer;
@@ -378,6 +379,7 @@ static bool read_constructor_args(napi_env env, size_t argc, napi_value *argv,
   napi_value options = argc > 4 ? argv[4] : NULL;
   if (options == NULL) napi_get_undefined(env, &options);
   if (!vnet_option_uint32(env, options, "headerLength", 0, &o->header_length)) return false;
+  if (!vnet_option_bool(env, options, "txHeaderInFrame", false, &o->tx_header_in_frame)) return false;
   if (o->header_length > VNET_MAX_HEADER) {
     vnet_throw(env, "VNET_ERR_INVALID_ARG", "headerLength must be at most 12");
     return false;
@@ -430,6 +432,7 @@ static napi_value poller_new(napi_env env, napi_callback_info info) {
   p->fd = o.fd;
   p->is_socket = S_ISSOCK(st.st_mode);
   p->header_length = o.header_length;
+  p->tx_header_in_frame = o.tx_header_in_frame;
   p->learn_peer = o.learn_peer;
   p->has_peer = o.has_peer;
   p->peer = o.peer;

@@ -36,6 +36,7 @@ typedef struct vnet_poller {
   bool finalized;      /* JS object collected */
   bool dispatching;    /* inside a JS callback */
   uint32_t header_length; /* bytes before each frame (virtio-net header), stripped/added here */
+  bool tx_header_in_frame; /* frames given to write already start with their header */
 
   uint8_t *rx_slab;    /* backing store of the rxSlab ArrayBuffer */
   uint32_t *rx_meta;   /* [offset, length] per frame of the batch just read */

@@ -39,12 +39,18 @@ static bool is_peer_gone(int err) {
   return err == ECONNREFUSED || err == ENOTCONN || err == EDESTADDRREQ || err == ENOENT;
 }
 
+/* Bytes of header write() must add in front of each frame: none when JS put it there. */
+static size_t added_header(const vnet_poller *p) {
+  return p->tx_header_in_frame ? 0 : p->header_length;
+}
+
 static uint32_t write_device(vnet_poller *p, const struct iovec *frames, uint32_t count,
                              write_result *result) {
   uint32_t i = 0;
+  size_t header = added_header(p);
   while (i < count) {
-    struct iovec iov[2] = {{(void *)zero_header, p->header_length}, frames[i]};
-    ssize_t written = p->header_length > 0 ? writev(p->fd, iov, 2)
+    struct iovec iov[2] = {{(void *)zero_header, header}, frames[i]};
+    ssize_t written = header > 0 ? writev(p->fd, iov, 2)
                                            : write(p->fd, frames[i].iov_base, frames[i].iov_len);
     if (written >= 0) {
       result->bytes += (uint32_t)frames[i].iov_len;
@@ -66,12 +72,13 @@ static uint32_t write_socket(vnet_poller *p, const struct iovec *frames, uint32_
   struct mmsghdr messages[TX_BATCH_FRAMES];
   struct iovec iov[TX_BATCH_FRAMES][2];
   memset(messages, 0, sizeof messages[0] * count);
+  size_t header = added_header(p);
   for (uint32_t k = 0; k < count; k++) {
     iov[k][0].iov_base = (void *)zero_header;
-    iov[k][0].iov_len = p->header_length;
+    iov[k][0].iov_len = header;
     iov[k][1] = frames[k];
-    messages[k].msg_hdr.msg_iov = p->header_length > 0 ? iov[k] : &iov[k][1];
-    messages[k].msg_hdr.msg_iovlen = p->header_length > 0 ? 2 : 1;
+    messages[k].msg_hdr.msg_iov = header > 0 ? iov[k] : &iov[k][1];
+    messages[k].msg_hdr.msg_iovlen = header > 0 ? 2 : 1;
   }
   uint32_t i = 0;
   bool reconnected = false;

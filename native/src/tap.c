@@ -82,7 +82,7 @@ static napi_value open_tap(napi_env env, napi_callback_info info) {
   }
   char ifname[IFNAMSIZ];
   char netns[NETNS_PATH_MAX];
-  bool in_current_netns, vnet_hdr, multi_queue;
+  bool in_current_netns, vnet_hdr, multi_queue, offload;
   if (!vnet_arg_string(env, argv[0], "ifname", ifname, sizeof ifname, NULL)) return NULL;
   if (!vnet_arg_string(env, argv[1], "netnsPath", netns, sizeof netns, &in_current_netns)) {
     return NULL;
@@ -91,6 +91,11 @@ static napi_value open_tap(napi_env env, napi_callback_info info) {
   if (options == NULL) napi_get_undefined(env, &options);
   if (!vnet_option_bool(env, options, "vnetHdr", false, &vnet_hdr)) return NULL;
   if (!vnet_option_bool(env, options, "multiQueue", false, &multi_queue)) return NULL;
+  if (!vnet_option_bool(env, options, "offload", false, &offload)) return NULL;
+  if (offload && !vnet_hdr) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "openTap: offload needs vnetHdr");
+    return NULL;
+  }
 
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
@@ -109,6 +114,18 @@ static napi_value open_tap(napi_env env, napi_callback_info info) {
     snprintf(what, sizeof what, "open TAP %s in %s", ifname[0] ? ifname : "(any)",
              in_current_netns ? "the current network namespace" : netns);
     vnet_throw_errno(env, "VNET_ERR_TAP_OPEN", -fd, what);
+    return NULL;
+  }
+
+  /*
+   * Checksum offload and TSO: the guest may then hand us TCP super-segments
+   * with partial checksums, and take them from us, each described by its
+   * virtio-net header. Cuts per-frame costs by up to 40x at MTU 1500.
+   */
+  if (offload && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN) != 0) {
+    int err = errno;
+    close(fd);
+    vnet_throw_errno(env, "VNET_ERR_TAP_OPEN", err, "TUNSETOFFLOAD");
     return NULL;
   }
 

@@ -14,7 +14,8 @@ export const STATUS_BY_CODE: Record<VnetErrorCode, number> = {
 };
 
 export interface ErrorBody {
-  error: { code: string; message: string };
+  /** `field` names the body field a 400 is about, when it is about one. */
+  error: { code: string; message: string; field?: string };
 }
 
 /** Status and body for anything thrown by a route; unknown errors are 500s with their message. */
@@ -22,7 +23,9 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
   // VnetError, and the errors of lower layers that carry the same codes (TransportError, …).
   const code = (err as { code?: unknown } | null)?.code;
   if (err instanceof Error && typeof code === 'string' && code in STATUS_BY_CODE) {
-    return { status: STATUS_BY_CODE[code as VnetErrorCode], body: { error: { code, message: err.message } } };
+    const field = (err as { field?: unknown }).field;
+    const error = typeof field === 'string' ? { code, message: err.message, field } : { code, message: err.message };
+    return { status: STATUS_BY_CODE[code as VnetErrorCode], body: { error } };
   }
   const message = err instanceof Error ? err.message : String(err);
   return { status: 500, body: { error: { code: 'VNET_ERR_INTERNAL', message } } };

@@ -6,6 +6,11 @@ import type { ApiClient } from './client.js';
 import { formatVm, formatVmMachineReadable } from './format.js';
 import { addNicOption, nicOptionArity } from './nic-options.js';
 import { ip, leases, listNatNetworks, natnetwork } from './network-commands.js';
+import { events } from './events-command.js';
+import { dhcpserver, listDhcpServers } from './dhcp-commands.js';
+import { hostonlyif, listBridgedIfs, listHostOnlyIfs } from './hostonly-commands.js';
+import { apply, exportConfig } from './lab-file.js';
+import { addHardwareOption, listMedia, qemuControl, QEMU_CONTROL_ACTIONS, showQemuArgs, VM_COMMANDS } from './vm-commands.js';
 
 export interface CommandContext {
   api: ApiClient;
@@ -44,6 +49,7 @@ const modifyvm: Command = async (args, { api }) => {
   const change: VmChange = {};
   for (const option of parsed.options) {
     if (addNicOption(change, option)) continue;
+    if (addHardwareOption(change, option)) continue;
     if (option.key === 'ostype') change.ostype = option.values[0];
     else throw usageError(`modifyvm: unknown option ${option.spelling}`);
   }
@@ -52,8 +58,9 @@ const modifyvm: Command = async (args, { api }) => {
 };
 
 const showvminfo: Command = async (args, { api, print }) => {
-  const parsed = parseArgs(args, { flags: ['machinereadable', 'json', 'details'] });
-  onlyKnown(parsed, ['machinereadable', 'json', 'details']);
+  const parsed = parseArgs(args, { flags: ['machinereadable', 'json', 'details', 'qemuargs', 'netdevargs'] });
+  onlyKnown(parsed, ['machinereadable', 'json', 'details', 'qemuargs', 'netdevargs']);
+  if (hasFlag(parsed, 'qemuargs') || hasFlag(parsed, 'netdevargs')) return print(await showQemuArgs(api, vmArgument(parsed, 'showvminfo'), hasFlag(parsed, 'netdevargs')));
   const vm = await api.get<VmView>(vmPath(vmArgument(parsed, 'showvminfo')));
   if (hasFlag(parsed, 'json')) print(JSON.stringify(vm, null, 2));
   else print(hasFlag(parsed, 'machinereadable') ? formatVmMachineReadable(vm) : formatVm(vm));
@@ -77,11 +84,20 @@ const list: Command = async (args, { api, print }) => {
       if (json) return print(JSON.stringify(nets, null, 2));
       return print(nets.map((n) => `Name:        ${n.name}\n`).join('\n'));
     }
+    case 'hdds':
+    case 'dvds':
+      return print(await listMedia(api, what, json));
+    case 'hostonlyifs':
+      return print(await listHostOnlyIfs(api, json));
+    case 'bridgedifs':
+      return print(await listBridgedIfs(api, json));
+    case 'dhcpservers':
+      return print(await listDhcpServers(api, json));
     case 'natnets':
     case 'natnetworks':
       return print(await listNatNetworks(api, json));
     default:
-      throw usageError(`list: unknown list '${what ?? ''}'; one of vms, runningvms, intnets, natnets`);
+      throw usageError(`list: unknown list '${what ?? ''}'; one of vms, runningvms, intnets, natnets, hostonlyifs, bridgedifs, dhcpservers`);
   }
 };
 
@@ -107,6 +123,11 @@ const controlvm: Command = async (args, { api }) => {
     await api.post(`${vmPath(vm)}/poweroff`);
     return;
   }
+  if (QEMU_CONTROL_ACTIONS.includes(action)) {
+    if (rest.length) throw usageError(`controlvm ${action}: unexpected argument '${rest[0]}'`);
+    await qemuControl(api, vm, action);
+    return;
+  }
   // `setlinkstate1 off` is `--cableconnected1 off` applied to the running VM; the rest map onto modifyvm's words.
   const match = /^([a-z-]+?)(\d+)$/i.exec(action);
   if (!match) throw usageError(`controlvm: unknown action '${action}'`);
@@ -123,6 +144,8 @@ const controlvm: Command = async (args, { api }) => {
     const nic = change.nics![String(option.slot)]!;
     if (rest[0] === 'intnet') nic.intnet = rest[1];
     else if (rest[0] === 'natnetwork') nic.natNetwork = rest[1];
+    else if (rest[0] === 'hostonly') nic.hostOnlyAdapter = rest[1];
+    else if (rest[0] === 'bridged') nic.bridgeAdapter = rest[1];
     else throw usageError(`controlvm ${action}: unexpected argument '${rest[1]}'`);
   }
   await api.patch(vmPath(vm), change);
@@ -143,6 +166,7 @@ const stats: Command = async (args, { api, print }) => {
 };
 
 export const COMMANDS: Record<string, Command> = {
+  ...VM_COMMANDS,
   createvm,
   modifyvm,
   showvminfo,
@@ -154,6 +178,11 @@ export const COMMANDS: Record<string, Command> = {
   natnetwork,
   leases,
   ip,
+  hostonlyif,
+  dhcpserver,
+  apply,
+  'export-config': exportConfig,
+  events,
 };
 
 export { onOff };

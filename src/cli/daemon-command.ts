@@ -1,25 +1,77 @@
-/** `vnet daemon`: run the engine and its API until SIGINT/SIGTERM. */
+/**
+ * `vnet daemon`: run the engine and its API until SIGINT/SIGTERM.
+ *
+ *   --home DIR                  state folder (API on DIR/vnet.sock, mode 0600)
+ *   --listen tcp:HOST:PORT      also serve the API on TCP, bearer token required
+ *   --ui HOST:PORT | off        the dashboard (default 127.0.0.1:8080; a busy
+ *                               default port only logs a warning)
+ */
+import type { Server } from 'node:http';
 import { resolveHome, socketPath } from '../model/home.js';
 import { buildRoutes } from '../api/routes.js';
-import { listenUnix } from '../api/server.js';
+import { boundPort, ensureToken, listenTcp, listenUnix } from '../api/server.js';
 import { Daemon } from '../daemon/daemon.js';
 import { parseArgs, single, usageError } from './argv.js';
 
-/** `vnet daemon [--home DIR]`; `globalHome` is a `--home` given before the command. */
+/** Where the dashboard listens unless `--ui` says otherwise. */
+export const DEFAULT_UI = '127.0.0.1:8080';
+
+/** `HOST:PORT`, `[V6]:PORT`, with an optional `tcp:` in front. */
+export function parseListenAddress(text: string, option: string): { host: string; port: number } {
+  const rest = text.replace(/^tcp:/, '');
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(rest);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw usageError(`${option} ${text}: expected ${option === '--listen' ? 'tcp:' : ''}HOST:PORT, e.g. ${option === '--listen' ? 'tcp:127.0.0.1:8081' : DEFAULT_UI}`);
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** `vnet daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off]`; `globalHome` is a `--home` given before the command. */
 export async function runDaemon(args: string[], globalHome?: string): Promise<void> {
   const parsed = parseArgs(args);
-  const unknown = parsed.options.find((o) => o.key !== 'home') ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);
+  const unknown = parsed.options.find((o) => !['home', 'listen', 'ui'].includes(o.key)) ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);
   if (unknown) throw usageError(`daemon: unexpected argument ${unknown.spelling}`);
   const home = resolveHome(single(parsed, 'home') ?? globalHome);
+  const listen = single(parsed, 'listen');
+  const uiText = single(parsed, 'ui');
+  if (listen !== undefined && !listen.startsWith('tcp:')) throw usageError(`--listen ${listen}: expected tcp:HOST:PORT`);
+  const api = listen !== undefined ? parseListenAddress(listen, '--listen') : null;
+  const ui = uiText === 'off' ? null : parseListenAddress(uiText ?? DEFAULT_UI, '--ui');
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   const daemon = new Daemon(home, log);
-  const server = await listenUnix(buildRoutes(daemon), socketPath(home));
+  const router = buildRoutes(daemon);
+  const servers: Server[] = [await listenUnix(router, socketPath(home))];
   await daemon.resume();
+  daemon.startSampling();
   log(`vnet daemon serving ${socketPath(home)}`);
+  try {
+    if (api || ui) {
+      const token = ensureToken(home);
+      if (api) {
+        servers.push(await listenTcp(router, { ...api, token, ui: false }));
+        log(`API on http://${api.host}:${api.port}/v1/ (Authorization: Bearer <token in ${home}/token>)`);
+      }
+      if (ui) {
+        try {
+          const server = await listenTcp(router, { ...ui, token, ui: true });
+          servers.push(server);
+          log(`dashboard on http://${ui.host.includes(':') ? `[${ui.host}]` : ui.host}:${boundPort(server)}/?token=${token}`);
+        } catch (err) {
+          // The default address is a convenience: a busy port must not stop the engine.
+          if (uiText !== undefined) throw err;
+          log(`dashboard not started: ${(err as Error).message} (use --ui HOST:PORT or --ui off)`);
+        }
+      }
+    }
+  } catch (err) {
+    // Nothing half-started: a TCP address that cannot be bound stops the daemon with a clear error.
+    daemon.shutdown();
+    for (const server of servers) server.close();
+    throw err;
+  }
   const stop = () => {
     log('shutting down; running guests keep their links for the next daemon');
     daemon.shutdown();
-    server.close();
+    for (const server of servers) server.close();
     process.exit(0);
   };
   process.once('SIGINT', stop);

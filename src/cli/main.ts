@@ -6,7 +6,8 @@ import { COMMANDS } from './commands.js';
 import { runDaemon } from './daemon-command.js';
 
 const USAGE = `usage: vnet [--home DIR] COMMAND ...
-  daemon [--home DIR]                 run the engine (API on DIR/vnet.sock)
+  daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off]
+                                      run the engine (API on DIR/vnet.sock; dashboard on 127.0.0.1:8080)
   createvm --name NAME [--register]   create and register a VM
   modifyvm VM --nic<N> none|null|intnet|generic --intnet<N> NAME
               --mac-address<N> auto|HEX --cable-connected<N> on|off
@@ -16,9 +17,24 @@ const USAGE = `usage: vnet [--home DIR] COMMAND ...
   showvminfo VM [--machinereadable|--json]
   list vms|runningvms|intnets [--json]
   startvm VM --type netns [--netns NAME]
+  startvm VM --type headless|external  run QEMU (or listen for a hand-started one)
+  modifyvm VM --memory MB --cpus N --kernel F --initrd F --append ARGS
+  controlvm VM reset|acpipowerbutton|pause|resume      (QEMU, through QMP)
+  createmedium disk --filename F --size MB --format VDI|QCOW2|RAW
+  storagectl VM --name N --add ide|sata|scsi|virtio | --remove
+  storageattach VM --storagectl N --port P --device D --type hdd|dvddrive --medium F|none|emptydrive
+  list hdds|dvds; closemedium [disk] F [--delete]; medium check|repair F
+  clonevm VM --name NEW [--options KeepAllMACs] --register
+  export VM -o FILE; import FILE [--vsys-name NEW]; console VM [--no-follow]
+  showvminfo VM --qemu-args|--netdev-args
   controlvm VM poweroff|setlinkstate<N> on|off|nictrace<N> on|off|nicpromisc<N> P
   unregistervm VM [--delete]
-  stats                               engine counters (JSON)`;
+  stats                               engine counters (JSON)
+  hostonlyif create|ipconfig IF --ip A [--netmask M]|remove IF
+  dhcpserver add|modify|remove|findlease --network N|--interface IF ...
+  list hostonlyifs|bridgedifs|dhcpservers [--json]
+  apply -f lab.yaml [--dry-run]       create/update a lab; export-config prints one
+  events [--types T,..] [--json] [--count N]  follow the daemon's events`;
 
 /** Split off the global `--home DIR` wherever it stands before the command. */
 function takeHome(argv: string[]): { home?: string; rest: string[] } {

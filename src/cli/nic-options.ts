@@ -35,6 +35,8 @@ export const NIC_OPTIONS: Record<string, NicSetter> = {
   natlocalhostreachable: (c, o) => (c.natLocalhostReachable = onOff(o)),
   natdnshostresolver: (c, o) => (c.natDnsHostResolver = onOff(o)),
   natnetwork: (c, o) => (c.natNetwork = value(o)),
+  hostonlyadapter: (c, o) => (c.hostOnlyAdapter = value(o)),
+  bridgeadapter: (c, o) => (c.bridgeAdapter = value(o)),
   nicmtu: (c, o) => {
     if (!/^\d+$/.test(value(o))) throw usageError(`option ${o.spelling} expects a number, not '${value(o)}'`);
     c.mtu = Number(value(o));

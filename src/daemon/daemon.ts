@@ -12,10 +12,21 @@ import type { NatNetworkConfig, VmConfig, VnetState } from '../model/types.js';
 import { applyVmChange, createVm, type VmChange } from '../model/vm.js';
 import { NetworkRegistry } from './network-registry.js';
 import { NetnsVm } from './netns-vm.js';
+import { QemuVm, netdevArgs, qemuArgs, qemuPaths, qemuVersion, kvmUsable } from './qemu-vm.js';
+import { VmFiles, formatOf } from './vm-files.js';
+import { QMP_ACTIONS, type QmpAction } from '../host/qmp.js';
+import type { QemuRunningState } from '../model/types.js';
 import { NatLans } from './nat-lans.js';
+import { DhcpServers } from './dhcp-servers.js';
+import { HostOnlyIfs } from './host-only.js';
+import { AddressSnoop } from './address-snoop.js';
+import { openBridged } from './bridged.js';
 import type { NicRuntimeContext } from './nic-runtime.js';
 import { applyNatNetworkChange, createNatNetwork, type NatNetworkChange } from '../model/nat-network.js';
 import { formatIpv4 } from '../wire/address.js';
+import { EventBus, Sampler, type ForwardEventData } from './events.js';
+import type { NicRuntime } from './nic-runtime.js';
+import type { PortForward } from '../model/types.js';
 
 export interface CreateVmRequest {
   name: string;
@@ -27,11 +38,13 @@ export interface StartVmRequest {
   netns?: string;
 }
 
-export type VmState = 'poweroff' | 'running';
+export type VmState = 'poweroff' | 'running' | 'paused' | 'aborted';
 
 export interface VmView extends VmConfig {
   state: VmState;
   running: VnetState['running'][string] | null;
+  /** Why QEMU died, when `state` is `aborted`. */
+  abortedReason?: string;
 }
 
 export type Logger = (line: string) => void;
@@ -45,14 +58,34 @@ export interface LeaseView {
   nic: number | null;
   state: string;
   expiresAt: string;
+  /** Who knows the address: `dhcp` (a vnet DHCP server), `snooped-dhcp` / `snooped-arp` (watched on a bridged NIC). */
+  source?: string;
 }
 
 export class Daemon {
   readonly registry = new NetworkRegistry();
+  /** What changed, for the API's event stream. */
+  readonly events = new EventBus();
+  /** Per-NIC rates and sampled flow events; runs while `startSampling` is on. */
+  readonly sampler = new Sampler(this.events);
+  private samplingTimer: NodeJS.Timeout | undefined;
   readonly natLans: NatLans;
+  /** `dhcpserver` objects and their responders on intnets and host-only networks. */
+  readonly dhcpServers: DhcpServers;
+  /** Host-only interfaces (`vboxnetN`) in the daemon's namespace. */
+  readonly hostOnly: HostOnlyIfs;
+  /** Addresses of bridged guests, learned from their DHCP and ARP traffic. */
+  readonly snoop = new AddressSnoop();
   private readonly store: StateStore;
   private state: VnetState;
-  private readonly guests = new Map<string, NetnsVm>();
+  private readonly guests = new Map<string, NetnsVm | QemuVm>();
+  /** Media, storage, clone and import (issue 5). */
+  readonly vmFiles = new VmFiles({
+    state: () => this.state,
+    save: () => this.save(),
+    vmFolder: (name) => this.vmFolder(name),
+    isRunning: (name) => this.guests.has(name),
+  });
 
   constructor(
     readonly home: string,
@@ -60,15 +93,31 @@ export class Daemon {
   ) {
     this.store = new StateStore(home);
     this.state = this.store.load();
-    this.natLans = new NatLans(home, () => this.state.natNetworks, (mac) => this.vmNameForMac(mac), log);
+    this.natLans = new NatLans(home, () => this.state.natNetworks, (mac) => this.vmNameForMac(mac), log, (network, lease, event) =>
+      this.events.emit(`lease.${event}`, { network, mac: lease.mac, ip: formatIpv4(lease.ip), hostname: lease.hostname ?? null }),
+    );
+    const access = { state: () => this.state, save: () => this.save() };
+    this.dhcpServers = new DhcpServers(access, home, {
+      natNetworkNames: () => this.state.natNetworks.map((n) => n.name),
+      natNetworkRunning: (name) => !!this.natLans.running(name),
+      macOf: (vm, slot) => this.state.vms.find((v) => v.name === vm)?.nics[slot - 1]?.mac,
+    }, log);
+    this.natLans.dhcpFor = (name, cidr) => this.dhcpServers.natDhcp(name, cidr);
+    this.hostOnly = new HostOnlyIfs(access, this.dhcpServers, log);
   }
 
   /** Re-attach VMs that were running when the daemon last stopped (or was killed). */
   async resume(): Promise<void> {
+    this.hostOnly.resume();
     for (const [name, running] of Object.entries(this.state.running)) {
       const vm = this.state.vms.find((v) => v.name === name);
       try {
         if (!vm) throw new Error('no such VM');
+        if (running.type !== 'netns') {
+          this.guests.set(name, await QemuVm.resume(vm, running, this.vmFolder(name), this.nicContext(vm), this.qemuHooks(name)));
+          this.log(`resumed ${name}: QEMU pid ${running.pid}`);
+          continue;
+        }
         this.guests.set(name, await NetnsVm.start(vm, running, this.nicContext(vm)));
         this.log(`resumed ${name} in netns ${running.netns}`);
       } catch (err) {
@@ -112,6 +161,7 @@ export class Daemon {
       }
     }
     this.replaceVm(next);
+    this.emitVmChanges(vm, next);
     return this.view(next);
   }
 
@@ -126,12 +176,13 @@ export class Daemon {
   async startVm(name: string, request: StartVmRequest): Promise<VmView> {
     const vm = this.findVm(name);
     const type = request.type ?? 'netns';
+    if (type === 'headless' || type === 'external') return this.startQemu(vm, type);
     if (type !== 'netns') {
       throw new VnetError('VNET_ERR_NOT_SUPPORTED', `start type '${type}' is not implemented yet; use --type netns`);
     }
     if (this.guests.has(name)) throw invalidState(`VM '${name}' is already running`);
     const netns = request.netns ?? name;
-    if (Object.entries(this.state.running).some(([, r]) => r.netns === netns)) {
+    if (Object.entries(this.state.running).some(([, r]) => r.type === 'netns' && r.netns === netns)) {
       throw invalidState(`network namespace '${netns}' is already used by another running VM`);
     }
     const running = NetnsVm.prepare(netns);
@@ -141,6 +192,7 @@ export class Daemon {
     this.state.running[name] = running;
     this.save();
     this.log(`started ${name} in netns ${netns}`);
+    this.events.emit('vm.state', { vm: name, state: 'running' });
     return this.view(vm);
   }
 
@@ -153,6 +205,7 @@ export class Daemon {
     this.save();
     guest.stop();
     this.log(`powered off ${name}`);
+    this.events.emit('vm.state', { vm: name, state: 'poweroff' });
     return this.view(vm);
   }
 
@@ -180,6 +233,53 @@ export class Daemon {
     for (const guest of this.guests.values()) guest.detach();
     this.guests.clear();
     this.natLans.closeAll();
+    this.hostOnly.closeAll();
+    this.dhcpServers.closeAll();
+    clearInterval(this.samplingTimer);
+  }
+
+  /** The running NIC `slot` of VM `name`, if the VM runs and the NIC is plugged. */
+  runningNic(name: string, slot: number): NicRuntime | undefined {
+    return this.guests.get(name)?.nic(slot);
+  }
+
+  /** Sample NIC rates and NAT flows every `intervalMs` (and notice expired leases). */
+  startSampling(intervalMs = 1000): void {
+    clearInterval(this.samplingTimer);
+    const tick = () => {
+      const nics = [...this.guests].flatMap(([vm, guest]) =>
+        guest.nicStats().map((s) => ({ vm, nic: s.slot, bytesFromGuest: s.transport.bytesIn, bytesToGuest: s.transport.bytesOut })),
+      );
+      const lans = [...new Set([...this.natLans.list(), ...[...this.guests.values()].flatMap((g) => g.nicStats().map((s) => g.nic(s.slot)?.natLan ?? []).flat())])];
+      this.sampler.sample(Date.now(), nics, lans.map((lan) => {
+        const tcp = lan.tcp.stats();
+        return { network: lan.config.key, tcpOpened: tcp.opened, tcpClosed: tcp.closed, tcpActive: tcp.flows, udpActive: lan.udp.stats().flows };
+      }));
+      this.leases(); // listing sweeps expired leases, which emits their events
+    };
+    tick();
+    this.samplingTimer = setInterval(tick, intervalMs);
+    this.samplingTimer.unref();
+  }
+
+  /** Events for what a VM change did to running state: cables, forwards, captures. */
+  private emitVmChanges(before: VmConfig, after: VmConfig): void {
+    const running = this.guests.has(after.name);
+    for (const nic of after.nics) {
+      const old = before.nics[nic.slot - 1]!;
+      if (running && old.cableConnected !== nic.cableConnected) this.events.emit('nic.link', { vm: after.name, nic: nic.slot, cableConnected: nic.cableConnected });
+      this.emitForwardChanges(`${after.name}/nic${nic.slot}`, old.portForwards, nic.portForwards);
+      const capture = this.runningNic(after.name, nic.slot)?.captureInfo;
+      if (running && !old.trace && nic.trace && capture) this.events.emit('capture.started', { vm: after.name, nic: nic.slot, path: capture.path });
+      if (running && old.trace && !nic.trace) this.events.emit('capture.stopped', { vm: after.name, nic: nic.slot, path: old.traceFile || join(this.vmFolder(after.name), `nic${nic.slot}.pcap`) });
+    }
+  }
+
+  private emitForwardChanges(owner: string, before: PortForward[], after: PortForward[]): void {
+    const key = (r: PortForward) => JSON.stringify(r);
+    const data = (r: PortForward): ForwardEventData => ({ owner, ...r });
+    for (const r of before) if (!after.some((a) => key(a) === key(r))) this.events.emit('forward.removed', data(r));
+    for (const r of after) if (!before.some((b) => key(b) === key(r))) this.events.emit('forward.added', data(r));
   }
 
   vmFolder(name: string): string {
@@ -196,6 +296,9 @@ export class Daemon {
       createNat: (nic) => this.natLans.createNat(vm, nic),
       natNetwork: (name) => this.natLans.acquire(name),
       releaseNatNetwork: (name) => this.natLans.release(name),
+      hostOnly: (name) => this.hostOnly.acquire(name),
+      bridged: (nic) => openBridged({ vmName: vm.name, nic, snoop: this.snoop, log: this.log }),
+      joinIntnet: (name, sw) => this.dhcpServers.joinIntnet(name, sw),
     };
   }
 
@@ -227,6 +330,7 @@ export class Daemon {
     await this.natLans.update(next);
     this.state.natNetworks = this.state.natNetworks.map((n) => (n.name === name ? next : n));
     this.save();
+    this.emitForwardChanges(`natnet:${name}`, current.portForwards, next.portForwards);
     return next;
   }
 
@@ -277,8 +381,27 @@ export class Daemon {
           nic: owner?.slot ?? null,
           state: lease.state,
           expiresAt: new Date(lease.expiresAt).toISOString(),
+          source: 'dhcp',
         });
       }
+    }
+    for (const lease of this.dhcpServers.leases()) {
+      const owner = this.nicForMac(lease.mac);
+      views.push({ ...lease, vm: owner?.vm ?? null, nic: owner?.slot ?? null, source: 'dhcp' });
+    }
+    for (const seen of this.snoop.list()) {
+      const owner = this.nicForMac(seen.mac);
+      views.push({
+        network: seen.network,
+        mac: seen.mac,
+        ip: seen.ip,
+        hostname: null,
+        vm: owner?.vm ?? null,
+        nic: owner?.slot ?? null,
+        state: 'bound',
+        expiresAt: new Date(seen.expiresAt).toISOString(),
+        source: seen.source,
+      });
     }
     return views;
   }
@@ -304,7 +427,69 @@ export class Daemon {
 
   private view(vm: VmConfig): VmView {
     const running = this.state.running[vm.name] ?? null;
-    return { ...structuredClone(vm), state: running ? 'running' : 'poweroff', running };
+    const guest = this.guests.get(vm.name);
+    const aborted = this.state.aborted?.[vm.name];
+    const state: VmState = running ? (guest instanceof QemuVm && guest.paused ? 'paused' : 'running') : aborted ? 'aborted' : 'poweroff';
+    return { ...structuredClone(vm), state, running, ...(aborted && !running ? { abortedReason: aborted.reason } : {}) };
+  }
+
+  // --- QEMU VMs (issue 5) -------------------------------------------------
+
+  /** `startvm --type headless` (vnet runs QEMU) or `external` (vnet listens; the user runs QEMU). */
+  private async startQemu(vm: VmConfig, type: 'headless' | 'external'): Promise<VmView> {
+    const name = vm.name;
+    if (this.guests.has(name)) throw invalidState(`VM '${name}' is already running`);
+    const running = QemuVm.prepare(vm, this.vmFolder(name), type);
+    const guest = await QemuVm.start(vm, running, this.vmFolder(name), this.nicContext(vm), this.qemuHooks(name));
+    this.guests.set(name, guest);
+    this.state.running[name] = running;
+    if (this.state.aborted) delete this.state.aborted[name];
+    this.save();
+    this.log(type === 'headless' ? `started ${name}: QEMU pid ${running.pid}` : `listening for a hand-started QEMU for ${name}`);
+    this.events.emit('vm.state', { vm: name, state: 'running' });
+    return this.view(vm);
+  }
+
+  private qemuHooks(name: string) {
+    return {
+      formatOf: (path: string) => formatOf(this.state.media ?? [], path),
+      log: this.log,
+      onExit: (reason: string, aborted: boolean) => {
+        this.guests.delete(name);
+        delete this.state.running[name];
+        if (aborted) (this.state.aborted ??= {})[name] = { reason, at: new Date().toISOString() };
+        this.save();
+        this.log(`${name}: ${reason}${aborted ? ' (aborted)' : ''}`);
+        this.events.emit('vm.state', { vm: name, state: aborted ? 'aborted' : 'poweroff', reason });
+      },
+    };
+  }
+
+  /** `controlvm VM poweroff|reset|acpipowerbutton|pause|resume`. */
+  async controlVm(name: string, action: string): Promise<VmView> {
+    if (action === 'poweroff') return this.powerOff(name);
+    const vm = this.findVm(name);
+    if (!(action in QMP_ACTIONS)) throw new VnetError('VNET_ERR_BAD_REQUEST', `unknown action '${action}': one of ${Object.keys(QMP_ACTIONS).join(', ')}`);
+    const guest = this.guests.get(name);
+    if (!guest) throw invalidState(`VM '${name}' is not running`);
+    if (!(guest instanceof QemuVm)) throw invalidState(`VM '${name}' is a network namespace: only poweroff applies`);
+    await guest.control(action as QmpAction);
+    this.events.emit('vm.state', { vm: name, state: this.view(vm).state });
+    return this.view(vm);
+  }
+
+  /** The QEMU command line vnet uses for `vm` (`showvminfo --qemu-args`), and the `-netdev` part alone. */
+  qemuCommand(name: string): { binary: string; args: string[]; netdev: string[] } {
+    const vm = this.findVm(name);
+    const folder = this.vmFolder(vm.name);
+    const reconnect = qemuVersion()[0] >= 8;
+    const args = qemuArgs(vm, folder, { accel: kvmUsable() ? 'kvm' : 'tcg', reconnect, formatOf: (p) => formatOf(this.state.media ?? [], p) });
+    return { binary: 'qemu-system-x86_64', args, netdev: netdevArgs(vm, folder, reconnect) };
+  }
+
+  /** Where `vnet console VM` reads the serial console. */
+  consolePath(name: string): { path: string } {
+    return { path: qemuPaths(this.vmFolder(this.findVm(name).name)).console };
   }
 
   private save(): void {

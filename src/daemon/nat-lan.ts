@@ -22,7 +22,7 @@ import { TcpNat } from '../nat/tcp/tcp-nat.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { IcmpEchoNat } from '../nat/icmp-echo.js';
 import { PortForwarder, type PortForward } from '../nat/port-forwarder.js';
-import { DhcpServer, type LeaseStore } from '../services/dhcp/server.js';
+import { DhcpServer, type Lease, type LeaseEvent, type LeaseStore } from '../services/dhcp/server.js';
 import { DnsProxy } from '../services/dns/proxy.js';
 import { readResolvConf } from '../services/dns/resolv-conf.js';
 import { wasReset } from '../transport/native.js';
@@ -37,7 +37,15 @@ export interface NatLanConfig {
   /** Host number of the DNS proxy (NAT .3, NAT Network: the gateway). */
   dnsHost: number;
   /** DHCP pool as host numbers, or null for no DHCP server. */
-  dhcp: { serverHost: number; first: number; last: number } | null;
+  dhcp: {
+    serverHost: number;
+    first: number;
+    last: number;
+    /** Default one day (VirtualBox NAT's). */
+    leaseTimeSec?: number;
+    /** Addresses tied to MACs (`dhcpserver --mac-address … --fixed-address …`). */
+    fixed?: { mac: string; ip: number }[];
+  } | null;
   /** Where a forward without a guest IP goes when no lease says better (NAT: .15). */
   defaultGuestHost: number;
   localhostReachable: boolean;
@@ -48,6 +56,8 @@ export interface NatLanConfig {
   /** Names of VMs by MAC, so DNS can answer for them. */
   vmNameForMac?: (mac: string) => string | undefined;
   log?: (line: string) => void;
+  /** Told when the DHCP server grants, releases or expires a lease (for the event stream). */
+  onLease?: (lease: Lease, event: LeaseEvent) => void;
 }
 
 /** VirtualBox NAT's gateway MAC prefix (52:54:00:12:35:xx); the last byte is the gateway's host number. */
@@ -89,9 +99,9 @@ export class NatLan {
       mask: cidr.mask,
       mtu: config.mtu,
     });
-    const port = this.switch.attach({ name: `${config.key}/gateway`, mac: this.gateway.mac, kind: 'service', deliver: (f) => this.gateway.fromNetwork(f) });
-    this.gateway.output = (frame) => port.send(frame);
-    this.gateway.handlers = { local: (ip, mac) => this.local(ip, mac), forward: (ip) => this.forward(ip) };
+    const port = this.switch.attach({ name: `${config.key}/gateway`, mac: this.gateway.mac, kind: 'service', deliver: (f, offload) => this.gateway.fromNetwork(f, offload) });
+    this.gateway.output = (frame, offload) => port.send(frame, offload);
+    this.gateway.handlers = { local: (ip, mac, pending) => this.local(ip, mac, pending), forward: (ip, _mac, pending) => this.forward(ip, pending) };
     this.tcp = new TcpNat({
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
@@ -111,9 +121,10 @@ export class NatLan {
             router: this.gatewayIp,
             dns: [this.dnsIp],
             mtu: config.mtu,
-            leaseTimeSec: 86400,
+            leaseTimeSec: config.dhcp.leaseTimeSec ?? 86400,
+            fixed: config.dhcp.fixed,
           },
-          { store: config.leaseStore },
+          { store: config.leaseStore, onLease: config.onLease },
         )
       : null;
     this.dns = new DnsProxy({
@@ -170,11 +181,11 @@ export class NatLan {
   }
 
   /** Packets for the gateway's own addresses, or broadcasts. */
-  private local(ip: Ipv4View, sourceMac: Uint8Array): void {
+  private local(ip: Ipv4View, sourceMac: Uint8Array, checksumPending: boolean): void {
     const dst = ip.destination;
     switch (ip.protocol) {
       case IpProtocol.UDP: {
-        const udp = checkedUdp(ip);
+        const udp = checkedUdp(ip, checksumPending);
         if (this.forwarder.fromGuestUdp(ip, udp)) return;
         if (udp.destinationPort === DHCP_SERVER_PORT) return this.dhcpRequest(ip, udp, sourceMac);
         if (dst === this.dnsIp && udp.destinationPort === 53) {
@@ -190,7 +201,7 @@ export class NatLan {
         const tcp = checkedTcp(ip);
         // Flows a port forward opened from a loopback client run to the gateway's address, reachable or not.
         const host = dst === this.gatewayIp && this.localhostReachable ? LOOPBACK : null;
-        return this.tcp.fromGuest(ip, tcp, host);
+        return this.tcp.fromGuest(ip, tcp, host, checksumPending);
       }
       default:
         return this.gateway.drop('ipv4:local-protocol');
@@ -198,15 +209,15 @@ export class NatLan {
   }
 
   /** Packets for outside the LAN: the NAT proper. */
-  private forward(ip: Ipv4View): void {
+  private forward(ip: Ipv4View, checksumPending: boolean): void {
     const dst = ip.destination;
     if (isMartian(dst)) return this.gateway.drop('nat:martian-destination');
     const host = formatIpv4(dst);
     switch (ip.protocol) {
       case IpProtocol.TCP:
-        return this.tcp.fromGuest(ip, checkedTcp(ip), host);
+        return this.tcp.fromGuest(ip, checkedTcp(ip), host, checksumPending);
       case IpProtocol.UDP: {
-        const udp = checkedUdp(ip);
+        const udp = checkedUdp(ip, checksumPending);
         if (this.forwarder.fromGuestUdp(ip, udp)) return;
         return this.udp.fromGuest(ip, udp, host);
       }
@@ -254,9 +265,10 @@ export class NatLan {
   }
 }
 
-function checkedUdp(ip: Ipv4View): UdpView {
+/** A checked UDP datagram; its checksum is verified unless the guest left it to offload. */
+function checkedUdp(ip: Ipv4View, checksumPending: boolean): UdpView {
   const udp = UdpView.checked(ip.payload);
-  if (!udp.verifyChecksum({ source: ip.source, destination: ip.destination })) throw new WireError('udp', 'bad-checksum');
+  if (!checksumPending && !udp.verifyChecksum({ source: ip.source, destination: ip.destination })) throw new WireError('udp', 'bad-checksum');
   return udp;
 }
 

@@ -8,7 +8,8 @@ import { VnetError } from '../errors.js';
 import { FileLeaseStore } from '../model/lease-store.js';
 import type { NatNetworkConfig, NicConfig, VmConfig } from '../model/types.js';
 import { parseCidr } from '../wire/address.js';
-import { NatLan } from './nat-lan.js';
+import { NatLan, type NatLanConfig } from './nat-lan.js';
+import type { Lease, LeaseEvent } from '../services/dhcp/server.js';
 
 /** Ethernet's MTU unless the NIC says otherwise. */
 export const DEFAULT_MTU = 1500;
@@ -32,6 +33,8 @@ export class NatLans {
     private readonly config: () => NatNetworkConfig[],
     private readonly vmNameForMac: (mac: string) => string | undefined,
     private readonly log: (line: string) => void,
+    /** Told of every lease change on any NAT LAN, with the LAN's key. */
+    private readonly onLease?: (network: string, lease: Lease, event: LeaseEvent) => void,
   ) {}
 
   /** A NIC's own NAT LAN. */
@@ -52,6 +55,7 @@ export class NatLans {
       leaseStore: new FileLeaseStore(this.home, key),
       vmNameForMac: this.vmNameForMac,
       log: this.log,
+      onLease: (lease, event) => this.onLease?.(key, lease, event),
     });
   }
 
@@ -67,7 +71,7 @@ export class NatLans {
         cidr: config.network,
         gatewayHost: 1,
         dnsHost: 1,
-        dhcp: config.dhcp ? { serverHost: 3, first: 4, last: lastHost(config.network) } : null,
+        dhcp: this.natNetworkDhcp(name, config),
         defaultGuestHost: 4,
         localhostReachable: config.localhostReachable,
         dnsHostResolver: false,
@@ -76,6 +80,7 @@ export class NatLans {
         leaseStore: new FileLeaseStore(this.home, key),
         vmNameForMac: this.vmNameForMac,
         log: this.log,
+        onLease: (lease, event) => this.onLease?.(key, lease, event),
       });
       running = { lan, users: 0, started: false };
       this.natNetworks.set(name, running);
@@ -84,6 +89,18 @@ export class NatLans {
     if (explicitStart) running.started = true;
     else running.users++;
     return running.lan;
+  }
+
+  /**
+   * How a `dhcpserver` for NAT Network `name` shapes its DHCP server: null for
+   * none, undefined for the defaults (server .3, pool .4 up). Set by the daemon.
+   */
+  dhcpFor?: (name: string, cidr: { network: number; mask: number }) => NatLanConfig['dhcp'] | undefined;
+
+  private natNetworkDhcp(name: string, config: NatNetworkConfig): NatLanConfig['dhcp'] {
+    if (!config.dhcp) return null;
+    const override = this.dhcpFor?.(name, parseCidr(config.network));
+    return override === undefined ? { serverHost: 3, first: 4, last: lastHost(config.network) } : override;
   }
 
   /** A NIC left NAT Network `name` (or `natnetwork stop` when `explicitStop`). */

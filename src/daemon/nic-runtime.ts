@@ -14,9 +14,12 @@ import { VnetError } from '../errors.js';
 import type { Switch, SwitchPort } from '../switch/switch.js';
 import { PcapWriter } from '../transport/pcap.js';
 import type { FrameTransport } from '../transport/types.js';
+import { finishOffload } from '../wire/gso.js';
+import type { FrameOffload } from '../wire/virtio-net.js';
 import { UdpTunnelTransport } from '../transport/udp.js';
 import type { Network, NetworkRegistry } from './network-registry.js';
 import type { NatLan } from './nat-lan.js';
+import type { NetworkLink } from './dhcp-servers.js';
 
 /** A guest-side transport; TAPs can also show the cable state as carrier. */
 export type GuestTransport = FrameTransport & { setCarrier?(on: boolean): void };
@@ -30,6 +33,12 @@ export interface NicRuntimeContext {
   /** The shared LAN of a NAT Network, started if needed; `release` when the NIC leaves. */
   natNetwork(name: string): Promise<NatLan>;
   releaseNatNetwork(name: string): void;
+  /** `hostonly`: the switch of host-only interface `name` (throws if it does not exist). */
+  hostOnly?(name: string): NetworkLink;
+  /** `bridged`: an uplink onto the NIC's bridge adapter, on a switch of its own. */
+  bridged?(nic: NicConfig): NetworkLink;
+  /** `intnet`: a NIC joined the intnet on `sw` (its DHCP server, if any, serves it); `close` when it leaves. */
+  joinIntnet?(name: string, sw: Switch): NetworkLink;
 }
 
 export interface NicStats {
@@ -45,6 +54,8 @@ export class NicRuntime {
   private network: Network | null = null;
   /** `nat`: the NIC's own LAN; `natnetwork`: the shared one (not ours to close). */
   private nat: NatLan | null = null;
+  /** `hostonly`, `bridged`: the network we joined; `intnet`: our membership (for its DHCP server). */
+  private link: NetworkLink | null = null;
   private port: SwitchPort | null = null;
   /** For UDPTunnel: the peer's side of the per-NIC network. */
   private uplink: { port: SwitchPort; transport: FrameTransport } | null = null;
@@ -80,6 +91,7 @@ export class NicRuntime {
         break;
       case 'intnet':
         this.network = context.registry.acquire('intnet', nic.intnet);
+        this.link = context.joinIntnet?.(nic.intnet, this.network.switch) ?? null;
         break;
       case 'generic':
         this.network = context.registry.acquire('generic', `${context.vmName}/nic${nic.slot}`);
@@ -88,28 +100,36 @@ export class NicRuntime {
       case 'nat':
         this.nat = await context.createNat(nic);
         break;
+      case 'hostonly':
+        if (!context.hostOnly) throw new VnetError('VNET_ERR_NOT_SUPPORTED', `NIC ${nic.slot}: host-only networking is not available here`);
+        this.link = context.hostOnly(nic.hostOnlyAdapter);
+        break;
+      case 'bridged':
+        if (!context.bridged) throw new VnetError('VNET_ERR_NOT_SUPPORTED', `NIC ${nic.slot}: bridged networking is not available here`);
+        this.link = context.bridged(nic);
+        break;
       case 'natnetwork':
         this.nat = await context.natNetwork(nic.natNetwork);
         break;
       default:
         throw new VnetError('VNET_ERR_NOT_SUPPORTED', `NIC ${nic.slot}: attachment '${nic.mode}' is not implemented yet`);
     }
-    const sw = this.network?.switch ?? this.nat?.switch;
+    const sw = this.network?.switch ?? this.nat?.switch ?? this.link?.switch;
     if (sw) {
       this.port = sw.attach({
         name: `${context.vmName}/nic${nic.slot}`,
         mac: macBytes(nic.mac),
         promisc: nic.promisc,
         kind: 'vm',
-        deliver: (frame) => {
+        deliver: (frame, offload) => {
           this.capture?.write(frame);
-          this.transport.send(frame);
+          sendTo(this.transport, frame, offload);
         },
       });
     }
-    this.transport.onFrame = (frame) => {
+    this.transport.onFrame = (frame, offload) => {
       this.capture?.write(frame);
-      if (this.port) this.port.send(frame);
+      if (this.port) this.port.send(frame, offload);
       else this.droppedUnattached++;
     };
     await this.applyLive(nic);
@@ -129,7 +149,7 @@ export class NicRuntime {
       dport: Number(props.dport ?? 4444),
     });
     // The tunnel is a trunk to the peer's segment: it must see every frame.
-    const port = sw.attach({ name: `${this.context.vmName}/nic${nic.slot}/udp`, promisc: 'allow-all', kind: 'host', deliver: (f) => tunnel.send(f) });
+    const port = sw.attach({ name: `${this.context.vmName}/nic${nic.slot}/udp`, promisc: 'allow-all', kind: 'host', deliver: (f, offload) => sendTo(tunnel, f, offload) });
     tunnel.onFrame = (frame) => port.send(frame);
     tunnel.start();
     this.uplink = { port, transport: tunnel };
@@ -163,6 +183,18 @@ export class NicRuntime {
     return this.nic.traceFile || join(this.context.vmFolder, `nic${this.nic.slot}.pcap`);
   }
 
+  /** The capture running on this NIC (`trace` on), with its counters; null when none. */
+  get captureInfo(): { path: string; frames: number; dropped: number; bytesWritten: number } | null {
+    if (!this.capture) return null;
+    const { frames, dropped, bytesWritten } = this.capture.stats;
+    return { path: this.capture.path, frames, dropped, bytesWritten };
+  }
+
+  /** The switch port's cable state, or the config's when the NIC is on no switch. */
+  get linkUp(): boolean {
+    return this.port?.linkUp ?? this.nic.cableConnected;
+  }
+
   /** The NAT LAN this NIC is on, if any. */
   get natLan(): NatLan | null {
     return this.nat;
@@ -172,7 +204,7 @@ export class NicRuntime {
     return {
       slot: this.nic.slot,
       mode: this.nic.mode,
-      network: this.network?.key ?? this.nat?.config.key ?? null,
+      network: this.network?.key ?? this.nat?.config.key ?? this.link?.switch.name ?? null,
       transport: { ...this.transport.stats },
       port: this.port?.snapshot() ?? null,
       droppedUnattached: this.droppedUnattached,
@@ -188,8 +220,10 @@ export class NicRuntime {
       this.network?.switch.detach(this.uplink.port);
       this.uplink = null;
     }
-    const sw = this.network?.switch ?? this.nat?.switch;
+    const sw = this.network?.switch ?? this.nat?.switch ?? this.link?.switch;
     if (sw && this.port) sw.detach(this.port);
+    this.link?.close();
+    this.link = null;
     if (this.network) this.context.registry.release(this.network);
     if (this.nat && this.nic.mode === 'nat') this.nat.close();
     if (this.nat && this.nic.mode === 'natnetwork') {
@@ -200,6 +234,12 @@ export class NicRuntime {
     this.nat = null;
     this.port = null;
   }
+}
+
+/** Hand a frame to a transport, finishing its offloads in software if the transport cannot take them. */
+function sendTo(transport: FrameTransport, frame: Uint8Array, offload: FrameOffload | undefined): void {
+  if (offload === undefined || transport.acceptsOffload) transport.send(frame, offload);
+  else finishOffload(frame, offload, (finished) => transport.send(finished));
 }
 
 function macBytes(mac: string): Uint8Array {

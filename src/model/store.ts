@@ -7,7 +7,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, wr
 import { dirname, join } from 'node:path';
 import { VnetError } from '../errors.js';
 import { emptyState, type VnetState } from './types.js';
-import { defaultNic } from './vm.js';
+import { defaultNic, vmHardwareDefaults } from './vm.js';
 
 export const STATE_FILE = 'vnet.json';
 
@@ -54,6 +54,7 @@ export class StateStore {
       state.natNetworks ??= [];
       // NICs saved before a setting existed get its default.
       for (const vm of state.vms) vm.nics = vm.nics.map((nic) => ({ ...defaultNic(nic.slot), ...nic }));
+      for (const vm of state.vms) Object.assign(vm, { ...vmHardwareDefaults(), ...vm });
       return state;
     } catch (err) {
       throw new VnetError('VNET_ERR_HOST', `${this.path} is not a vnet state file (${(err as Error).message})`, { cause: err });

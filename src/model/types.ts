@@ -46,6 +46,10 @@ export interface NicConfig {
   portForwards: PortForward[];
   /** NAT Network name (`--nat-network<N>`), VirtualBox's default `NatNetwork`. */
   natNetwork: string;
+  /** Host-only interface (`--host-only-adapter<N>`), e.g. `vboxnet0`. */
+  hostOnlyAdapter: string;
+  /** Host interface or Linux bridge of a bridged NIC (`--bridge-adapter<N>`). */
+  bridgeAdapter: string;
 }
 
 export type ForwardProtocol = 'tcp' | 'udp';
@@ -79,15 +83,78 @@ export interface VmConfig {
   uuid: string;
   ostype: string;
   nics: NicConfig[];
+  /** Guest RAM (`--memory`), MiB. */
+  memoryMb: number;
+  /** Virtual CPUs (`--cpus`). */
+  cpus: number;
+  /** Storage controllers (`storagectl`), in the order they were added. */
+  storageControllers: StorageController[];
+  /** Disks and DVD drives on the controllers (`storageattach`). */
+  storage: StorageAttachment[];
+  /** Direct kernel boot for QEMU (`--kernel`, `--initrd`, `--append`); empty = boot from the disks. */
+  kernel: string;
+  initrd: string;
+  kernelArgs: string;
 }
 
-/** How a running VM is realised. Only `netns` exists so far. */
-export interface RunningState {
+/** VirtualBox's storage buses (`storagectl --add`). */
+export const STORAGE_BUSES = ['ide', 'sata', 'scsi', 'virtio'] as const;
+export type StorageBus = (typeof STORAGE_BUSES)[number];
+
+export interface StorageController {
+  /** `--name`, e.g. `SATA`. */
+  name: string;
+  bus: StorageBus;
+}
+
+export type DeviceType = 'hdd' | 'dvddrive';
+
+/** One device on a controller: a disk, or a DVD drive (`medium` empty = no disc). */
+export interface StorageAttachment {
+  controller: string;
+  port: number;
+  device: number;
+  type: DeviceType;
+  /** Absolute path of the image; empty for an empty DVD drive. */
+  medium: string;
+}
+
+export const MEDIUM_FORMATS = ['VDI', 'QCOW2', 'RAW'] as const;
+export type MediumFormat = (typeof MEDIUM_FORMATS)[number];
+
+/** A registered medium (`createmedium`, `list hdds`, `closemedium`). */
+export interface MediumConfig {
+  uuid: string;
+  /** Absolute path. */
+  location: string;
+  format: MediumFormat;
+  kind: 'hdd' | 'dvd';
+  /** Virtual size in MiB (0 if unknown, e.g. an ISO registered by attaching it). */
+  sizeMb: number;
+}
+
+/** How a running VM is realised. */
+export type RunningState = NetnsRunningState | QemuRunningState;
+
+/** `startvm --type netns`: the VM's NICs are TAPs in a network namespace. */
+export interface NetnsRunningState {
   type: 'netns';
   /** Network namespace the VM's NICs live in. */
   netns: string;
   /** vnet created the namespace, so poweroff deletes it. */
   createdNetns: boolean;
+  startedAt: string;
+}
+
+/** `startvm --type headless` (vnet runs QEMU) or `--type external` (the user does; vnet only listens). */
+export interface QemuRunningState {
+  type: 'headless' | 'external';
+  /** QEMU's process id; 0 for `external`. */
+  pid: number;
+  /** QMP control socket; empty for `external`. */
+  qmpSocket: string;
+  /** `-netdev stream` socket of each attached NIC, by slot. */
+  nicSockets: Record<string, string>;
   startedAt: string;
 }
 
@@ -97,6 +164,48 @@ export interface VnetState {
   vms: VmConfig[];
   running: Record<string, RunningState>;
   natNetworks: NatNetworkConfig[];
+  /** Registered media (`createmedium`, `list hdds`). */
+  media?: MediumConfig[];
+  /** VMs whose QEMU died on its own, with the reason from its log. */
+  aborted?: Record<string, { reason: string; at: string }>;
+  /** Host-only interfaces (`hostonlyif create`). */
+  hostOnlyIfs?: HostOnlyIfConfig[];
+  /** DHCP servers of internal networks, host-only interfaces and NAT Networks (`dhcpserver add`). */
+  dhcpServers?: DhcpServerSettings[];
+}
+
+/** A host-only interface: `vboxnetN` on the host, with its address. */
+export interface HostOnlyIfConfig {
+  name: string;
+  ip: string;
+  netmask: string;
+}
+
+/** Which kind of network a `dhcpserver` serves. */
+export type DhcpServerKind = 'intnet' | 'hostonly' | 'natnet';
+
+/** A fixed address, for a MAC or for a VM's NIC (resolved to its MAC when the server starts). */
+export interface DhcpFixedAddress {
+  mac?: string;
+  vm?: string;
+  nic?: number;
+  ip: string;
+}
+
+/** A `dhcpserver` object, in VirtualBox's terms. */
+export interface DhcpServerSettings {
+  /** VirtualBox's network name: the intnet or NAT Network name, or `HostInterfaceNetworking-vboxnetN`. */
+  network: string;
+  kind: DhcpServerKind;
+  serverIp: string;
+  netmask: string;
+  lowerIp: string;
+  upperIp: string;
+  enabled: boolean;
+  leaseTimeSec: number;
+  /** `--set-opt`: option code → text value, or `hex:…` for raw bytes. */
+  options: Record<string, string>;
+  fixed: DhcpFixedAddress[];
 }
 
 export const emptyState = (): VnetState => ({ version: 1, vms: [], running: {}, natNetworks: [] });

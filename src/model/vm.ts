@@ -65,6 +65,8 @@ export function defaultNic(slot: number): NicConfig {
     natDnsHostResolver: false,
     portForwards: [],
     natNetwork: 'NatNetwork',
+    hostOnlyAdapter: '',
+    bridgeAdapter: '',
   };
 }
 
@@ -73,7 +75,13 @@ const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function createVm(name: string, ostype = 'Other'): VmConfig {
   validateVmName(name);
   const nics = Array.from({ length: NIC_SLOTS }, (_, i) => defaultNic(i + 1));
-  return { name, uuid: randomUUID(), ostype, nics };
+  return { name, uuid: randomUUID(), ostype, nics, ...vmHardwareDefaults() };
+}
+
+/** Hardware settings of a new VM (and of VMs saved before they existed). */
+export function vmHardwareDefaults(): Pick<VmConfig, 'memoryMb' | 'cpus' | 'storageControllers' | 'storage' | 'kernel' | 'initrd' | 'kernelArgs'> {
+  // VirtualBox's "Other" OS type: 64 MB would not boot a modern kernel; 128 is QEMU's own default.
+  return { memoryMb: 128, cpus: 1, storageControllers: [], storage: [], kernel: '', initrd: '', kernelArgs: '' };
 }
 
 export function validateVmName(name: string): void {
@@ -95,6 +103,14 @@ export type NicChange = Partial<Omit<NicConfig, 'slot' | 'genericProperties' | '
 
 export interface VmChange {
   ostype?: string;
+  /** `--memory MB`. */
+  memoryMb?: number;
+  /** `--cpus N`. */
+  cpus?: number;
+  /** Direct kernel boot for QEMU: `--kernel F`, `--initrd F`, `--append ARGS` (empty clears). */
+  kernel?: string;
+  initrd?: string;
+  kernelArgs?: string;
   nics?: Record<string, NicChange>;
 }
 
@@ -111,6 +127,11 @@ export function parseSlot(text: string | number): number {
 export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
   const next: VmConfig = structuredClone(vm);
   if (change.ostype !== undefined) next.ostype = String(change.ostype);
+  if (change.memoryMb !== undefined) next.memoryMb = boundedInt(change.memoryMb, 4, 1 << 20, 'memory size (MB)');
+  if (change.cpus !== undefined) next.cpus = boundedInt(change.cpus, 1, 64, 'CPU count');
+  for (const key of ['kernel', 'initrd', 'kernelArgs'] as const) {
+    if (change[key] !== undefined) next[key] = String(change[key]);
+  }
   for (const [slotText, nicChange] of Object.entries(change.nics ?? {})) {
     const slot = parseSlot(slotText);
     next.nics[slot - 1] = applyNicChange(next.nics[slot - 1]!, nicChange);
@@ -121,6 +142,7 @@ export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
 const NIC_FIELDS = new Set([
   'mode', 'mac', 'cableConnected', 'promisc', 'trace', 'traceFile', 'intnet', 'genericDriver', 'genericProperties', 'mtu',
   'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natNetwork', 'addForwards', 'deleteForwards',
+  'hostOnlyAdapter', 'bridgeAdapter',
 ]);
 
 function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
@@ -148,6 +170,8 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
   if (change.natLocalhostReachable !== undefined) next.natLocalhostReachable = bool(change.natLocalhostReachable, `NIC ${n} localhost-reachable`);
   if (change.natDnsHostResolver !== undefined) next.natDnsHostResolver = bool(change.natDnsHostResolver, `NIC ${n} DNS host resolver`);
   if (change.natNetwork !== undefined) next.natNetwork = networkName(change.natNetwork, `NIC ${n} NAT network name`);
+  if (change.hostOnlyAdapter !== undefined) next.hostOnlyAdapter = interfaceName(change.hostOnlyAdapter, `NIC ${n} host-only adapter`);
+  if (change.bridgeAdapter !== undefined) next.bridgeAdapter = interfaceName(change.bridgeAdapter, `NIC ${n} bridge adapter`);
   for (const name of change.deleteForwards ?? []) next.portForwards = deleteRule(next.portForwards, String(name), `NIC ${n}`);
   for (const text of change.addForwards ?? []) next.portForwards = addRule(next.portForwards, parseNatRule(String(text)), `NIC ${n}`);
   validateNic(next);
@@ -163,6 +187,12 @@ export function validateNic(nic: NicConfig): void {
     }
     if (dest !== undefined && !/^[A-Za-z0-9.:_-]+$/.test(dest)) throw invalid(`NIC ${nic.slot} property dest='${dest}': expected a host name or address`);
   }
+}
+
+function boundedInt(value: unknown, min: number, max: number, what: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw invalid(`invalid ${what} '${String(value)}': expected ${min}-${max}`);
+  return n;
 }
 
 const isPort = (text: string): boolean => /^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 65535;
@@ -182,6 +212,15 @@ export function networkName(value: unknown, what: string): string {
   const name = String(value);
   if (!/^[^\s/\\][^/\\]{0,63}$/.test(name) || /\s$/.test(name)) {
     throw invalid(`invalid ${what} '${name}': use 1-64 characters without '/' or leading/trailing spaces`);
+  }
+  return name;
+}
+
+/** A host interface name as Linux takes it (1-15 bytes, no '/' or spaces); empty = none chosen yet. */
+function interfaceName(value: unknown, what: string): string {
+  const name = String(value);
+  if (name !== '' && !/^[A-Za-z0-9][A-Za-z0-9._@-]{0,14}$/.test(name)) {
+    throw invalid(`invalid ${what} '${name}': expected an interface name of 1-15 letters, digits, '.', '_' or '-'`);
   }
   return name;
 }

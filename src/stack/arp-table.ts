@@ -5,12 +5,19 @@
  * small per-address queue while an ARP request is out (as Linux's
  * `unres_qlen`).
  */
+import type { FrameOffload } from '../wire/virtio-net.js';
 export const MAX_ARP_ENTRIES = 1024;
 /** Frames kept per unresolved address, and addresses with pending frames. */
 export const MAX_PENDING_PER_ADDRESS = 8;
 export const MAX_PENDING_ADDRESSES = 64;
 /** Entries older than this are refreshed by the next frame or ARP (Linux's base_reachable_time is 30 s; we are lenient). */
 export const ARP_ENTRY_TTL_MS = 10 * 60_000;
+
+/** A frame waiting for its destination's MAC, with its offloads. */
+export interface ParkedFrame {
+  frame: Uint8Array;
+  offload?: FrameOffload;
+}
 
 interface Entry {
   mac: Uint8Array;
@@ -19,7 +26,7 @@ interface Entry {
 
 export class ArpTable {
   private readonly entries = new Map<number, Entry>();
-  private readonly pending = new Map<number, Uint8Array[]>();
+  private readonly pending = new Map<number, ParkedFrame[]>();
 
   /** Remember `ip` at `mac` (copied). */
   learn(ip: number, mac: Uint8Array, now: number): void {
@@ -44,7 +51,7 @@ export class ArpTable {
   }
 
   /** Park a frame until `ip` resolves; false when the queue is full (the caller counts the drop). */
-  park(ip: number, frame: Uint8Array): boolean {
+  park(ip: number, frame: Uint8Array, offload?: FrameOffload): boolean {
     let queue = this.pending.get(ip);
     if (!queue) {
       if (this.pending.size >= MAX_PENDING_ADDRESSES) return false;
@@ -52,12 +59,12 @@ export class ArpTable {
       this.pending.set(ip, queue);
     }
     if (queue.length >= MAX_PENDING_PER_ADDRESS) return false;
-    queue.push(frame);
+    queue.push({ frame, offload });
     return true;
   }
 
   /** The frames parked for `ip`, now that it resolved. */
-  takeParked(ip: number): Uint8Array[] {
+  takeParked(ip: number): ParkedFrame[] {
     const queue = this.pending.get(ip) ?? [];
     this.pending.delete(ip);
     return queue;

@@ -21,6 +21,7 @@ import { emitEthernet, EtherType, EthernetView, ETHERNET_HEADER_LENGTH } from '.
 import { emitIcmpv4, Icmpv4Type, Icmpv4View, ICMPV4_HEADER_LENGTH, ICMPV4_MAX_ERROR_DATAGRAM } from '../wire/icmpv4.js';
 import { emitIpv4, IpProtocol, Ipv4View, IPV4_HEADER_LENGTH } from '../wire/ipv4.js';
 import { emitUdp, UDP_HEADER_LENGTH } from '../wire/udp.js';
+import { checksumPending, type FrameOffload } from '../wire/virtio-net.js';
 import { ArpTable } from './arp-table.js';
 import { LINK_HEADROOM, type Clock, type GuestLink } from './guest-link.js';
 
@@ -37,10 +38,14 @@ export interface GatewayOptions {
 }
 
 export interface GatewayHandlers {
-  /** A checked IPv4 packet for one of the gateway's addresses, or a broadcast. */
-  local(ip: Ipv4View, sourceMac: Uint8Array): void;
-  /** A checked IPv4 packet for somewhere outside the LAN. */
-  forward(ip: Ipv4View, sourceMac: Uint8Array): void;
+  /**
+   * A checked IPv4 packet for one of the gateway's addresses, or a broadcast.
+   * `checksumPending`: the guest left its TCP/UDP checksum to the NIC (checksum
+   * offload): do not verify it.
+   */
+  local(ip: Ipv4View, sourceMac: Uint8Array, checksumPending: boolean): void;
+  /** A checked IPv4 packet for somewhere outside the LAN (same `checksumPending`). */
+  forward(ip: Ipv4View, sourceMac: Uint8Array, checksumPending: boolean): void;
 }
 
 /** TTL of packets the gateway originates (RFC 1700's recommended default). */
@@ -48,11 +53,13 @@ export const DEFAULT_TTL = 64;
 
 export class Gateway implements GuestLink {
   readonly mtu: number;
+  /** Frames toward guests may carry offloads: the NIC runtime finishes them for guests that cannot take them. */
+  readonly offload = true;
   readonly arp = new ArpTable();
   readonly drops: Record<string, number> = {};
   readonly counters = { framesIn: 0, framesOut: 0, arpReplies: 0, echoReplies: 0, icmpErrors: 0 };
   /** Frames toward the guests; set by whoever plugs the gateway into a switch. */
-  output: (frame: Uint8Array) => void = () => {};
+  output: (frame: Uint8Array, offload?: FrameOffload) => void = () => {};
   handlers: GatewayHandlers = { local: () => this.drop('ipv4:no-handler'), forward: () => this.drop('ipv4:no-route') };
   private readonly clock: Clock;
   private readonly own: Set<number>;
@@ -83,10 +90,10 @@ export class Gateway implements GuestLink {
   }
 
   /** A frame from the LAN (the switch delivers it). Never throws. */
-  fromNetwork(frame: Uint8Array): void {
+  fromNetwork(frame: Uint8Array, offload?: FrameOffload): void {
     this.counters.framesIn++;
     try {
-      this.input(frame);
+      this.input(frame, checksumPending(offload));
     } catch (err) {
       if (err instanceof WireError) this.drop(err.key);
       else this.drop('internal');
@@ -94,14 +101,14 @@ export class Gateway implements GuestLink {
   }
 
   /** GuestLink: fill the Ethernet header for `dstIp` and send, or park the frame while ARP resolves it. */
-  sendIpv4(frame: Uint8Array, dstIp: number): void {
+  sendIpv4(frame: Uint8Array, dstIp: number, offload?: FrameOffload): void {
     const mac = this.arp.lookup(dstIp, this.clock());
     if (mac) {
-      this.emitFrame(frame, mac, EtherType.IPv4);
+      this.emitFrame(frame, mac, EtherType.IPv4, offload);
       return;
     }
     if (!this.inLan(dstIp)) return this.drop('link:not-on-lan');
-    if (!this.arp.park(dstIp, frame)) return this.drop('link:arp-queue-full');
+    if (!this.arp.park(dstIp, frame, offload)) return this.drop('link:arp-queue-full');
     this.sendArpRequest(dstIp);
   }
 
@@ -168,7 +175,7 @@ export class Gateway implements GuestLink {
     this.drops[reason] = (this.drops[reason] ?? 0) + 1;
   }
 
-  private input(frame: Uint8Array): void {
+  private input(frame: Uint8Array, checksumPending: boolean): void {
     const eth = EthernetView.checked(frame);
     if (eth.tagCount > 0) return this.drop('ethernet:vlan-tagged');
     const toUs = macEquals(eth.destination, this.options.mac);
@@ -177,7 +184,7 @@ export class Gateway implements GuestLink {
       case EtherType.ARP:
         return this.inputArp(ArpView.checked(eth.payload));
       case EtherType.IPv4:
-        return this.inputIpv4(eth.payload, eth.source);
+        return this.inputIpv4(eth.payload, eth.source, checksumPending);
       case EtherType.IPv6:
         return this.drop('ipv6:not-implemented');
       default:
@@ -191,7 +198,7 @@ export class Gateway implements GuestLink {
     // RFC 826 "merge": refresh a known sender, learn one that asks us.
     if (sender !== 0 && this.inLan(sender) && (this.arp.lookup(sender, now) || this.owns(arp.targetProtocolAddress))) {
       this.arp.learn(sender, arp.senderHardwareAddress, now);
-      for (const parked of this.arp.takeParked(sender)) this.emitFrame(parked, arp.senderHardwareAddress, EtherType.IPv4);
+      for (const parked of this.arp.takeParked(sender)) this.emitFrame(parked.frame, arp.senderHardwareAddress, EtherType.IPv4, parked.offload);
     }
     if (arp.operation !== ArpOperation.Request || !this.owns(arp.targetProtocolAddress)) return;
     const frame = new Uint8Array(ETHERNET_HEADER_LENGTH + ARP_PACKET_LENGTH);
@@ -210,7 +217,7 @@ export class Gateway implements GuestLink {
     this.emitFrame(frame, arp.senderHardwareAddress, EtherType.ARP);
   }
 
-  private inputIpv4(packet: Uint8Array, sourceMac: Uint8Array): void {
+  private inputIpv4(packet: Uint8Array, sourceMac: Uint8Array, checksumPending: boolean): void {
     const ip = Ipv4View.checked(packet);
     if (!ip.verifyChecksum()) throw new WireError('ipv4', 'bad-checksum');
     const src = ip.source;
@@ -220,11 +227,11 @@ export class Gateway implements GuestLink {
     const dst = ip.destination;
     if (this.owns(dst) || dst === 0xffffffff || dst === this.broadcast) {
       if (ip.protocol === IpProtocol.ICMP && this.owns(dst)) return this.inputIcmpEcho(ip);
-      return this.handlers.local(ip, sourceMac);
+      return this.handlers.local(ip, sourceMac, checksumPending);
     }
     if (this.inLan(dst)) return; // guest to guest: the switch carries it, not us
     if (ip.ttl <= 1) return this.sendIcmpError(ip.bytes, Icmpv4Type.TimeExceeded, 0);
-    this.handlers.forward(ip, sourceMac);
+    this.handlers.forward(ip, sourceMac, checksumPending);
   }
 
   private inputIcmpEcho(ip: Ipv4View): void {
@@ -264,9 +271,9 @@ export class Gateway implements GuestLink {
     this.emitFrame(frame, BROADCAST_MAC, EtherType.ARP);
   }
 
-  private emitFrame(frame: Uint8Array, destination: Uint8Array, etherType: number): void {
+  private emitFrame(frame: Uint8Array, destination: Uint8Array, etherType: number, offload?: FrameOffload): void {
     emitEthernet({ destination, source: this.options.mac, etherType }, frame, 0);
     this.counters.framesOut++;
-    this.output(frame);
+    this.output(frame, offload);
   }
 }

@@ -5,6 +5,7 @@
  * the switch.
  */
 import { ETHERNET_HEADER_LENGTH } from '../wire/ethernet.js';
+import type { FrameOffload } from '../wire/virtio-net.js';
 
 /** IPv4 packets given to `sendIpv4` start at this offset; the bytes before it are the link's. */
 export const LINK_HEADROOM = ETHERNET_HEADER_LENGTH;
@@ -16,9 +17,15 @@ export interface GuestLink {
    * the caller must not write to it afterwards. Dropped and counted when the
    * destination's MAC is unknown (an ARP request goes out instead).
    */
-  sendIpv4(frame: Uint8Array, dstIp: number): void;
+  sendIpv4(frame: Uint8Array, dstIp: number, offload?: FrameOffload): void;
   /** Largest IPv4 packet the guests take (their link MTU). */
   readonly mtu: number;
+  /**
+   * The link takes offloaded frames (`offload` given to sendIpv4: a partial
+   * checksum, a TCP super-segment) and finishes them where the receiving NIC
+   * cannot. The offload object is the link's from then on.
+   */
+  readonly offload: boolean;
 }
 
 /** Milliseconds; injected so tests can drive time. */

@@ -6,6 +6,7 @@
  * frame — link state ("cable connected"), promiscuous policy, the NIC's own
  * MAC — and counts what went through it and what was dropped, by reason.
  */
+import type { FrameOffload } from '../wire/virtio-net.js';
 import { formatMac, macKey } from './mac.js';
 
 /**
@@ -53,17 +54,18 @@ export interface PortOptions {
   /**
    * Hands a frame toward the guest. The frame is shared with other ports and
    * belongs to the receiver only until `deliver` returns: it must not be
-   * modified, and must be copied to be kept. A throw is counted
-   * (`deliver-error`) and forwarding goes on.
+   * modified, and must be copied to be kept. `offload` (likewise shared and
+   * short-lived) says when the frame has a partial checksum or is a TCP
+   * super-segment. A throw is counted (`deliver-error`) and forwarding goes on.
    */
-  deliver: (frame: Uint8Array) => void;
+  deliver: (frame: Uint8Array, offload?: FrameOffload) => void;
   /** Default `vm`. */
   kind?: PortKind;
 }
 
 /** What a port needs from the switch it is attached to. */
 export interface PortOwner {
-  input(port: SwitchPort, frame: Uint8Array): void;
+  input(port: SwitchPort, frame: Uint8Array, offload?: FrameOffload): void;
   portChanged(port: SwitchPort, what: 'link' | 'promisc'): void;
 }
 
@@ -80,7 +82,7 @@ export class SwitchPort {
   owner: PortOwner | undefined;
   private link = true;
   private policy: PromiscPolicy;
-  private readonly deliver: (frame: Uint8Array) => void;
+  private readonly deliver: (frame: Uint8Array, offload?: FrameOffload) => void;
 
   constructor(owner: PortOwner, options: PortOptions) {
     this.owner = owner;
@@ -114,27 +116,27 @@ export class SwitchPort {
   }
 
   /** A frame from this port's guest into the switch. Not kept past return. */
-  fromGuest(frame: Uint8Array): void {
+  fromGuest(frame: Uint8Array, offload?: FrameOffload): void {
     if (this.owner === undefined) {
       this.drop('detached');
       return;
     }
-    this.owner.input(this, frame);
+    this.owner.input(this, frame, offload);
   }
 
   /** Same as `fromGuest`: the port as a sink for frames from its guest. */
-  send(frame: Uint8Array): void {
-    this.fromGuest(frame);
+  send(frame: Uint8Array, offload?: FrameOffload): void {
+    this.fromGuest(frame, offload);
   }
 
   /** Called by the switch: hand `frame` to the guest unless the link is down. */
-  toGuest(frame: Uint8Array): void {
+  toGuest(frame: Uint8Array, offload?: FrameOffload): void {
     if (!this.link) {
       this.drop('link-down');
       return;
     }
     try {
-      this.deliver(frame);
+      this.deliver(frame, offload);
     } catch {
       this.drop('deliver-error');
       return;

@@ -26,6 +26,7 @@
  * detaches or feeds another frame into the switch does not disturb an
  * iteration in progress.
  */
+import type { FrameOffload } from '../wire/virtio-net.js';
 import { DST_OFFSET, ETHERNET_HEADER_LENGTH, SRC_OFFSET, ZERO_KEY, formatMacKey, isGroupAt, macKeyAt } from './mac.js';
 import { MacTable, type Clock, type MacTableStats } from './mac-table.js';
 import { SwitchPort, type PortOptions, type PortOwner, type PortStats } from './port.js';
@@ -113,7 +114,7 @@ export class Switch implements PortOwner {
   }
 
   /** A frame from `port`'s guest. Not kept past return. Never throws for any bytes. */
-  input(port: SwitchPort, frame: Uint8Array): void {
+  input(port: SwitchPort, frame: Uint8Array, offload?: FrameOffload): void {
     if (port.owner !== this) {
       port.drop('detached');
       return;
@@ -138,13 +139,13 @@ export class Switch implements PortOwner {
     this.table.learn(src, port, now);
 
     if (isGroupAt(frame, DST_OFFSET)) {
-      this.flood(port, frame, -1);
+      this.flood(port, frame, -1, offload);
       return;
     }
     const dst = macKeyAt(frame, DST_OFFSET);
     const out = this.table.lookup(dst, now);
     if (out === undefined) {
-      this.flood(port, frame, dst);
+      this.flood(port, frame, dst, offload);
       return;
     }
     if (out === port) {
@@ -152,11 +153,11 @@ export class Switch implements PortOwner {
       return;
     }
     this.counters.unicast++;
-    out.toGuest(frame);
+    out.toGuest(frame, offload);
     const snoopers = this.snoopers;
     for (let i = 0; i < snoopers.length; i++) {
       const s = snoopers[i]!;
-      if (s !== port && s !== out && this.seesOthersUnicast(s, port, out)) s.toGuest(frame);
+      if (s !== port && s !== out && this.seesOthersUnicast(s, port, out)) s.toGuest(frame, offload);
     }
   }
 
@@ -195,14 +196,14 @@ export class Switch implements PortOwner {
   }
 
   /** Send to every port but `ingress`; `dst` is the unicast key, or −1 for group addresses. */
-  private flood(ingress: SwitchPort, frame: Uint8Array, dst: number): void {
+  private flood(ingress: SwitchPort, frame: Uint8Array, dst: number, offload: FrameOffload | undefined): void {
     this.counters.flooded++;
     const ports = this.ports;
     for (let i = 0; i < ports.length; i++) {
       const p = ports[i]!;
       if (p === ingress) continue;
       if (dst !== -1 && !this.acceptsFloodedUnicast(p, ingress, dst)) continue;
-      p.toGuest(frame);
+      p.toGuest(frame, offload);
     }
   }
 

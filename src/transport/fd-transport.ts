@@ -16,10 +16,14 @@
  *   `backlog`, at most BACKLOG_LIMIT frames (beyond: `dropsOut`), and the
  *   poller watches for writability to drain it. While the backlog is not
  *   empty, new frames queue behind it so order is kept.
+ * - With a virtio-net header (TAPs with IFF_VNET_HDR) each frame's offloads
+ *   are read from the header the poller leaves in the slab just before it,
+ *   and written as a header that `send` puts in txSlab before the frame.
  * - Frames the kernel refused for good (a TAP that is down, no datagram peer)
  *   count as `dropsOut`. An fd error (the TAP was deleted) closes the
  *   transport and calls `onClose` with the reason.
  */
+import { newFrameOffload, readVirtioNetHeader, VIRTIO_NET_HDR_LENGTH, writeVirtioNetHeader, type FrameOffload } from '../wire/virtio-net.js';
 import { type NativePoller, type PollerOptions, WRITE_STATUS, nativeAddon } from './native.js';
 import { type FrameTransport, MAX_FRAME, MIN_FRAME, type TransportStats, newTransportStats } from './types.js';
 
@@ -32,7 +36,13 @@ const TX_ALIGN = 8;
 /** Shared transport over a non-blocking fd; subclasses open the fd and name the kind. */
 export abstract class FdTransport implements FrameTransport {
   abstract readonly kind: string;
-  onFrame: (frame: Uint8Array) => void = () => {};
+  onFrame: (frame: Uint8Array, offload?: FrameOffload) => void = () => {};
+  /** Offloaded frames go out as they are (a virtio-net header with offloads enabled). */
+  readonly acceptsOffload: boolean;
+  /** Frames on the fd start with a virtio-net header. */
+  private readonly vnetHeader: boolean;
+  /** Reused for every received frame's offloads: valid only during onFrame. */
+  private readonly rxOffload = newFrameOffload();
   onClose: (reason: string) => void = () => {};
   readonly stats: TransportStats = newTransportStats();
 
@@ -50,10 +60,17 @@ export abstract class FdTransport implements FrameTransport {
   private backlog: Uint8Array[] = [];
   private closed = false;
 
-  /** Takes over `fd` when it returns; if it throws, the fd is still the caller's. */
-  protected constructor(fd: number, options: PollerOptions) {
+  /**
+   * Takes over `fd` when it returns; if it throws, the fd is still the
+   * caller's. `vnetHeader`: frames carry a virtio-net header; `offload`: the
+   * fd was opened with checksum offload and TSO on.
+   */
+  protected constructor(fd: number, options: PollerOptions, framing: { vnetHeader?: boolean; offload?: boolean } = {}) {
     const { Poller } = nativeAddon();
-    this.poller = new Poller(fd, this.deliver, this.drain, this.fail, options);
+    this.vnetHeader = framing.vnetHeader ?? false;
+    this.acceptsOffload = this.vnetHeader && (framing.offload ?? false);
+    const pollerOptions = this.vnetHeader ? { ...options, headerLength: VIRTIO_NET_HDR_LENGTH, txHeaderInFrame: true } : options;
+    this.poller = new Poller(fd, this.deliver, this.drain, this.fail, pollerOptions);
     this.rxBytes = new Uint8Array(this.poller.rxSlab);
     this.rxMeta = this.poller.rxMeta;
     this.txBytes = new Uint8Array(this.poller.txSlab);
@@ -70,20 +87,26 @@ export abstract class FdTransport implements FrameTransport {
     if (!this.closed) this.poller.start();
   }
 
-  send(frame: Uint8Array): void {
-    const length = frame.byteLength;
-    if (this.closed || length < MIN_FRAME || length > MAX_FRAME) {
+  send(frame: Uint8Array, offload?: FrameOffload): void {
+    const frameLength = frame.byteLength;
+    if (this.closed || frameLength < MIN_FRAME || frameLength > MAX_FRAME) {
       this.stats.dropsOut++;
       return;
     }
+    const header = this.vnetHeader ? VIRTIO_NET_HDR_LENGTH : 0;
+    const length = header + frameLength;
     const slabFull = this.txCount === this.txBatchLimit || this.txUsed + length > this.txBytes.byteLength;
     if (slabFull && this.backlog.length === 0) this.flush();
     if (this.backlog.length > 0) {
-      this.enqueue(new Uint8Array(frame));
+      const owned = new Uint8Array(length);
+      if (header) writeVirtioNetHeader(offload, owned, 0);
+      owned.set(frame, header);
+      this.enqueue(owned);
       return;
     }
     const offset = this.txUsed;
-    this.txBytes.set(frame, offset);
+    if (header) writeVirtioNetHeader(offload, this.txBytes, offset);
+    this.txBytes.set(frame, offset + header);
     this.txMeta[2 * this.txCount] = offset;
     this.txMeta[2 * this.txCount + 1] = length;
     this.txCount++;
@@ -116,7 +139,8 @@ export abstract class FdTransport implements FrameTransport {
       }
       stats.framesIn++;
       stats.bytesIn += length;
-      this.onFrame(this.rxBytes.subarray(offset, offset + length));
+      const offload = this.vnetHeader ? readVirtioNetHeader(this.rxBytes, offset - VIRTIO_NET_HDR_LENGTH, this.rxOffload) : undefined;
+      this.onFrame(this.rxBytes.subarray(offset, offset + length), offload);
     }
   };
 

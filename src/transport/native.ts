@@ -21,12 +21,16 @@ export interface OpenTapOptions {
   vnetHdr?: boolean;
   /** IFF_MULTI_QUEUE: must match how a persistent device was created. */
   multiQueue?: boolean;
+  /** TUNSETOFFLOAD: checksum offload and TSO (needs vnetHdr). */
+  offload?: boolean;
 }
 
 /** How the poller frames and addresses what it reads and writes. */
 export interface PollerOptions {
   /** Bytes before each frame on the fd (10 with IFF_VNET_HDR); stripped on read, zeros added on write. */
   headerLength?: number;
+  /** Frames given to write already start with their header (JS fills it); nothing is added. */
+  txHeaderInFrame?: boolean;
   /** Datagram sockets: the unix socket path frames toward the guest go to. */
   peerPath?: string | null;
   /** Datagram sockets: take the peer from the sender of received datagrams. */

@@ -146,6 +146,8 @@ function readLength(bytes: Uint8Array, at: number): number {
 
 /** A listening QEMU stream endpoint for one NIC. */
 export class QemuStreamTransport implements FrameTransport {
+  /** Frames leave finished: a stream or datagram peer has no offload header. */
+  readonly acceptsOffload = false;
   readonly kind = 'qemu-stream';
   readonly stats: TransportStats = newTransportStats();
   onFrame: (frame: Uint8Array) => void = () => {};

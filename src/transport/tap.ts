@@ -8,17 +8,16 @@ import { closeSync } from 'node:fs';
 import { FdTransport } from './fd-transport.js';
 import { nativeAddon } from './native.js';
 
-/** Size of `struct virtio_net_hdr` that IFF_VNET_HDR puts before each frame. */
-const VIRTIO_NET_HDR_LENGTH = 10;
-
 /** Which device, in which network namespace. */
 export interface TapOpenOptions {
   /** Device name, at most 15 bytes; an existing (persistent) device of that name is attached to. */
   ifname: string;
   /** Network namespace to open it in, e.g. `/var/run/netns/NAME`; null or absent: the current one. */
   netnsPath?: string | null;
-  /** IFF_VNET_HDR with an all-zero header (no offloads yet). Off by default. */
+  /** IFF_VNET_HDR: each frame carries a virtio-net header. Off by default. */
   vnetHdr?: boolean;
+  /** Checksum offload and TSO (implies vnetHdr): 64 KiB TCP frames both ways, no checksums to compute. */
+  offload?: boolean;
   /** IFF_MULTI_QUEUE; must match how a persistent device was created. */
   multiQueue?: boolean;
 }
@@ -31,20 +30,23 @@ export class TapTransport extends FdTransport {
     private readonly fd: number,
     /** The device's name as the kernel gave it. */
     readonly ifname: string,
-    headerLength: number,
+    vnetHeader: boolean,
+    offload: boolean,
   ) {
-    super(fd, { headerLength });
+    super(fd, {}, { vnetHeader, offload });
   }
 
   /** Opens (creating if needed) the TAP device; throws VNET_ERR_NETNS or VNET_ERR_TAP_OPEN with errno text. */
   static open(options: TapOpenOptions): TapTransport {
-    const vnetHdr = options.vnetHdr ?? false;
+    const offload = options.offload ?? false;
+    const vnetHdr = offload || (options.vnetHdr ?? false);
     const { fd, ifname } = nativeAddon().openTap(options.ifname, options.netnsPath ?? null, {
       vnetHdr,
+      offload,
       multiQueue: options.multiQueue ?? false,
     });
     try {
-      return new TapTransport(fd, ifname, vnetHdr ? VIRTIO_NET_HDR_LENGTH : 0);
+      return new TapTransport(fd, ifname, vnetHdr, offload);
     } catch (error) {
       closeSync(fd);
       throw error;

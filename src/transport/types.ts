@@ -7,17 +7,31 @@
  * copies it. `send` never keeps the caller's buffer past its return unless it
  * copied it.
  */
+import type { FrameOffload } from '../wire/virtio-net.js';
+
 export interface FrameTransport {
+  /**
+   * True if `send` takes frames with offloads (partial checksums, TCP
+   * super-segments) as they are. Otherwise the caller finishes them first
+   * (src/wire/gso.ts).
+   */
+  readonly acceptsOffload: boolean;
   /** Short kind for logs and `showvminfo`: `tap`, `qemu-stream`, `unix-dgram`, `udp`. */
   readonly kind: string;
-  /** Called once per frame from the guest. Set before `start()`. */
-  onFrame: (frame: Uint8Array) => void;
+  /**
+   * Called once per frame from the guest, with its offloads when it has any
+   * (valid, like the frame, only during the call). Set before `start()`.
+   */
+  onFrame: (frame: Uint8Array, offload?: FrameOffload) => void;
   /** Called when the transport goes away by itself (peer closed, fd error). */
   onClose: (reason: string) => void;
   /** Begin delivering frames. */
   start(): void;
-  /** Queue one frame toward the guest. Dropped (and counted) when the bounded queue is full. */
-  send(frame: Uint8Array): void;
+  /**
+   * Queue one frame toward the guest. Dropped (and counted) when the bounded
+   * queue is full. `offload` only when `acceptsOffload`.
+   */
+  send(frame: Uint8Array, offload?: FrameOffload): void;
   /** Release every resource. Idempotent. */
   close(): void;
   readonly stats: TransportStats;

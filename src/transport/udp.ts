@@ -36,6 +36,8 @@ export interface UdpTunnelOptions {
 
 /** One UDP tunnel endpoint. */
 export class UdpTunnelTransport implements FrameTransport {
+  /** Frames leave finished: a stream or datagram peer has no offload header. */
+  readonly acceptsOffload = false;
   readonly kind = 'udp';
   readonly stats: TransportStats = newTransportStats();
   onFrame: (frame: Uint8Array) => void = () => {};

@@ -1,11 +1,10 @@
 /**
  * The NAT under abuse: a guest that vanishes mid-transfer, a host socket
  * reset mid-transfer, 10,000 SYNs to closed ports, and junk frames. After
- * each, the flow tables drain to 0 and the daemon's file descriptors return
- * to where they were (no socket, timer or buffer left behind).
+ * each, the flow tables drain to 0 and the daemon's TCP/UDP sockets return
+ * to what they were (no socket, timer or buffer left behind).
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Lab, sleep, waitFor } from '../helpers/lab.js';
@@ -19,39 +18,24 @@ let world: World;
 const ns: Record<string, string> = {};
 const guestIp: Record<string, string> = {};
 
-const openFds = (): number => readdirSync(`/proc/${vnet.pid}/fd`).length;
-/** What the daemon's fds are, for a failure message. */
-function fdKinds(): string {
-  const kinds: Record<string, number> = {};
-  for (const fd of readdirSync(`/proc/${vnet.pid}/fd`)) {
-    let target = 'gone';
-    try {
-      target = readlinkSync(`/proc/${vnet.pid}/fd/${fd}`).replace(/\d+/g, 'N');
-    } catch {}
-    kinds[target] = (kinds[target] ?? 0) + 1;
-  }
-  return JSON.stringify(kinds);
-}
-
 /** TCP flows of every NAT LAN the daemon runs. */
 async function tcpFlows(): Promise<number> {
   const stats = await vnet.stats();
   return stats.nat.reduce((sum: number, lan: { tcp: { flows: number } }) => sum + lan.tcp.flows, 0);
 }
 
-interface FdSnapshot {
-  count: number;
-  kinds: string;
+/** The daemon's TCP and UDP sockets (host sockets of flows, listeners, DNS/ICMP sockets), as `ss` lines. */
+async function inetSockets(): Promise<string[]> {
+  const out = (await lab.exec(world.hostNs, 'ss', ['-tuanp'])).stdout;
+  return out.split('\n').filter((line) => line.includes(`pid=${vnet.pid},`));
 }
 
-const fdSnapshot = (): FdSnapshot => ({ count: openFds(), kinds: fdKinds() });
-
-async function drained(what: string, before: FdSnapshot): Promise<void> {
-  const fdsBefore = before.count;
+/** Flows drained to 0 and the daemon's inet sockets back to `before` (a socket may close a moment after its flow). */
+async function drained(what: string, before: string[]): Promise<void> {
   await waitFor(`${what}: TCP flows to drain`, async () => (await tcpFlows()) === 0, 30_000, 250);
-  // Closed sockets leave the fd table asynchronously; allow a few for DNS/ICMP sockets opened meanwhile.
-  await waitFor(`${what}: file descriptors back to ${fdsBefore}`, () => openFds() <= fdsBefore + 2, 10_000, 250).catch((err) => {
-    throw new Error(`${err.message}; before: ${before.kinds}; now ${openFds()}: ${fdKinds()}`);
+  let now: string[] = [];
+  await waitFor(`${what}: host sockets back to ${before.length}`, async () => (now = await inetSockets()).length <= before.length, 10_000, 250).catch((err) => {
+    throw new Error(`${err.message}; before:\n${before.join('\n')}\nnow:\n${now.join('\n')}`);
   });
 }
 
@@ -79,7 +63,7 @@ describe('NAT robustness', { timeout: 240_000 }, () => {
   });
 
   test('a guest that vanishes mid-transfer leaves nothing behind', async () => {
-    const fds = fdSnapshot();
+    const fds = await inetSockets();
     // r2 pulls data through 50 connections, then is powered off while they run.
     const pull = lab.exec(ns.r2!, 'python3', [NET_TOOLS, 'blob-clients', INTERNET_IP, '8002', '50'], { timeoutMs: 60_000 });
     await waitFor('transfers in flight', async () => (await tcpFlows()) > 10, 20_000, 50);
@@ -91,7 +75,7 @@ describe('NAT robustness', { timeout: 240_000 }, () => {
   });
 
   test('a host socket reset mid-transfer resets the guest and leaves nothing behind', async () => {
-    const fds = fdSnapshot();
+    const fds = await inetSockets();
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'reset-server', INTERNET_IP, '8003', '30']);
     await waitFor('reset server', async () => (await lab.exec(world.internetNs, 'ss', ['-ltn', 'sport = :8003'])).stdout.includes(':8003'));
     const readAll = `import socket\ns = socket.create_connection(('${INTERNET_IP}', 8003), timeout=10)\nwhile s.recv(1 << 20): pass`;
@@ -102,7 +86,7 @@ describe('NAT robustness', { timeout: 240_000 }, () => {
   });
 
   test('10,000 SYNs to closed ports leave no flow behind', async () => {
-    const fds = fdSnapshot();
+    const fds = await inetSockets();
     // The guest's kernel would answer our RSTs' absence with its own; a raw socket sends bare SYNs.
     const sent = await lab.mustExec(ns.r1!, 'python3', [NET_TOOLS, 'syn-flood', guestIp.r1!, INTERNET_IP, '10000'], { timeoutMs: 60_000 });
     assert.equal(sent.trim(), '10000');

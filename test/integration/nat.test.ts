@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { Lab, waitFor } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
-import { dhcp, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
+import { dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
 
 const lab = new Lab();
 let vnet: VnetDaemon;
@@ -29,7 +29,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     world = await makeWorld(lab);
     vnet = await VnetDaemon.start(lab, world.hostNs, undefined, { VNET_RESOLV_CONF: world.resolvConf });
     await vnet.must(['createvm', '--name', 'g', '--register']);
-    await vnet.must(['modifyvm', 'g', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nat-pf1', 'web,tcp,127.0.0.1,18080,,8080']);
+    await vnet.must(['modifyvm', 'g', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nic-mtu1', '9000', '--nat-pf1', 'web,tcp,127.0.0.1,18080,,8080']);
     guest = lab.name('g');
     await vnet.must(['startvm', 'g', '--type', 'netns', '--netns', guest]);
     lease = await dhcp(lab, guest);
@@ -44,6 +44,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.equal(lease.subnet, '255.255.255.0');
     assert.equal(lease.router, '10.0.2.2');
     assert.equal(lease.dns, '10.0.2.3');
+    assert.equal(lease.mtu, '9000', 'DHCP option 26 carries --nic-mtu1');
     await ping(lab, guest, '10.0.2.2');
   });
 
@@ -139,6 +140,18 @@ describe('NAT', { timeout: 300_000 }, () => {
     await vnet.must(['controlvm', 'g', 'natpf1', 'echo,udp,,17001,,7001']);
     const echo = await lab.mustExec(world.hostNs, 'python3', [NET_TOOLS, 'udp-echo-client', '127.0.0.1', '17001', 'polo']);
     assert.equal(echo.trim(), 'polo');
+  });
+
+  test('through a forward, a client on the LAN is seen with its own address, a loopback one as the gateway', async () => {
+    // The guest's server answers with the address it sees the client at.
+    lab.spawn(guest, 'socat', ['TCP-LISTEN:8090,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR']);
+    await waitFor('guest peer-echo', listening(guest, 8090));
+    await vnet.must(['controlvm', 'g', 'natpf1', `lan,tcp,${HOST_UPLINK_IP},18090,,8090`]);
+    await vnet.must(['controlvm', 'g', 'natpf1', 'lo,tcp,,18091,,8090']);
+    const fromLan = await lab.mustExec(world.internetNs, 'socat', ['-u', `TCP:${HOST_UPLINK_IP}:18090`, '-']);
+    assert.equal(fromLan.trim(), INTERNET_IP);
+    const fromLoopback = await lab.mustExec(world.hostNs, 'socat', ['-u', 'TCP:127.0.0.1:18091', '-']);
+    assert.equal(fromLoopback.trim(), '10.0.2.2');
   });
 
   test('a forward to a host port in use is a clear error and is not added', async () => {

@@ -5,7 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Lab } from '../helpers/lab.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Lab, waitFor } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 
@@ -41,6 +44,20 @@ describe('UDPTunnel', { timeout: 120_000 }, () => {
     assert.match(info, /nic1="generic"/);
     assert.match(info, /generic1="UDPTunnel"/);
     assert.match(info, /nicproperty1_sport="40001"/);
+  });
+
+  test('TCP through the tunnel: TSO frames from the TAP are cut to MTU-sized datagrams intact', async () => {
+    const dir = lab.tempDir('tunnel-tcp');
+    const input = join(dir, 'in');
+    const output = join(dir, 'out');
+    writeFileSync(input, randomBytes(5 << 20));
+    const server = lab.spawn(ns.f!, 'socat', ['-u', 'TCP-LISTEN:5001,reuseaddr', `OPEN:${output},creat,trunc`]);
+    const done = new Promise((r) => server.once('exit', r));
+    await waitFor('listener in f', async () => (await lab.exec(ns.f!, 'ss', ['-ltn', 'sport = :5001'])).stdout.includes('5001'));
+    await lab.mustExec(ns.e!, 'socat', ['-u', `OPEN:${input}`, 'TCP:10.30.0.2:5001'], { timeoutMs: 60_000 });
+    await done;
+    const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
+    assert.equal(sha(output), sha(input));
   });
 
   test('a sport already in use is a clear error and leaves the NIC as it was', async () => {

@@ -74,7 +74,7 @@ import { IpProtocol } from '../../wire/ipv4.js';
 import { TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
-import { fillTcpChecksum, newSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSynOptions } from './segment.js';
+import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, newSegmentFrame, offloadSegment, SYN_OPTIONS_LENGTH, TCP_AT, writeSynOptions } from './segment.js';
 import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
 
@@ -790,7 +790,7 @@ export class Connection implements TimerItem {
       }
       const room = this.sndWnd - offset;
       if (room <= 0) break;
-      const length = Math.min(unsent, room, this.sndMss);
+      const length = Math.min(unsent, room, this.segmentLimit());
       // RFC 9293 §3.8.6.2.1 (sender SWS avoidance): no small window-limited segment while data is in flight.
       if (length < this.sndMss && length < unsent && offset > 0) break;
       if (length < this.sndMss && length === unsent && this.holdTail && !this.finQueued) {
@@ -1024,10 +1024,22 @@ export class Connection implements TimerItem {
       length,
     );
     this.sendQueue.copyTo(offset, length, frame, TCP_AT + TCP_HEADER_LENGTH);
-    fillTcpChecksum(frame, this.pseudoBase);
     this.ackPending = false;
     this.unackedBytes = 0;
-    this.host.link.sendIpv4(frame, this.guestIp);
+    const link = this.host.link;
+    if (link.offload) {
+      // The guest's NIC (or the NIC runtime, in software) fills the checksum and cuts super-segments.
+      link.sendIpv4(frame, this.guestIp, offloadSegment(frame, this.pseudoBase, this.sndMss));
+      return;
+    }
+    fillTcpChecksum(frame, this.pseudoBase);
+    link.sendIpv4(frame, this.guestIp);
+  }
+
+  /** Most payload bytes one data segment may carry: an MSS, or whole MSSs up to 64 KiB when the link offloads. */
+  private segmentLimit(): number {
+    if (!this.host.link.offload) return this.sndMss;
+    return Math.max(this.sndMss, Math.floor(MAX_OFFLOAD_PAYLOAD / this.sndMss) * this.sndMss);
   }
 
   /** A segment without data: ACK, window update, RST. */

@@ -13,6 +13,7 @@ import { set16, set32 } from '../../wire/bytes.js';
 import { fold, sumRange } from '../../wire/checksum.js';
 import { IPV4_HEADER_LENGTH, IpProtocol } from '../../wire/ipv4.js';
 import { TCP_HEADER_LENGTH, TcpOptionKind } from '../../wire/tcp.js';
+import { GsoType, VIRTIO_NET_HDR_F_NEEDS_CSUM, type FrameOffload } from '../../wire/virtio-net.js';
 
 /** Offset of the TCP header in an emitted frame. */
 export const TCP_AT = LINK_HEADROOM + IPV4_HEADER_LENGTH;
@@ -89,6 +90,31 @@ export function writeSynOptions(frame: Uint8Array, mss: number, shift: number): 
     frame[o + 6] = 3;
     frame[o + 7] = shift;
   }
+}
+
+/**
+ * Largest payload of one offloaded segment toward a guest: what fits an IPv4
+ * packet (65535 − 20 − 20), cut to whole MSS-sized pieces by the caller.
+ */
+export const MAX_OFFLOAD_PAYLOAD = 65535 - HEADERS_LENGTH;
+
+/**
+ * Describes a data segment whose checksum the receiving NIC fills
+ * (virtio-net NEEDS_CSUM) and which, when longer than `mss`, it cuts into
+ * `mss`-sized segments (GSO TCPv4). Writes the partial checksum: the
+ * pseudo-header sum, not complemented (as Linux's CHECKSUM_PARTIAL).
+ */
+export function offloadSegment(frame: Uint8Array, pseudoBase: number, mss: number): FrameOffload {
+  const tcpLength = frame.length - TCP_AT;
+  set16(frame, TCP_AT + 16, ~fold(pseudoBase + tcpLength) & 0xffff);
+  return {
+    flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    gsoType: tcpLength - TCP_HEADER_LENGTH > mss ? GsoType.TcpV4 : GsoType.None,
+    hdrLen: TCP_AT + TCP_HEADER_LENGTH,
+    gsoSize: mss,
+    csumStart: TCP_AT,
+    csumOffset: 16,
+  };
 }
 
 /**

@@ -142,10 +142,11 @@ export class TcpNat implements ConnectionHost {
    * A TCP segment from a guest to somewhere outside. `ip` and `tcp` are
    * checked views valid only during the call (whatever is kept is copied).
    * `hostAddress` is where a new flow's host socket connects; null refuses
-   * new flows (RST) but still serves existing ones. Never throws
+   * new flows (RST) but still serves existing ones. `checksumPending`: the
+   * guest left the checksum to offload (it is not filled in). Never throws
    * for bad input: drops are counted in `stats().drops`.
    */
-  fromGuest(ip: Ipv4View, tcp: TcpView, hostAddress: string | null): void {
+  fromGuest(ip: Ipv4View, tcp: TcpView, hostAddress: string | null, checksumPending = false): void {
     if (this.closed) return;
     const bytes = tcp.bytes;
     if (ip.isFragment) return this.drop('tcp:fragment');
@@ -156,6 +157,7 @@ export class TcpNat implements ConnectionHost {
     const remoteIp = ip.destination;
     if (
       this.verifyChecksum &&
+      !checksumPending &&
       fold(sum(bytes, pseudoHeaderSum(guestIp, remoteIp, IpProtocol.TCP, bytes.length))) !== 0
     ) {
       return this.drop('tcp:bad-checksum');

@@ -90,6 +90,8 @@ if (netns === undefined) {
 // ---------------------------------------------------------------- inside the namespace
 
 class FakeLink implements NatLink {
+  /** Segments arrive finished (checksums filled, no super-segments). */
+  readonly offload = false;
   readonly mtu = 1500;
   readonly frames: { frame: Uint8Array; dst: number }[] = [];
   readonly errors: { original: Uint8Array; type: number; code: number; source: number | undefined }[] = [];

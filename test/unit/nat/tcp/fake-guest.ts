@@ -48,6 +48,8 @@ export function sha256(data: Uint8Array): string {
 
 /** Delivers NAT output to a guest; every frame is checked and any fault is kept in `errors`. */
 export class FakeLink implements GuestLink {
+  /** Segments arrive finished (checksums filled, no super-segments). */
+  readonly offload = false;
   readonly errors: string[] = [];
   readonly sent: Segment[] = [];
   /** Called for each segment, in batches on a later macrotask (like a transport). */

@@ -1,0 +1,122 @@
+/**
+ * The NAT suite's table: one row per figure and MTU, vnet next to
+ * slirp4netns and pasta measured in the same run, and vnet's ratio to each
+ * (✓ = vnet ahead on that row). Medians over reps; noisy measurements are
+ * used only where no clean one exists, and such cells are marked `*`.
+ */
+import type { NatEngineName } from './nat-engines.js';
+import type { NatMeasurement } from './nat.js';
+import { median } from './report.js';
+
+interface Row {
+  title: string;
+  test: string;
+  /** pasta's second path (TAP via the host's own address), shown next to its spliced 127.0.0.1 figure. */
+  alt?: string;
+  value: (m: NatMeasurement) => number | null | undefined;
+  /** Extra figures in parentheses, from the same measurements. */
+  detail?: (rows: NatMeasurement[]) => string;
+  better: 'higher' | 'lower';
+  digits: number;
+  /** Not one of the issue's goal rows (shown for information). */
+  info?: boolean;
+}
+
+const medianOf = (rows: NatMeasurement[], pick: (m: NatMeasurement) => number | null | undefined): number =>
+  median(rows.flatMap((m) => {
+    const v = pick(m);
+    return typeof v === 'number' && Number.isFinite(v) ? [v] : [];
+  }));
+
+const fmt = (value: number, digits: number): string =>
+  Number.isFinite(value) ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '—';
+
+const lossDetail = (rows: NatMeasurement[]) => `${fmt(medianOf(rows, (m) => m.lossPct), 1)} % loss`;
+const latencyDetail = (rows: NatMeasurement[]) => `${fmt(medianOf(rows, (m) => m.p50Us), 0)}/${fmt(medianOf(rows, (m) => m.p99Us), 0)} µs`;
+const cpuDetail = (rows: NatMeasurement[]) => `${fmt(medianOf(rows, (m) => m.engineCpuPct), 0)} % at ${fmt(medianOf(rows, (m) => m.gbps), 2)}`;
+const perGbit = (m: NatMeasurement) => (m.engineCpuPct != null && m.gbps ? m.engineCpuPct / m.gbps : null);
+
+const ROWS: Row[] = [
+  { title: 'TCP guest→host, Gbit/s', test: 'tcp_g2h', value: (m) => m.gbps, better: 'higher', digits: 2 },
+  { title: 'TCP host→guest, Gbit/s', test: 'tcp_h2g', value: (m) => m.gbps, better: 'higher', digits: 2 },
+  { title: 'TCP fwd host→guest, Gbit/s', test: 'tcp_fwd_h2g', alt: 'tcp_fwdalt_h2g', value: (m) => m.gbps, better: 'higher', digits: 2 },
+  { title: 'UDP 1 Gbit/s guest→host: rx Gbit/s (loss)', test: 'udp_g2h', value: (m) => m.rxGbps, detail: lossDetail, better: 'higher', digits: 3 },
+  { title: 'UDP 1 Gbit/s host→guest: rx Gbit/s (loss)', test: 'udp_h2g', value: (m) => m.rxGbps, detail: lossDetail, better: 'higher', digits: 3 },
+  { title: 'UDP 1 Gbit/s fwd host→guest: rx Gbit/s (loss)', test: 'udp_fwd_h2g', alt: 'udp_fwdalt_h2g', value: (m) => m.rxGbps, detail: lossDetail, better: 'higher', digits: 3 },
+  { title: 'request/response g→h, RT/s (p50/p99)', test: 'rr_g2h', value: (m) => m.rtPerS, detail: latencyDetail, better: 'higher', digits: 0 },
+  { title: 'request/response through fwd, RT/s (p50/p99)', test: 'rr_fwd_h2g', alt: 'rr_fwdalt_h2g', value: (m) => m.rtPerS, detail: latencyDetail, better: 'higher', digits: 0 },
+  { title: 'new connections/s g→h', test: 'crr_g2h', value: (m) => m.connPerS, better: 'higher', digits: 0 },
+  { title: 'new connections/s through fwd', test: 'crr_fwd_h2g', alt: 'crr_fwdalt_h2g', value: (m) => m.connPerS, better: 'higher', digits: 0 },
+  { title: 'engine CPU per Gbit/s, TCP g→h (% of a core; CPU at Gbit/s)', test: 'tcp_g2h', value: perGbit, detail: cpuDetail, better: 'lower', digits: 1 },
+  { title: 'engine CPU per Gbit/s, TCP h→g', test: 'tcp_h2g', value: perGbit, detail: cpuDetail, better: 'lower', digits: 1 },
+  { title: 'engine CPU per Gbit/s, TCP fwd', test: 'tcp_fwd_h2g', alt: 'tcp_fwdalt_h2g', value: perGbit, detail: cpuDetail, better: 'lower', digits: 1 },
+  { title: 'engine RSS during TCP g→h, MB (info)', test: 'tcp_g2h', value: (m) => m.engineRssMb, better: 'lower', digits: 0, info: true },
+];
+
+/** Measurements of one cell: clean ones if any, else the noisy ones (then `noisy` is true). */
+function pick(results: NatMeasurement[], engine: NatEngineName, mtu: number, test: string): { rows: NatMeasurement[]; noisy: boolean } {
+  const all = results.filter((m) => m.engine === engine && m.mtu === mtu && m.test === test && !m.error);
+  const clean = all.filter((m) => !m.noisy);
+  return clean.length ? { rows: clean, noisy: false } : { rows: all, noisy: all.length > 0 };
+}
+
+interface Cell {
+  value: number;
+  text: string;
+}
+
+function cell(results: NatMeasurement[], engine: NatEngineName, mtu: number, test: string, row: Row): Cell {
+  const { rows, noisy } = pick(results, engine, mtu, test);
+  const failed = results.some((m) => m.engine === engine && m.mtu === mtu && m.test === test && m.error);
+  const value = medianOf(rows, row.value);
+  if (!Number.isFinite(value)) return { value, text: failed ? 'fails' : '—' };
+  return { value, text: `${fmt(value, row.digits)}${row.detail ? ` (${row.detail(rows)})` : ''}${noisy ? ' *' : ''}` };
+}
+
+function ratioText(vnet: number, anchor: number, row: Row): { text: string; ahead: boolean | null } {
+  const ratio = vnet / anchor;
+  if (!Number.isFinite(ratio)) return { text: '—', ahead: null };
+  const ahead = row.better === 'higher' ? ratio > 1 : ratio < 1;
+  return { text: `${ratio.toFixed(2)}${row.info ? '' : ahead ? ' ✓' : ' ✗'}`, ahead };
+}
+
+export interface NatTable {
+  markdown: string;
+  /** Goal rows where vnet is ahead of every anchor measured, and goal rows compared. */
+  ahead: number;
+  compared: number;
+  behind: string[];
+}
+
+export function natTable(results: NatMeasurement[]): NatTable {
+  const mtus = [...new Set(results.map((m) => m.mtu))];
+  const lines = [
+    '| test | MTU | vnet | slirp4netns | pasta | vnet/slirp4netns | vnet/pasta |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  let ahead = 0;
+  let compared = 0;
+  const behind: string[] = [];
+  for (const mtu of mtus) {
+    for (const row of ROWS) {
+      if (!results.some((m) => m.mtu === mtu && (m.test === row.test || m.test === row.alt))) continue;
+      const vnet = cell(results, 'vnet', mtu, row.test, row);
+      const slirp = cell(results, 'slirp4netns', mtu, row.test, row);
+      const pasta = cell(results, 'pasta', mtu, row.test, row);
+      const pastaAlt = row.alt ? cell(results, 'pasta', mtu, row.alt, row) : null;
+      const vsSlirp = ratioText(vnet.value, slirp.value, row);
+      const vsPasta = ratioText(vnet.value, pasta.value, row);
+      const vsPastaAlt = pastaAlt ? ratioText(vnet.value, pastaAlt.value, row) : null;
+      const pastaText = pastaAlt && pastaAlt.text !== '—' ? `${pasta.text} spliced / ${pastaAlt.text} TAP` : pasta.text;
+      const pastaRatio = vsPastaAlt && vsPastaAlt.text !== '—' ? `${vsPasta.text} / ${vsPastaAlt.text}` : vsPasta.text;
+      lines.push(`| ${row.title} | ${mtu} | ${vnet.text} | ${slirp.text} | ${pastaText} | ${vsSlirp.text} | ${pastaRatio} |`);
+      if (row.info) continue;
+      const verdicts = [vsSlirp.ahead, vsPasta.ahead, vsPastaAlt?.ahead ?? null].filter((v) => v !== null);
+      if (!verdicts.length) continue;
+      compared++;
+      if (verdicts.every(Boolean)) ahead++;
+      else behind.push(`${row.title} @${mtu}`);
+    }
+  }
+  return { markdown: lines.join('\n'), ahead, compared, behind };
+}
