@@ -3,6 +3,7 @@
  * topology: configuration joined with what the running engine says (link,
  * rates, capture).
  */
+import type { ForwardEventData } from '../daemon/events.js';
 import { hostname } from 'node:os';
 import type { Daemon, VmView } from '../daemon/daemon.js';
 import type { NicConfig } from '../model/types.js';
@@ -110,16 +111,8 @@ export function networkViews(daemon: Daemon): NetworkView[] {
   return [...byKey.values()];
 }
 
-export interface ForwardView {
-  /** `VM/nicN` or `natnet:NAME`. */
-  owner: string;
-  name: string;
-  protocol: string;
-  hostIp: string;
-  hostPort: number;
-  guestIp: string;
-  guestPort: number;
-}
+/** A port forward and who owns it: the same shape the `forward.*` events carry. */
+export type ForwardView = ForwardEventData;
 
 /** Every port forward of every NAT NIC and NAT Network. */
 export function forwardViews(daemon: Daemon): ForwardView[] {

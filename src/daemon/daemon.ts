@@ -9,13 +9,12 @@ import { join } from 'node:path';
 import { VnetError, invalidState, notFound } from '../errors.js';
 import { StateStore } from '../model/store.js';
 import type { NatNetworkConfig, VmConfig, VnetState } from '../model/types.js';
-import { applyVmChange, createVm, type VmChange } from '../model/vm.js';
+import { applyVmChange, createVm, findVm, type VmChange } from '../model/vm.js';
 import { NetworkRegistry } from './network-registry.js';
 import { NetnsVm } from './netns-vm.js';
 import { QemuVm, netdevArgs, qemuArgs, qemuPaths, qemuVersion, kvmUsable } from './qemu-vm.js';
 import { VmFiles, formatOf } from './vm-files.js';
 import { QMP_ACTIONS, type QmpAction } from '../host/qmp.js';
-import type { QemuRunningState } from '../model/types.js';
 import { NatLans } from './nat-lans.js';
 import { DhcpServers } from './dhcp-servers.js';
 import { HostOnlyIfs } from './host-only.js';
@@ -415,9 +414,7 @@ export class Daemon {
   }
 
   private findVm(name: string): VmConfig {
-    const vm = this.state.vms.find((v) => v.name === name || v.uuid === name);
-    if (!vm) throw notFound(`no VM named '${name}'`);
-    return vm;
+    return findVm(this.state.vms, name);
   }
 
   private replaceVm(next: VmConfig): void {

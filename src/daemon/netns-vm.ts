@@ -6,7 +6,7 @@
 import type { NetnsRunningState as RunningState, NicConfig, VmConfig } from '../model/types.js';
 import { addNetns, deleteLink, deleteNetns, ensureTap, netnsExists, netnsPath } from '../host/netns.js';
 import { TapTransport } from '../transport/tap.js';
-import { NicRuntime, type NicRuntimeContext } from './nic-runtime.js';
+import { NicRuntime, type NicRuntimeContext, wiringKey } from './nic-runtime.js';
 
 /** Ethernet's MTU unless the NIC says otherwise. */
 const DEFAULT_MTU = 1500;
@@ -95,7 +95,3 @@ export class NetnsVm {
   }
 }
 
-/** What forces a NIC to be re-plugged when it changes (the rest changes live). */
-function wiringKey(nic: NicConfig): string {
-  return JSON.stringify([nic.mode, nic.mac, nic.mtu, nic.intnet, nic.genericDriver, nic.genericProperties, nic.natNet, nic.natDnsHostResolver, nic.natNetwork, nic.hostOnlyAdapter, nic.bridgeAdapter]);
-}

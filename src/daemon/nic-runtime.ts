@@ -236,6 +236,14 @@ export class NicRuntime {
   }
 }
 
+/** What forces a NIC to be re-plugged when it changes (the rest changes live, see `applyLive`). */
+export function wiringKey(nic: NicConfig): string {
+  return JSON.stringify([
+    nic.mode, nic.mac, nic.mtu, nic.intnet, nic.genericDriver, nic.genericProperties,
+    nic.natNet, nic.natDnsHostResolver, nic.natNetwork, nic.hostOnlyAdapter, nic.bridgeAdapter,
+  ]);
+}
+
 /** Hand a frame to a transport, finishing its offloads in software if the transport cannot take them. */
 function sendTo(transport: FrameTransport, frame: Uint8Array, offload: FrameOffload | undefined): void {
   if (offload === undefined || transport.acceptsOffload) transport.send(frame, offload);

@@ -32,7 +32,7 @@ import { QmpClient, QMP_ACTIONS, type QmpAction } from '../host/qmp.js';
 import type { NicConfig, QemuRunningState, StorageAttachment, VmConfig } from '../model/types.js';
 import { formatFromPath } from '../model/media.js';
 import { QemuStreamTransport } from '../transport/qemu-stream.js';
-import { NicRuntime, type GuestTransport, type NicRuntimeContext } from './nic-runtime.js';
+import { NicRuntime, type GuestTransport, type NicRuntimeContext, wiringKey } from './nic-runtime.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 /** How long QEMU gets to open its QMP socket before the start counts as failed (TCG is slow to start). */
@@ -415,7 +415,3 @@ export function lastLogLines(path: string): string {
   }
 }
 
-/** What cannot change while QEMU runs. */
-function wiringKey(nic: NicConfig): string {
-  return JSON.stringify([nic.mode, nic.mac, nic.mtu, nic.intnet, nic.genericDriver, nic.genericProperties, nic.natNet, nic.natDnsHostResolver, nic.natNetwork]);
-}

@@ -26,7 +26,7 @@ import {
 } from '../model/media.js';
 import type { MediumConfig, VmConfig, VnetState } from '../model/types.js';
 import { checkVdi, repairVdi, requireFile, type VdiCheck } from '../model/vdi.js';
-import { generateMac, validateVmName } from '../model/vm.js';
+import { findVm, generateMac, validateVmName } from '../model/vm.js';
 import { randomUUID } from 'node:crypto';
 
 export interface VmFilesAccess {
@@ -65,9 +65,7 @@ export class VmFiles {
   }
 
   private findVm(name: string): VmConfig {
-    const vm = this.state.vms.find((v) => v.name === name || v.uuid === name);
-    if (!vm) throw notFound(`no VM named '${name}'`);
-    return vm;
+    return findVm(this.state.vms, name);
   }
 
   private replaceVm(next: VmConfig): void {

@@ -21,7 +21,7 @@ import {
   resolveDhcpTarget,
   type DhcpServerChange,
 } from './dhcp-server.js';
-import { applyHostOnlyIpconfig, hostOnlyNetworkName, ipv4Text, netmaskText, nextHostOnlyIf } from './host-only.js';
+import { applyHostOnlyIpconfig, ipv4Text, netmaskText, nextHostOnlyIf } from './host-only.js';
 import { applyNatNetworkChange, createNatNetwork, type NatNetworkChange } from './nat-network.js';
 import { formatNatRule, parseNatNetworkRule, parseNatRule } from './port-forward.js';
 import type { DhcpFixedAddress, DhcpServerSettings, HostOnlyIfConfig, NatNetworkConfig, NicConfig, PortForward, VmConfig } from './types.js';

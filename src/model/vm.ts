@@ -4,7 +4,7 @@
  * leaves nothing half-applied.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { invalid } from '../errors.js';
+import { invalid, notFound } from '../errors.js';
 import { addRule, deleteRule, parseNatRule } from './port-forward.js';
 import {
   ATTACHMENT_MODES,
@@ -112,6 +112,13 @@ export interface VmChange {
   initrd?: string;
   kernelArgs?: string;
   nics?: Record<string, NicChange>;
+}
+
+/** The VM called `name` (or with that UUID); VNET_ERR_NOT_FOUND otherwise. */
+export function findVm(vms: readonly VmConfig[], name: string): VmConfig {
+  const vm = vms.find((v) => v.name === name || v.uuid === name);
+  if (!vm) throw notFound(`no VM named '${name}'`);
+  return vm;
 }
 
 /** Slot number from a user's `--nic<N>`; 1..8. */
