@@ -20,7 +20,7 @@ import { VnetError } from '../errors.js';
 import { parseIpv4 } from '../wire/address.js';
 import type { Ipv4View } from '../wire/ipv4.js';
 import type { UdpView } from '../wire/udp.js';
-import type { NatLink } from './udp-nat.js';
+import { UDP_SOCKET_BUFFER, type NatLink } from './udp-nat.js';
 
 /** A forward rule (the model's PortForward has this shape). Empty hostIp = 127.0.0.1; empty guestIp = the default guest. */
 export interface PortForward {
@@ -149,7 +149,7 @@ export class PortForwarder {
 
   private openUdp(rule: PortForward, key: string): Promise<Listener> {
     const host = rule.hostIp || '127.0.0.1';
-    const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER });
     const mappings = new Map<string, UdpMapping>();
     const sweeper = setInterval(() => {
       const now = Date.now();

@@ -50,7 +50,7 @@ export class ArpTable {
     return entry.mac;
   }
 
-  /** Park a frame until `ip` resolves; false when the queue is full (the caller counts the drop). */
+  /** Park a copy of a frame until `ip` resolves; false when the queue is full (the caller counts the drop). */
   park(ip: number, frame: Uint8Array, offload?: FrameOffload): boolean {
     let queue = this.pending.get(ip);
     if (!queue) {
@@ -59,7 +59,8 @@ export class ArpTable {
       this.pending.set(ip, queue);
     }
     if (queue.length >= MAX_PENDING_PER_ADDRESS) return false;
-    queue.push({ frame, offload });
+    // The sender may reuse its buffer once sendIpv4 returns: keep copies.
+    queue.push({ frame: Uint8Array.from(frame), offload: offload && { ...offload } });
     return true;
   }
 

@@ -13,9 +13,11 @@ export const LINK_HEADROOM = ETHERNET_HEADER_LENGTH;
 export interface GuestLink {
   /**
    * Send the IPv4 packet in `frame` (starting at LINK_HEADROOM, checksums
-   * already filled) to `dstIp` on the guest LAN. The link takes `frame` over:
-   * the caller must not write to it afterwards. Dropped and counted when the
-   * destination's MAC is unknown (an ARP request goes out instead).
+   * already filled) to `dstIp` on the guest LAN. The link writes the Ethernet
+   * header into the headroom and does not keep `frame` past its return (what
+   * must wait — for ARP — is copied), so the caller may reuse the buffer.
+   * Dropped and counted when the destination's MAC is unknown and its ARP
+   * queue is full.
    */
   sendIpv4(frame: Uint8Array, dstIp: number, offload?: FrameOffload): void;
   /** Largest IPv4 packet the guests take (their link MTU). */
@@ -23,7 +25,7 @@ export interface GuestLink {
   /**
    * The link takes offloaded frames (`offload` given to sendIpv4: a partial
    * checksum, a TCP super-segment) and finishes them where the receiving NIC
-   * cannot. The offload object is the link's from then on.
+   * cannot. Like the frame, it is not kept past the call.
    */
   readonly offload: boolean;
 }

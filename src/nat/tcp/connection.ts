@@ -131,6 +131,12 @@ const CLOCK_GRANULARITY_MS = 1;
 const DUPACK_THRESHOLD = 3;
 /** Staging buffer for guest → host bytes, allocated on demand. */
 const STAGING_SIZE = 256 * 1024;
+/**
+ * First staging buffer of a connection: small (from Node's shared pool), then
+ * doubling per allocation up to STAGING_SIZE while the guest keeps sending.
+ * A request/response connection never costs 256 KiB.
+ */
+const STAGING_FIRST = 2048;
 /** A staging tail shorter than this is dropped rather than reused. */
 const STAGING_MIN_TAIL = 4096;
 /** A host read this long probably has more behind it in the same I/O round. */
@@ -210,6 +216,8 @@ export class Connection implements TimerItem {
   private guestFin = false;
   private staging: Buffer = EMPTY;
   private stagingUsed = 0;
+  /** Size of the next staging buffer (see STAGING_FIRST). */
+  private stagingNext = STAGING_FIRST;
   private ackPending = false;
   private unackedBytes = 0;
   private outOfOrder: OutOfOrder[] = [];
@@ -946,7 +954,10 @@ export class Connection implements TimerItem {
   private stage(data: Uint8Array): void {
     if (this.staging.length - this.stagingUsed < data.length) {
       this.flushStaging();
-      if (this.staging.length < data.length) this.staging = Buffer.allocUnsafe(Math.max(STAGING_SIZE, data.length));
+      if (this.staging.length < data.length) {
+        this.staging = Buffer.allocUnsafe(Math.max(this.stagingNext, data.length));
+        this.stagingNext = Math.min(STAGING_SIZE, this.stagingNext * 2);
+      }
     }
     this.staging.set(data, this.stagingUsed);
     this.stagingUsed += data.length;

@@ -26,9 +26,19 @@ const TTL = 64;
 const DF = 0x4000;
 
 /**
- * Allocates a frame and writes the IPv4 header (with checksum) and the TCP
+ * The one buffer every segment is built in. The link does not keep a frame
+ * past `sendIpv4` (GuestLink's contract: whatever keeps it copies it), and JS
+ * builds and sends one segment at a time, so no segment needs its own
+ * allocation — at 64 KiB a segment, that is most of the garbage collector's
+ * work gone.
+ */
+const SCRATCH = Buffer.allocUnsafe(LINK_HEADROOM + 0xffff);
+
+/**
+ * Returns the shared segment buffer with the IPv4 header (with checksum) and the TCP
  * header (checksum left zero) for `tcpHeaderLength + payloadLength` bytes of
- * TCP. The caller writes options and payload, then calls `fillTcpChecksum`.
+ * TCP. The caller writes options and payload, then calls `fillTcpChecksum`,
+ * then sends it before building the next one.
  */
 export function newSegmentFrame(
   ipId: number,
@@ -45,7 +55,7 @@ export function newSegmentFrame(
 ): Buffer {
   const tcpLength = tcpHeaderLength + payloadLength;
   const totalLength = IPV4_HEADER_LENGTH + tcpLength;
-  const frame = Buffer.allocUnsafe(LINK_HEADROOM + totalLength);
+  const frame = SCRATCH.subarray(0, LINK_HEADROOM + totalLength);
   const i = LINK_HEADROOM;
   frame[i] = 0x45;
   frame[i + 1] = 0;
