@@ -996,19 +996,7 @@ export class Connection implements TimerItem {
     const window = Math.min(0xffff, limit);
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
     const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
-    const frame = newSegmentFrame(
-      this.host.nextIpId(),
-      this.remoteIp,
-      this.guestIp,
-      this.remotePort,
-      this.guestPort,
-      this.iss,
-      ack,
-      flags,
-      window,
-      TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH,
-      0,
-    );
+    const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, 0);
     writeSynOptions(frame, this.ourMss, shift);
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) this.rcvAdvEnd = seqAdd(this.rcvNxt, window);
@@ -1021,19 +1009,7 @@ export class Connection implements TimerItem {
   private sendData(seq: number, offset: number, length: number, fin: boolean): void {
     const last = offset + length === this.sendQueue.length;
     const flags = TcpFlags.ACK | (fin ? TcpFlags.FIN : 0) | (last ? TcpFlags.PSH : 0);
-    const frame = newSegmentFrame(
-      this.host.nextIpId(),
-      this.remoteIp,
-      this.guestIp,
-      this.remotePort,
-      this.guestPort,
-      seq,
-      this.rcvNxt,
-      flags,
-      this.windowField(),
-      TCP_HEADER_LENGTH,
-      length,
-    );
+    const frame = this.newFrame(seq, this.rcvNxt, flags, this.windowField(), TCP_HEADER_LENGTH, length);
     this.sendQueue.copyTo(offset, length, frame, TCP_AT + TCP_HEADER_LENGTH);
     this.ackPending = false;
     this.unackedBytes = 0;
@@ -1053,6 +1029,11 @@ export class Connection implements TimerItem {
     return Math.max(this.sndMss, Math.floor(MAX_OFFLOAD_PAYLOAD / this.sndMss) * this.sndMss);
   }
 
+  /** The shared segment buffer with this connection's headers: from the remote end to the guest. */
+  private newFrame(seq: number, ack: number, flags: number, window: number, tcpHeaderLength: number, payloadLength: number): Buffer {
+    return newSegmentFrame(this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength, payloadLength);
+  }
+
   /** A segment without data: ACK, window update, RST. */
   private sendBare(flags: number, seq: number): void {
     this.sendRaw(flags, seq, this.rcvNxt, (flags & TcpFlags.RST) !== 0 ? 0 : this.windowField());
@@ -1064,19 +1045,7 @@ export class Connection implements TimerItem {
   }
 
   private sendRaw(flags: number, seq: number, ack: number, window: number): void {
-    const frame = newSegmentFrame(
-      this.host.nextIpId(),
-      this.remoteIp,
-      this.guestIp,
-      this.remotePort,
-      this.guestPort,
-      seq,
-      ack,
-      flags,
-      window,
-      TCP_HEADER_LENGTH,
-      0,
-    );
+    const frame = this.newFrame(seq, ack, flags, window, TCP_HEADER_LENGTH, 0);
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
       this.ackPending = false;
