@@ -26,6 +26,7 @@ import { DhcpServer, type Lease, type LeaseEvent, type LeaseStore } from '../ser
 import { DnsProxy } from '../services/dns/proxy.js';
 import { readResolvConf } from '../services/dns/resolv-conf.js';
 import { wasReset } from '../transport/native.js';
+import { openNativeIcmpSocket } from '../transport/icmp-socket.js';
 
 export interface NatLanConfig {
   /** `nat:VM/nicN` or `natnet:NAME`. */
@@ -109,7 +110,7 @@ export class NatLan {
     });
     this.udp = new UdpNat({ link: this.gateway });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
-    this.icmp = new IcmpEchoNat({ link: this.gateway });
+    this.icmp = new IcmpEchoNat({ link: this.gateway, openSocket: (handlers) => openNativeIcmpSocket(handlers) });
     this.dhcp = config.dhcp
       ? new DhcpServer(
           {

@@ -34,8 +34,6 @@
  * Limits: no IPv4 options or TTL of the guest's request are carried over
  * (the host picks its own); replies larger than the guest MTU are dropped.
  */
-import { closeSync } from 'node:fs';
-import { constants } from 'node:os';
 import { LINK_HEADROOM, type Clock } from '../stack/guest-link.js';
 import { parseIpv4 } from '../wire/address.js';
 import { get16, set16 } from '../wire/bytes.js';
@@ -47,7 +45,6 @@ import {
   Icmpv4View,
 } from '../wire/icmpv4.js';
 import { emitIpv4, IpProtocol, IPV4_HEADER_LENGTH, Ipv4View } from '../wire/ipv4.js';
-import { ICMP_ERROR_QUEUE_ENTRY, ICMP_META_SLOTS, nativeAddon, type NativeIcmpReceiver } from '../transport/native.js';
 import type { NatLink } from './udp-nat.js';
 
 export const DEFAULT_MAX_ICMP_FLOWS = 1024;
@@ -63,7 +60,7 @@ const IDENTIFIER = 4;
 const SEQUENCE = 6;
 const CHECKSUM = 2;
 
-/** The host's ICMP socket, as the NAT uses it; `openNativeIcmpSocket` is the real one. */
+/** The host's ICMP socket, as the NAT uses it; src/transport/icmp-socket.ts has the real one. */
 export interface IcmpEchoSocket {
   readonly kind: 'ping' | 'raw';
   /** Sends an ICMP message to `address`; returns undefined, or the errno name of a failure (ENETUNREACH). */
@@ -88,8 +85,8 @@ export interface IcmpEchoNatOptions {
   link: NatLink;
   clock?: Clock;
   maxFlows?: number;
-  /** Opens the host socket (default: `openNativeIcmpSocket`, ping socket else raw). */
-  openSocket?: OpenIcmpEchoSocket;
+  /** Opens the host socket (the daemon passes `openNativeIcmpSocket` from src/transport/icmp-socket.ts). */
+  openSocket: OpenIcmpEchoSocket;
 }
 
 interface Flow {
@@ -126,7 +123,7 @@ export class IcmpEchoNat {
   constructor(private readonly options: IcmpEchoNatOptions) {
     this.clock = options.clock ?? Date.now;
     this.maxFlows = options.maxFlows ?? DEFAULT_MAX_ICMP_FLOWS;
-    this.openSocket = options.openSocket ?? ((handlers) => openNativeIcmpSocket(handlers));
+    this.openSocket = options.openSocket;
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
   }
 
@@ -358,66 +355,4 @@ function replaceWord(message: Uint8Array, offset: number, value: number): void {
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   set16(message, offset, value);
   set16(message, CHECKSUM, ~sum & 0xffff);
-}
-
-const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
-
-/**
- * The host's ICMP socket through the native addon: a ping socket if the
- * host allows, else raw (`kind` forces one). Throws VNET_ERR_ICMP (with what
- * each kind needs) or NativeAddonMissingError.
- */
-export function openNativeIcmpSocket(handlers: IcmpEchoSocketHandlers, kind?: 'ping' | 'raw'): IcmpEchoSocket {
-  const addon = nativeAddon();
-  const opened = addon.openIcmpSocket(kind ?? null);
-  const fd = opened.fd;
-  let closed = false;
-  let receiver: NativeIcmpReceiver;
-  let bytes = new Uint8Array(0);
-  const deliver = (count: number): void => {
-    const meta = receiver.rxMeta;
-    for (let i = 0; i < count && !closed; i++) {
-      const at = i * ICMP_META_SLOTS;
-      const offset = meta[at]!;
-      const length = meta[at + 1]!;
-      const address = meta[at + 2]!;
-      const info = meta[at + 3]!;
-      if (offset + length > bytes.length) continue; // cut short: larger than a read
-      const message = bytes.subarray(offset, offset + length);
-      if ((info & ICMP_ERROR_QUEUE_ENTRY) !== 0) handlers.error(message, address, (info >>> 8) & 0xff, info & 0xff);
-      else handlers.message(message, address);
-    }
-  };
-  const fail = (reason: string): void => {
-    if (closed) return;
-    closed = true;
-    receiver.close();
-    handlers.failed(reason);
-  };
-  try {
-    receiver = new addon.IcmpReceiver(fd, opened.kind === 'raw', deliver, fail);
-  } catch (err) {
-    closeSync(fd);
-    throw err;
-  }
-  bytes = new Uint8Array(receiver.rxSlab);
-  receiver.start();
-  return {
-    kind: opened.kind,
-    send(message: Uint8Array, address: number): string | undefined {
-      if (closed) return 'EBADF';
-      try {
-        addon.icmpSendTo(fd, message, address);
-        return undefined;
-      } catch (err) {
-        const errno = (err as { errno?: unknown }).errno;
-        return (typeof errno === 'number' && ERRNO_NAMES.get(errno)) || 'EIO';
-      }
-    },
-    close(): void {
-      if (closed) return;
-      closed = true;
-      receiver.close();
-    },
-  };
 }

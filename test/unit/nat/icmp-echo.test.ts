@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import { IcmpEchoNat, openNativeIcmpSocket, type IcmpEchoNatOptions } from '../../../src/nat/icmp-echo.js';
+import { IcmpEchoNat, type IcmpEchoNatOptions } from '../../../src/nat/icmp-echo.js';
+import { openNativeIcmpSocket } from '../../../src/transport/icmp-socket.js';
 import type { NatLink } from '../../../src/nat/udp-nat.js';
 import { LINK_HEADROOM } from '../../../src/stack/guest-link.js';
 import { parseIpv4 } from '../../../src/wire/address.js';
