@@ -7,6 +7,7 @@
         "src/errors.c",
         "src/tap.c",
         "src/unix_dgram.c",
+        "src/polled.c",
         "src/poller.c",
         "src/poller_write.c",
         "src/icmp.c",

@@ -21,7 +21,9 @@
  *   error and `address` is where that request went.
  *   close() is idempotent and no callback runs after it, even from inside one.
  */
-#include "vnet.h"
+#include "polled.h"
+
+#include <stddef.h>
 
 #include <errno.h>
 #include <linux/errqueue.h>
@@ -48,17 +50,14 @@
 #define ICMP_TYPE_TIME_EXCEEDED 11
 
 typedef struct {
-  napi_env env;
-  napi_ref self;       /* strong from construction until close() */
+  vnet_polled base;    /* first: the shared lifecycle (polled.h) */
   napi_ref on_packets, on_error;
-  napi_async_context async_context;
-  uv_poll_t handle;
-  int fd;
   bool raw;            /* SOCK_RAW: packets come with their IP header */
-  bool reading, closed, handle_open, finalized, dispatching;
   uint8_t *slab;
   uint32_t *meta;
 } icmp_receiver;
+
+_Static_assert(offsetof(icmp_receiver, base) == 0, "vnet_polled must come first (polled.h)");
 
 /* ---- sockets ---- */
 
@@ -202,79 +201,27 @@ static napi_value icmp_send_to(napi_env env, napi_callback_info info) {
 
 /* ---- receiver ---- */
 
-static void free_when_done(icmp_receiver *r) {
-  if (!r->handle_open && r->finalized) free(r);
-}
-
-static void on_handle_closed(uv_handle_t *handle) {
-  icmp_receiver *r = handle->data;
-  r->handle_open = false;
-  free_when_done(r);
-}
-
-static void delete_ref(napi_env env, napi_ref *ref) {
-  if (*ref != NULL) napi_delete_reference(env, *ref);
-  *ref = NULL;
-}
-
 static void close_receiver(icmp_receiver *r, bool finalizing) {
-  if (r->closed) return;
-  r->closed = true;
-  r->reading = false;
-  uv_close((uv_handle_t *)&r->handle, on_handle_closed);
-  close(r->fd);
-  r->fd = -1;
-  delete_ref(r->env, &r->on_packets);
-  delete_ref(r->env, &r->on_error);
-  if (!finalizing) {
-    napi_reference_unref(r->env, r->self, NULL);
-    if (!r->dispatching && r->async_context != NULL) {
-      napi_async_destroy(r->env, r->async_context);
-      r->async_context = NULL;
-    }
-  }
+  if (!vnet_polled_close(&r->base, finalizing)) return;
+  vnet_delete_ref(r->base.env, &r->on_packets);
+  vnet_delete_ref(r->base.env, &r->on_error);
 }
 
 static void finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   icmp_receiver *r = data;
-  if (!r->closed) close_receiver(r, true);
-  delete_ref(env, &r->self);
-  r->finalized = true;
-  free_when_done(r);
-}
-
-static bool call_js(icmp_receiver *r, napi_ref fn_ref, size_t argc, const napi_value *argv) {
-  napi_env env = r->env;
-  napi_value fn, recv;
-  if (fn_ref == NULL || napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == NULL) {
-    return true;
-  }
-  if (napi_get_reference_value(env, r->self, &recv) != napi_ok || recv == NULL) {
-    napi_get_undefined(env, &recv);
-  }
-  r->dispatching = true;
-  napi_status status = napi_make_callback(env, r->async_context, recv, fn, argc, argv, NULL);
-  r->dispatching = false;
-  if (status == napi_ok) return true;
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) {
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_fatal_exception(env, exception);
-  }
-  return false;
+  close_receiver(r, true);
+  vnet_polled_finalized(env, &r->base);
 }
 
 static void report_error(icmp_receiver *r, int err) {
   char message[128];
   snprintf(message, sizeof message, "ICMP socket: %s (%s)", strerror(err), uv_err_name(-err));
-  r->reading = false;
-  uv_poll_stop(&r->handle);
+  r->base.reading = false;
+  uv_poll_stop(&r->base.handle);
   napi_value argv[1];
-  if (napi_create_string_utf8(r->env, message, NAPI_AUTO_LENGTH, &argv[0]) != napi_ok) return;
-  call_js(r, r->on_error, 1, argv);
+  if (napi_create_string_utf8(r->base.env, message, NAPI_AUTO_LENGTH, &argv[0]) != napi_ok) return;
+  vnet_polled_call(&r->base, r->on_error, 1, argv);
 }
 
 /* Errors an ICMP socket reports for one of our requests (sk_err); reading goes on. */
@@ -300,7 +247,7 @@ static ssize_t read_error_entry(icmp_receiver *r, uint32_t n, size_t offset) {
   struct msghdr msg = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov,
                        .msg_iovlen = 1, .msg_control = control,
                        .msg_controllen = sizeof control};
-  ssize_t got = recvmsg(r->fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+  ssize_t got = recvmsg(r->base.fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
   if (got < 0) return -errno;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_RECVERR) continue;
@@ -319,7 +266,7 @@ static ssize_t read_message(icmp_receiver *r, uint32_t n, size_t offset) {
   struct sockaddr_in from;
   socklen_t from_len = sizeof from;
   uint8_t *buf = r->slab + offset;
-  ssize_t got = recvfrom(r->fd, buf, ICMP_READ_MAX, MSG_TRUNC, (struct sockaddr *)&from, &from_len);
+  ssize_t got = recvfrom(r->base.fd, buf, ICMP_READ_MAX, MSG_TRUNC, (struct sockaddr *)&from, &from_len);
   if (got < 0) return -errno;
   size_t stored = (size_t)got < ICMP_READ_MAX ? (size_t)got : ICMP_READ_MAX;
   size_t start = 0;
@@ -365,16 +312,16 @@ static int read_batch(icmp_receiver *r, bool errors, uint32_t *count, bool *drai
 }
 
 static void read_batches(icmp_receiver *r, bool errors) {
-  for (int batch = 0; batch < ICMP_BATCHES_PER_WAKEUP && r->reading && !r->closed; batch++) {
+  for (int batch = 0; batch < ICMP_BATCHES_PER_WAKEUP && r->base.reading && !r->base.closed; batch++) {
     uint32_t count;
     bool drained;
     int err = read_batch(r, errors, &count, &drained);
     if (count > 0) {
       napi_value argv[1];
-      if (napi_create_uint32(r->env, count, &argv[0]) != napi_ok) return;
-      if (!call_js(r, r->on_packets, 1, argv)) return;
+      if (napi_create_uint32(r->base.env, count, &argv[0]) != napi_ok) return;
+      if (!vnet_polled_call(&r->base, r->on_packets, 1, argv)) return;
     }
-    if (r->closed) return;
+    if (r->base.closed) return;
     if (err != 0) {
       report_error(r, err);
       return;
@@ -386,37 +333,37 @@ static void read_batches(icmp_receiver *r, bool errors) {
 static void on_poll(uv_poll_t *handle, int status, int events);
 
 static int restart_poll(icmp_receiver *r) {
-  if (r->closed || !r->reading) return 0;
-  return uv_poll_start(&r->handle, UV_READABLE, on_poll);
+  if (r->base.closed || !r->base.reading) return 0;
+  return uv_poll_start(&r->base.handle, UV_READABLE, on_poll);
 }
 
 static void on_poll(uv_poll_t *handle, int status, int events) {
   icmp_receiver *r = handle->data;
-  if (r->closed) return;
+  if (r->base.closed) return;
   napi_handle_scope scope;
-  if (napi_open_handle_scope(r->env, &scope) != napi_ok) return;
+  if (napi_open_handle_scope(r->base.env, &scope) != napi_ok) return;
   if (status < 0) {
     /* libuv stops the poll on EPOLLERR: here that means a queued ICMP error (IP_RECVERR) or
      * a pending sk_err. Take both, then poll again. */
     int err = 0;
     socklen_t len = sizeof err;
-    getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    getsockopt(r->base.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (!r->raw) read_batches(r, true);
-    if (!r->closed && r->reading) read_batches(r, false);
-    if (!r->closed && r->reading && err != 0 && !is_transient(err)) {
+    if (!r->base.closed && r->base.reading) read_batches(r, false);
+    if (!r->base.closed && r->base.reading && err != 0 && !is_transient(err)) {
       report_error(r, err);
     } else {
       int poll_err = restart_poll(r);
-      if (poll_err != 0 && !r->closed) report_error(r, -poll_err);
+      if (poll_err != 0 && !r->base.closed) report_error(r, -poll_err);
     }
   } else if (events & UV_READABLE) {
     read_batches(r, false);
   }
-  if (r->closed && r->async_context != NULL) {
-    napi_async_destroy(r->env, r->async_context);
-    r->async_context = NULL;
+  if (r->base.closed && r->base.async_context != NULL) {
+    napi_async_destroy(r->base.env, r->base.async_context);
+    r->base.async_context = NULL;
   }
-  napi_close_handle_scope(r->env, scope);
+  napi_close_handle_scope(r->base.env, scope);
 }
 
 static icmp_receiver *receiver_this(napi_env env, napi_callback_info info, bool require_open) {
@@ -429,7 +376,7 @@ static icmp_receiver *receiver_this(napi_env env, napi_callback_info info, bool 
     return NULL;
   }
   icmp_receiver *r = data;
-  if (require_open && r->closed) {
+  if (require_open && r->base.closed) {
     vnet_throw(env, "VNET_ERR_CLOSED", "the ICMP receiver is closed");
     return NULL;
   }
@@ -440,7 +387,7 @@ static icmp_receiver *receiver_this(napi_env env, napi_callback_info info, bool 
 static napi_value receiver_start(napi_env env, napi_callback_info info) {
   icmp_receiver *r = receiver_this(env, info, true);
   if (r == NULL) return NULL;
-  r->reading = true;
+  r->base.reading = true;
   int err = restart_poll(r);
   if (err != 0) vnet_throw_errno(env, "VNET_ERR_ICMP", -err, "uv_poll_start");
   return NULL;
@@ -502,41 +449,28 @@ static napi_value receiver_new(napi_env env, napi_callback_info info) {
       !is_function(env, argv[2], "onPackets") || !is_function(env, argv[3], "onError")) {
     return NULL;
   }
-  uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
   icmp_receiver *r = calloc(1, sizeof *r);
   if (r == NULL) {
     vnet_throw_errno(env, "VNET_ERR_ICMP", ENOMEM, "allocate ICMP receiver");
     return NULL;
   }
-  r->env = env;
-  r->fd = fd;
   r->raw = raw;
-  r->finalized = true; /* until napi_wrap succeeds, nothing but us owns r */
-  int err = uv_poll_init(loop, &r->handle, fd);
+  int err = vnet_polled_init(&r->base, env, fd);
   if (err != 0) {
     free(r);
     vnet_throw_errno(env, "VNET_ERR_ICMP", -err, "uv_poll_init");
     return NULL;
   }
-  r->handle.data = r;
-  r->handle_open = true;
-  napi_value name;
   if (!attach_buffers(env, self, r) ||
       napi_create_reference(env, argv[2], 1, &r->on_packets) != napi_ok ||
       napi_create_reference(env, argv[3], 1, &r->on_error) != napi_ok ||
-      napi_create_string_utf8(env, "vnet:IcmpReceiver", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_async_init(env, self, name, &r->async_context) != napi_ok ||
-      napi_wrap(env, self, r, finalize, NULL, &r->self) != napi_ok) {
+      !vnet_polled_wrap(&r->base, self, "vnet:IcmpReceiver", finalize)) {
     /* The fd stays the caller's: only the handle goes. */
-    delete_ref(env, &r->on_packets);
-    delete_ref(env, &r->on_error);
-    if (r->async_context != NULL) napi_async_destroy(env, r->async_context);
-    uv_close((uv_handle_t *)&r->handle, on_handle_closed);
+    vnet_delete_ref(env, &r->on_packets);
+    vnet_delete_ref(env, &r->on_error);
+    vnet_polled_abandon(&r->base);
     return NULL;
   }
-  r->finalized = false;
-  napi_reference_ref(env, r->self, NULL);
   return self;
 }
 

@@ -38,96 +38,41 @@
 
 #define END_OF_FILE (-1)
 
-static void free_when_done(vnet_poller *p) {
-  if (!p->handle_open && p->finalized) free(p);
-}
-
-static void on_handle_closed(uv_handle_t *handle) {
-  vnet_poller *p = handle->data;
-  p->handle_open = false;
-  free_when_done(p);
-}
-
-static void delete_ref(napi_env env, napi_ref *ref) {
-  if (*ref != NULL) napi_delete_reference(env, *ref);
-  *ref = NULL;
-}
-
 /* Stops everything; `finalizing` means the env may be going away, so only release what must be. */
 static void close_poller(vnet_poller *p, bool finalizing) {
-  if (p->closed) return;
-  p->closed = true;
-  p->reading = false;
+  if (!vnet_polled_close(&p->base, finalizing)) return;
   p->want_writable = false;
-  /* uv_close also removes the fd from epoll, so it must come before close(fd). */
-  uv_close((uv_handle_t *)&p->handle, on_handle_closed);
-  close(p->fd);
-  p->fd = -1;
-  delete_ref(p->env, &p->on_frames);
-  delete_ref(p->env, &p->on_writable);
-  delete_ref(p->env, &p->on_error);
-  if (!finalizing) {
-    napi_reference_unref(p->env, p->self, NULL);
-    /* Destroying the context of the callback we are inside waits until it returns (on_poll). */
-    if (!p->dispatching && p->async_context != NULL) {
-      napi_async_destroy(p->env, p->async_context);
-      p->async_context = NULL;
-    }
-  }
+  vnet_delete_ref(p->base.env, &p->on_frames);
+  vnet_delete_ref(p->base.env, &p->on_writable);
+  vnet_delete_ref(p->base.env, &p->on_error);
 }
 
 static void finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   vnet_poller *p = data;
-  if (!p->closed) close_poller(p, true);
-  delete_ref(env, &p->self);
-  p->finalized = true;
-  free_when_done(p);
+  close_poller(p, true);
+  vnet_polled_finalized(env, &p->base);
 }
 
 static int update_poll(vnet_poller *p);
-
-/* Calls one JS callback; returns false if it threw (the exception goes to 'uncaughtException'). */
-static bool call_js(vnet_poller *p, napi_ref fn_ref, size_t argc, const napi_value *argv) {
-  napi_env env = p->env;
-  napi_value fn, recv;
-  if (fn_ref == NULL || napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == NULL) {
-    return true;
-  }
-  if (napi_get_reference_value(env, p->self, &recv) != napi_ok || recv == NULL) {
-    napi_get_undefined(env, &recv);
-  }
-  p->dispatching = true;
-  napi_status status = napi_make_callback(env, p->async_context, recv, fn, argc, argv, NULL);
-  p->dispatching = false;
-  if (status == napi_ok) return true;
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) {
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_fatal_exception(env, exception);
-  }
-  return false;
-}
 
 /* Stops reading and tells JS the fd is unusable. */
 static void report_error(vnet_poller *p, int err) {
   char message[256];
   if (err == END_OF_FILE) {
-    snprintf(message, sizeof message, "fd %d: end of file", p->fd);
+    snprintf(message, sizeof message, "fd %d: end of file", p->base.fd);
   } else if (!p->is_socket && (err == EBADF || err == EBADFD)) {
-    snprintf(message, sizeof message, "fd %d: the device went away (deleted?) (%s)", p->fd,
+    snprintf(message, sizeof message, "fd %d: the device went away (deleted?) (%s)", p->base.fd,
              uv_err_name(-err));
   } else {
-    snprintf(message, sizeof message, "fd %d: %s (%s)", p->fd, strerror(err), uv_err_name(-err));
+    snprintf(message, sizeof message, "fd %d: %s (%s)", p->base.fd, strerror(err), uv_err_name(-err));
   }
-  p->reading = false;
+  p->base.reading = false;
   p->want_writable = false;
   update_poll(p);
   napi_value argv[1];
-  if (napi_create_string_utf8(p->env, message, NAPI_AUTO_LENGTH, &argv[0]) != napi_ok) return;
-  call_js(p, p->on_error, 1, argv);
+  if (napi_create_string_utf8(p->base.env, message, NAPI_AUTO_LENGTH, &argv[0]) != napi_ok) return;
+  vnet_polled_call(&p->base, p->on_error, 1, argv);
 }
 
 /* Errors a datagram socket reports when its peer went away; the next peer may come back. */
@@ -147,11 +92,11 @@ static void learn_peer(vnet_poller *p, const struct sockaddr_un *from, socklen_t
 
 /* One frame in; for datagrams the result is the datagram's real length even if truncated. */
 static ssize_t read_one(vnet_poller *p, uint8_t *buf, size_t size) {
-  if (!p->is_socket) return read(p->fd, buf, size);
-  if (!p->learn_peer) return recv(p->fd, buf, size, MSG_TRUNC);
+  if (!p->is_socket) return read(p->base.fd, buf, size);
+  if (!p->learn_peer) return recv(p->base.fd, buf, size, MSG_TRUNC);
   struct sockaddr_un from;
   socklen_t from_len = sizeof from;
-  ssize_t n = recvfrom(p->fd, buf, size, MSG_TRUNC, (struct sockaddr *)&from, &from_len);
+  ssize_t n = recvfrom(p->base.fd, buf, size, MSG_TRUNC, (struct sockaddr *)&from, &from_len);
   if (n >= 0) learn_peer(p, &from, from_len);
   return n;
 }
@@ -193,16 +138,16 @@ static int read_batch(vnet_poller *p, uint32_t *count, bool *drained) {
 }
 
 static void read_batches(vnet_poller *p) {
-  for (int batch = 0; batch < BATCHES_PER_WAKEUP && p->reading && !p->closed; batch++) {
+  for (int batch = 0; batch < BATCHES_PER_WAKEUP && p->base.reading && !p->base.closed; batch++) {
     uint32_t count;
     bool drained;
     int err = read_batch(p, &count, &drained);
     if (count > 0) {
       napi_value argv[1];
-      if (napi_create_uint32(p->env, count, &argv[0]) != napi_ok) return;
-      if (!call_js(p, p->on_frames, 1, argv)) return;
+      if (napi_create_uint32(p->base.env, count, &argv[0]) != napi_ok) return;
+      if (!vnet_polled_call(&p->base, p->on_frames, 1, argv)) return;
     }
-    if (p->closed) return;
+    if (p->base.closed) return;
     if (err != 0) {
       report_error(p, err);
       return;
@@ -216,7 +161,7 @@ static void on_poll_error(vnet_poller *p, int status) {
   if (p->is_socket) {
     int err = 0;
     socklen_t len = sizeof err;
-    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && (err == 0 || is_transient(err))) {
+    if (getsockopt(p->base.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && (err == 0 || is_transient(err))) {
       if (update_poll(p) == 0) return;
     }
     if (err != 0) {
@@ -229,29 +174,29 @@ static void on_poll_error(vnet_poller *p, int status) {
 
 static void on_poll(uv_poll_t *handle, int status, int events) {
   vnet_poller *p = handle->data;
-  if (p->closed) return;
+  if (p->base.closed) return;
   napi_handle_scope scope;
-  if (napi_open_handle_scope(p->env, &scope) != napi_ok) return;
+  if (napi_open_handle_scope(p->base.env, &scope) != napi_ok) return;
   if (status < 0) {
     on_poll_error(p, status);
   } else {
     if (events & UV_READABLE) read_batches(p);
-    if (!p->closed && p->want_writable && (events & UV_WRITABLE)) {
-      call_js(p, p->on_writable, 0, NULL);
+    if (!p->base.closed && p->want_writable && (events & UV_WRITABLE)) {
+      vnet_polled_call(&p->base, p->on_writable, 0, NULL);
     }
   }
-  if (p->closed && p->async_context != NULL) {
-    napi_async_destroy(p->env, p->async_context);
-    p->async_context = NULL;
+  if (p->base.closed && p->base.async_context != NULL) {
+    napi_async_destroy(p->base.env, p->base.async_context);
+    p->base.async_context = NULL;
   }
-  napi_close_handle_scope(p->env, scope);
+  napi_close_handle_scope(p->base.env, scope);
 }
 
 static int update_poll(vnet_poller *p) {
-  if (p->closed) return 0;
-  int events = (p->reading ? UV_READABLE : 0) | (p->want_writable ? UV_WRITABLE : 0);
-  if (events == 0) return uv_poll_stop(&p->handle);
-  return uv_poll_start(&p->handle, events, on_poll);
+  if (p->base.closed) return 0;
+  int events = (p->base.reading ? UV_READABLE : 0) | (p->want_writable ? UV_WRITABLE : 0);
+  if (events == 0) return uv_poll_stop(&p->base.handle);
+  return uv_poll_start(&p->base.handle, events, on_poll);
 }
 
 vnet_poller *vnet_poller_this(napi_env env, napi_callback_info info, size_t *argc,
@@ -267,7 +212,7 @@ vnet_poller *vnet_poller_this(napi_env env, napi_callback_info info, size_t *arg
     return NULL;
   }
   vnet_poller *p = data;
-  if (require_open && p->closed) {
+  if (require_open && p->base.closed) {
     vnet_throw(env, "VNET_ERR_CLOSED", "the poller is closed");
     return NULL;
   }
@@ -278,7 +223,7 @@ vnet_poller *vnet_poller_this(napi_env env, napi_callback_info info, size_t *arg
 static napi_value poller_start(napi_env env, napi_callback_info info) {
   vnet_poller *p = vnet_poller_this(env, info, NULL, NULL, true);
   if (p == NULL) return NULL;
-  p->reading = true;
+  p->base.reading = true;
   int err = update_poll(p);
   if (err != 0) vnet_throw_errno(env, "VNET_ERR_POLLER", -err, "uv_poll_start");
   return NULL;
@@ -421,15 +366,11 @@ static napi_value poller_new(napi_env env, napi_callback_info info) {
     vnet_throw_errno(env, "VNET_ERR_POLLER", errno, "fstat");
     return NULL;
   }
-  uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
   vnet_poller *p = calloc(1, sizeof *p);
   if (p == NULL) {
     vnet_throw_errno(env, "VNET_ERR_POLLER", ENOMEM, "allocate poller");
     return NULL;
   }
-  p->env = env;
-  p->fd = o.fd;
   p->is_socket = S_ISSOCK(st.st_mode);
   p->header_length = o.header_length;
   p->tx_header_in_frame = o.tx_header_in_frame;
@@ -437,34 +378,24 @@ static napi_value poller_new(napi_env env, napi_callback_info info) {
   p->has_peer = o.has_peer;
   p->peer = o.peer;
   p->peer_len = o.peer_len;
-  p->finalized = true; /* until napi_wrap succeeds, nothing but us owns p */
-  int err = uv_poll_init(loop, &p->handle, o.fd);
+  int err = vnet_polled_init(&p->base, env, o.fd);
   if (err != 0) {
     free(p);
     vnet_throw_errno(env, "VNET_ERR_POLLER", -err, "uv_poll_init");
     return NULL;
   }
-  p->handle.data = p;
-  p->handle_open = true;
-
-  napi_value name;
   if (!attach_buffers(env, self, p) ||
       napi_create_reference(env, argv[1], 1, &p->on_frames) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &p->on_writable) != napi_ok ||
       napi_create_reference(env, argv[3], 1, &p->on_error) != napi_ok ||
-      napi_create_string_utf8(env, "vnet:Poller", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_async_init(env, self, name, &p->async_context) != napi_ok ||
-      napi_wrap(env, self, p, finalize, NULL, &p->self) != napi_ok) {
+      !vnet_polled_wrap(&p->base, self, "vnet:Poller", finalize)) {
     /* The fd stays the caller's: only the handle goes. */
-    delete_ref(env, &p->on_frames);
-    delete_ref(env, &p->on_writable);
-    delete_ref(env, &p->on_error);
-    if (p->async_context != NULL) napi_async_destroy(env, p->async_context);
-    uv_close((uv_handle_t *)&p->handle, on_handle_closed);
+    vnet_delete_ref(env, &p->on_frames);
+    vnet_delete_ref(env, &p->on_writable);
+    vnet_delete_ref(env, &p->on_error);
+    vnet_polled_abandon(&p->base);
     return NULL;
   }
-  p->finalized = false;
-  napi_reference_ref(env, p->self, NULL);
   return self;
 }
 

@@ -2,9 +2,9 @@
 #ifndef VNET_POLLER_H
 #define VNET_POLLER_H
 
-#include "vnet.h"
+#include "polled.h"
 
-#include <uv.h>
+#include <stddef.h>
 
 /* Frames per JS call on the read side; also the most frames one write call takes. */
 #define RX_BATCH_FRAMES 64
@@ -21,20 +21,10 @@
 enum { STATUS_FAILED = 0, STATUS_BYTES = 1, STATUS_ERRNO = 2, STATUS_SLOTS = 3 };
 
 typedef struct vnet_poller {
-  napi_env env;
-  /* From napi_wrap; strong (count 1) from construction until close() so an open poller is never collected. */
-  napi_ref self;
+  vnet_polled base; /* first: the shared lifecycle (polled.h) */
   napi_ref on_frames, on_writable, on_error;
-  napi_async_context async_context;
-  uv_poll_t handle;
-  int fd;
   bool is_socket;
-  bool reading;        /* start() called */
   bool want_writable;  /* watchWritable(true) */
-  bool closed;         /* close() called: fd closed, no more callbacks */
-  bool handle_open;    /* uv handle not yet through its close callback */
-  bool finalized;      /* JS object collected */
-  bool dispatching;    /* inside a JS callback */
   uint32_t header_length; /* bytes before each frame (virtio-net header), stripped/added here */
   bool tx_header_in_frame; /* frames given to write already start with their header */
 
@@ -51,6 +41,8 @@ typedef struct vnet_poller {
   struct sockaddr_un peer;
   socklen_t peer_len;
 } vnet_poller;
+
+_Static_assert(offsetof(vnet_poller, base) == 0, "vnet_polled must come first (polled.h)");
 
 /* Writes frames (pointer/length pairs) until EAGAIN; returns how many were consumed (written or failed). */
 uint32_t vnet_poller_write(vnet_poller *p, const struct iovec *frames, uint32_t count);

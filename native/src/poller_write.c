@@ -30,7 +30,7 @@ typedef struct {
 
 static int connect_peer(vnet_poller *p) {
   if (!p->has_peer) return EDESTADDRREQ;
-  if (connect(p->fd, (const struct sockaddr *)&p->peer, p->peer_len) != 0) return errno;
+  if (connect(p->base.fd, (const struct sockaddr *)&p->peer, p->peer_len) != 0) return errno;
   p->connected = true;
   return 0;
 }
@@ -50,8 +50,8 @@ static uint32_t write_device(vnet_poller *p, const struct iovec *frames, uint32_
   size_t header = added_header(p);
   while (i < count) {
     struct iovec iov[2] = {{(void *)zero_header, header}, frames[i]};
-    ssize_t written = header > 0 ? writev(p->fd, iov, 2)
-                                           : write(p->fd, frames[i].iov_base, frames[i].iov_len);
+    ssize_t written = header > 0 ? writev(p->base.fd, iov, 2)
+                                           : write(p->base.fd, frames[i].iov_base, frames[i].iov_len);
     if (written >= 0) {
       result->bytes += (uint32_t)frames[i].iov_len;
       i++;
@@ -84,7 +84,7 @@ static uint32_t write_socket(vnet_poller *p, const struct iovec *frames, uint32_
   bool reconnected = false;
   int err = p->connected ? 0 : connect_peer(p);
   while (err == 0 && i < count) {
-    int sent = sendmmsg(p->fd, messages + i, count - i, MSG_DONTWAIT);
+    int sent = sendmmsg(p->base.fd, messages + i, count - i, MSG_DONTWAIT);
     if (sent > 0) {
       for (uint32_t k = i; k < i + (uint32_t)sent; k++) result->bytes += (uint32_t)frames[k].iov_len;
       i += (uint32_t)sent;

@@ -1,0 +1,53 @@
+/*
+ * What the Poller (frames on a TAP or datagram fd) and the IcmpReceiver
+ * share: a JS object wrapping a uv_poll_t on one fd, and its lifecycle.
+ *
+ * Embed `vnet_polled` as the FIRST member of the owner's struct (the owner
+ * is freed through it, and uv callbacks get it as handle->data). The owner's
+ * memory goes only when both have happened: the uv handle finished closing,
+ * and the JS object was finalized (or never existed).
+ */
+#ifndef VNET_POLLED_H
+#define VNET_POLLED_H
+
+#include "vnet.h"
+
+#include <uv.h>
+
+typedef struct vnet_polled {
+  napi_env env;
+  /* From napi_wrap; strong (count 1) from construction until close, so an open object is never collected. */
+  napi_ref self;
+  napi_async_context async_context;
+  uv_poll_t handle;
+  int fd;
+  bool reading;     /* start() called */
+  bool closed;      /* closed: fd closed, no more callbacks */
+  bool handle_open; /* uv handle not yet through its close callback */
+  bool finalized;   /* JS object collected (or not wrapped yet) */
+  bool dispatching; /* inside a JS callback */
+} vnet_polled;
+
+/* Sets up polling of `fd` on the env's loop; 0, or a negative errno (then the caller frees the owner). */
+int vnet_polled_init(vnet_polled *o, napi_env env, int fd);
+/*
+ * Finishes construction: an async context named `name`, `self` wrapping the
+ * owner with `finalize` (which must end in vnet_polled_finalized), and the
+ * strong reference. False on failure: then call vnet_polled_abandon.
+ */
+bool vnet_polled_wrap(vnet_polled *o, napi_value self, const char *name, napi_finalize finalize);
+/* Construction failed: release the handle (the fd stays the caller's); the owner is freed once it closed. */
+void vnet_polled_abandon(vnet_polled *o);
+/* Calls `fn` with the object as `this` in its async context; false if it threw (sent to 'uncaughtException'). */
+bool vnet_polled_call(vnet_polled *o, napi_ref fn, size_t argc, const napi_value *argv);
+/*
+ * Stops polling and closes the fd; `finalizing` means the env may be going
+ * away, so only what must be is released. False if it was closed already.
+ */
+bool vnet_polled_close(vnet_polled *o, bool finalizing);
+/* The owner's finalizer, after closing: the JS side is gone. */
+void vnet_polled_finalized(napi_env env, vnet_polled *o);
+/* Deletes a reference if set, and clears it. */
+void vnet_delete_ref(napi_env env, napi_ref *ref);
+
+#endif
