@@ -18,7 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import { Lab, must, waitFor } from '../helpers/lab.js';
+import { Lab, must } from '../helpers/lab.js';
 import { ApiDaemon } from '../helpers/api.js';
 import { chromiumAvailable, launchInNetns } from '../helpers/browser.js';
 import { ping, pingFails } from '../helpers/guest.js';
@@ -36,7 +36,6 @@ let page: Page;
 const ns: Record<string, string> = {};
 let cIp: string;
 
-const listening = (netns: string, port: number) => async () => (await lab.exec(netns, 'ss', ['-ltn', `sport = :${port}`])).stdout.includes(`:${port}`);
 
 describe('dashboard in headless Chromium', { timeout: 240_000, skip: chromiumAvailable() ? false : 'no /usr/bin/chromium (apt-get install chromium)' }, () => {
   before(async () => {
@@ -57,7 +56,7 @@ describe('dashboard in headless Chromium', { timeout: 240_000, skip: chromiumAva
     const www = lab.tempDir('www');
     writeFileSync(join(www, 'index.html'), 'hello from c\n');
     lab.spawn(ns.c!, 'python3', ['-m', 'http.server', '--bind', '0.0.0.0', '8000', '--directory', www]);
-    await waitFor('c web server', listening(ns.c!, 8000));
+    await lab.waitListening(ns.c!, 8000);
     browser = await launchInNetns(lab, hostNs);
     page = await browser.newPage();
     page.setDefaultTimeout(15_000);

@@ -49,7 +49,7 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     const files = lab.tempDir('qemu');
     writeFileSync(join(files, 'blob.bin'), blob);
     lab.spawn(hostNs, 'python3', ['-m', 'http.server', '--bind', '127.0.0.1', String(LOOPBACK_PORT), '--directory', files]);
-    await waitFor('loopback http server', async () => (await lab.exec(hostNs, 'ss', ['-ltn', `sport = :${LOOPBACK_PORT}`])).stdout.includes(`:${LOOPBACK_PORT}`));
+    await lab.waitListening(hostNs, LOOPBACK_PORT);
     const initrd = await buildInitramfs(files, kernel!.version, `http://10.0.2.2:${LOOPBACK_PORT}/blob.bin`);
     await vnet.must(['createvm', '--name', 'g', '--register']);
     await vnet.must([

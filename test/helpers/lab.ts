@@ -83,6 +83,12 @@ export class Lab {
     return must('ip', ['netns', 'exec', netns, cmd, ...args], options);
   }
 
+  /** Wait until something listens on `port` (TCP, or UDP) inside `netns`. */
+  async waitListening(netns: string, port: number, protocol: 'tcp' | 'udp' = 'tcp', timeoutMs = 10_000): Promise<void> {
+    const flags = protocol === 'udp' ? '-lun' : '-ltn';
+    await waitFor(`a ${protocol} listener on :${port} in ${netns}`, async () => (await this.exec(netns, 'ss', [flags, `sport = :${port}`])).stdout.includes(`:${port}`), timeoutMs);
+  }
+
   /** Start a long-running process inside a namespace; killed by cleanup(). */
   spawn(netns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
     const child = spawn('ip', ['netns', 'exec', netns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });

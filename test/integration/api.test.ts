@@ -25,7 +25,6 @@ let hostNs: string;
 let guest: string;
 let guestMac: string;
 
-const listening = (netns: string, port: number) => async () => (await lab.exec(netns, 'ss', ['-ltn', `sport = :${port}`])).stdout.includes(`:${port}`);
 const curlHost = (port: number) => lab.exec(hostNs, 'curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${port}/index.html`]);
 
 /** Status and error shape of a refusal. */
@@ -53,7 +52,7 @@ describe('REST API', { timeout: 240_000 }, () => {
     const www = lab.tempDir('www');
     writeFileSync(join(www, 'index.html'), 'hello from the guest\n');
     lab.spawn(guest, 'python3', ['-m', 'http.server', '--bind', '0.0.0.0', '8080', '--directory', www]);
-    await waitFor('guest web server', listening(guest, 8080));
+    await lab.waitListening(guest, 8080);
     assert.equal((await api.request('POST', '/v1/vms', { name: 'h' })).status, 200);
     assert.equal((await api.request('PATCH', '/v1/vms/h', { nics: { 1: { mode: 'intnet', intnet: 'lan' } } })).status, 200);
     assert.equal((await api.request('POST', '/v1/natnetworks', { name: 'nn', network: '10.77.0.0/24' })).status, 200);

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, must, waitFor } from '../helpers/lab.js';
+import { Lab, must } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 import { dhcp } from '../helpers/internet.js';
@@ -52,7 +52,7 @@ describe('bridged network', { timeout: 180_000 }, () => {
       '--dhcp-range=203.0.113.50,203.0.113.99,255.255.255.0,1h', '--dhcp-authoritative',
       `--dhcp-leasefile=${join(dir, 'leases')}`, `--pid-file=${join(dir, 'pid')}`,
     ]);
-    await waitFor('dnsmasq on the LAN', async () => (await lab.exec(lanNs, 'ss', ['-lun', 'sport = :67'])).stdout.includes(':67'));
+    await lab.waitListening(lanNs, 67, 'udp');
     vnet = await VnetDaemon.start(lab, hostNs);
   });
   after(async () => {

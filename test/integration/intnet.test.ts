@@ -71,7 +71,7 @@ describe('internal network', { timeout: 180_000 }, () => {
     writeFileSync(input, randomBytes(20 << 20));
     const server = lab.spawn(ns.b!, 'socat', ['-u', 'TCP-LISTEN:5000,reuseaddr', `OPEN:${output},creat,trunc`]);
     const done = new Promise((r) => server.once('exit', r));
-    await waitFor('the listener', async () => (await lab.exec(ns.b!, 'ss', ['-ltn', 'sport = :5000'])).stdout.includes('5000'));
+    await lab.waitListening(ns.b!, 5000);
     await lab.mustExec(ns.a!, 'socat', ['-u', `OPEN:${input}`, `TCP:${ADDR.b}:5000`], { timeoutMs: 60_000 });
     await done;
     const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');

@@ -52,7 +52,7 @@ describe('NAT robustness', { timeout: 240_000 }, () => {
       guestIp[vm] = (await dhcp(lab, ns[vm]!)).ip!;
     }
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'blob-server', INTERNET_IP, '8002', '200']);
-    await waitFor('blob server', async () => (await lab.exec(world.internetNs, 'ss', ['-ltn', 'sport = :8002'])).stdout.includes(':8002'));
+    await lab.waitListening(world.internetNs, 8002);
     // Warm up (ICMP socket, DNS, ARP) so the fd baseline is stable.
     await ping(lab, ns.r1!, INTERNET_IP);
     await lab.mustExec(ns.r1!, 'python3', [NET_TOOLS, 'blob-clients', INTERNET_IP, '8002', '2']);
@@ -77,7 +77,7 @@ describe('NAT robustness', { timeout: 240_000 }, () => {
   test('a host socket reset mid-transfer resets the guest and leaves nothing behind', async () => {
     const fds = await inetSockets();
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'reset-server', INTERNET_IP, '8003', '30']);
-    await waitFor('reset server', async () => (await lab.exec(world.internetNs, 'ss', ['-ltn', 'sport = :8003'])).stdout.includes(':8003'));
+    await lab.waitListening(world.internetNs, 8003);
     const readAll = `import socket\ns = socket.create_connection(('${INTERNET_IP}', 8003), timeout=10)\nwhile s.recv(1 << 20): pass`;
     const result = await lab.exec(ns.r1!, 'python3', ['-c', readAll]);
     assert.notEqual(result.code, 0, 'the guest should see the reset');

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, waitFor } from '../helpers/lab.js';
+import { Lab } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 import { dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
@@ -21,8 +21,6 @@ let guest: string;
 let lease: Record<string, string>;
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
-const listening = (netns: string, port: number, udp = false) => async () =>
-  (await lab.exec(netns, 'ss', [udp ? '-lun' : '-ltn', `sport = :${port}`])).stdout.includes(`:${port}`);
 
 describe('NAT', { timeout: 300_000 }, () => {
   before(async () => {
@@ -61,7 +59,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     const dir = lab.tempDir('lo');
     writeFileSync(join(dir, 'hello.txt'), 'hello from host loopback\n');
     lab.spawn(world.hostNs, 'python3', ['-m', 'http.server', '--bind', '127.0.0.1', '18900', '--directory', dir]);
-    await waitFor('host http server', listening(world.hostNs, 18900));
+    await lab.waitListening(world.hostNs, 18900);
     const body = await lab.mustExec(guest, 'curl', ['-sS', '--max-time', '10', 'http://10.0.2.2:18900/hello.txt']);
     assert.equal(body, 'hello from host loopback\n');
   });
@@ -71,7 +69,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     const big = join(dir, 'big.bin');
     writeFileSync(big, randomBytes(50 << 20));
     lab.spawn(world.internetNs, 'python3', ['-m', 'http.server', '--bind', INTERNET_IP, '8000', '--directory', dir]);
-    await waitFor('internet http server', listening(world.internetNs, 8000));
+    await lab.waitListening(world.internetNs, 8000);
     const got = join(lab.tempDir('dl'), 'big.bin');
     await lab.mustExec(guest, 'curl', ['-sS', '--max-time', '60', '-o', got, `http://${INTERNET_IP}:8000/big.bin`], { timeoutMs: 70_000 });
     assert.equal(sha256(got), sha256(big));
@@ -81,7 +79,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     const received = join(lab.tempDir('ul'), 'received.bin');
     const sink = lab.spawn(world.internetNs, 'socat', ['-u', `TCP-LISTEN:8001,bind=${INTERNET_IP},reuseaddr`, `OPEN:${received},creat,trunc`]);
     const sinkDone = new Promise((r) => sink.once('exit', r));
-    await waitFor('upload sink', listening(world.internetNs, 8001));
+    await lab.waitListening(world.internetNs, 8001);
     await lab.mustExec(guest, 'socat', ['-u', `OPEN:${up}`, `TCP:${INTERNET_IP}:8001`], { timeoutMs: 60_000 });
     await sinkDone;
     assert.equal(sha256(received), sha256(up));
@@ -89,7 +87,7 @@ describe('NAT', { timeout: 300_000 }, () => {
 
   test('iperf3 runs 10 s each way through the NAT', async () => {
     lab.spawn(world.internetNs, 'iperf3', ['-s', '-B', INTERNET_IP, '-p', '5201']);
-    await waitFor('iperf3 server', listening(world.internetNs, 5201));
+    await lab.waitListening(world.internetNs, 5201);
     for (const reverse of [[], ['-R']]) {
       const out = JSON.parse(await lab.mustExec(guest, 'iperf3', ['-c', INTERNET_IP, '-p', '5201', '-t', '10', '-J', ...reverse], { timeoutMs: 40_000 }));
       const bps = out.end.sum_received.bits_per_second as number;
@@ -99,7 +97,7 @@ describe('NAT', { timeout: 300_000 }, () => {
 
   test('200 concurrent connections each move 1 MB intact', async () => {
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'blob-server', INTERNET_IP, '8002', '120']);
-    await waitFor('blob server', listening(world.internetNs, 8002));
+    await lab.waitListening(world.internetNs, 8002);
     const out = await lab.mustExec(guest, 'python3', [NET_TOOLS, 'blob-clients', INTERNET_IP, '8002', '200'], { timeoutMs: 130_000 });
     assert.equal(out.trim(), 'ok 200');
   });
@@ -115,7 +113,7 @@ describe('NAT', { timeout: 300_000 }, () => {
 
   test('UDP echo and ping through the NAT', async () => {
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'udp-echo-server', INTERNET_IP, '7000', '60']);
-    await waitFor('udp echo server', listening(world.internetNs, 7000, true));
+    await lab.waitListening(world.internetNs, 7000, 'udp');
     const echo = await lab.mustExec(guest, 'python3', [NET_TOOLS, 'udp-echo-client', INTERNET_IP, '7000', 'marco']);
     assert.equal(echo.trim(), 'marco');
     await ping(lab, guest, INTERNET_IP, 3);
@@ -125,7 +123,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     const dir = lab.tempDir('www');
     writeFileSync(join(dir, 'index.html'), 'guest web\n');
     lab.spawn(guest, 'python3', ['-m', 'http.server', '--bind', '0.0.0.0', '8080', '--directory', dir]);
-    await waitFor('guest web server', listening(guest, 8080));
+    await lab.waitListening(guest, 8080);
     const curlHost = (port: number) => lab.exec(world.hostNs, 'curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${port}/index.html`]);
     assert.equal((await curlHost(18080)).stdout, 'guest web\n');
 
@@ -136,7 +134,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.doesNotMatch(await vnet.must(['showvminfo', 'g', '--machinereadable']), /web2/);
 
     lab.spawn(guest, 'python3', [NET_TOOLS, 'udp-echo-server', '0.0.0.0', '7001', '60']);
-    await waitFor('guest udp echo', listening(guest, 7001, true));
+    await lab.waitListening(guest, 7001, 'udp');
     await vnet.must(['controlvm', 'g', 'natpf1', 'echo,udp,,17001,,7001']);
     const echo = await lab.mustExec(world.hostNs, 'python3', [NET_TOOLS, 'udp-echo-client', '127.0.0.1', '17001', 'polo']);
     assert.equal(echo.trim(), 'polo');
@@ -145,7 +143,7 @@ describe('NAT', { timeout: 300_000 }, () => {
   test('through a forward, a client on the LAN is seen with its own address, a loopback one as the gateway', async () => {
     // The guest's server answers with the address it sees the client at.
     lab.spawn(guest, 'socat', ['TCP-LISTEN:8090,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR']);
-    await waitFor('guest peer-echo', listening(guest, 8090));
+    await lab.waitListening(guest, 8090);
     await vnet.must(['controlvm', 'g', 'natpf1', `lan,tcp,${HOST_UPLINK_IP},18090,,8090`]);
     await vnet.must(['controlvm', 'g', 'natpf1', 'lo,tcp,,18091,,8090']);
     const fromLan = await lab.mustExec(world.internetNs, 'socat', ['-u', `TCP:${HOST_UPLINK_IP}:18090`, '-']);
@@ -156,7 +154,7 @@ describe('NAT', { timeout: 300_000 }, () => {
 
   test('a forward to a host port in use is a clear error and is not added', async () => {
     lab.spawn(world.hostNs, 'python3', ['-m', 'http.server', '--bind', '127.0.0.1', '18099']);
-    await waitFor('squatter', listening(world.hostNs, 18099));
+    await lab.waitListening(world.hostNs, 18099);
     const before = await vnet.must(['showvminfo', 'g', '--machinereadable']);
     const result = await vnet.cli(['controlvm', 'g', 'natpf1', 'busy,tcp,,18099,,80']);
     assert.notEqual(result.code, 0);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, waitFor } from '../helpers/lab.js';
+import { Lab } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 import { dhcp, INTERNET_IP, makeWorld, type World } from '../helpers/internet.js';
@@ -59,7 +59,7 @@ describe('NAT Network', { timeout: 180_000 }, () => {
     const dir = lab.tempDir('www');
     writeFileSync(join(dir, 'x.txt'), 'outside\n');
     lab.spawn(world.internetNs, 'python3', ['-m', 'http.server', '--bind', INTERNET_IP, '8000', '--directory', dir]);
-    await waitFor('internet http', async () => (await lab.exec(world.internetNs, 'ss', ['-ltn', 'sport = :8000'])).stdout.includes(':8000'));
+    await lab.waitListening(world.internetNs, 8000);
     for (const vm of ['n1', 'n2']) {
       assert.equal(await lab.mustExec(ns[vm]!, 'curl', ['-sS', '--max-time', '10', `http://${INTERNET_IP}:8000/x.txt`]), 'outside\n');
     }
@@ -69,7 +69,7 @@ describe('NAT Network', { timeout: 180_000 }, () => {
     const dir = lab.tempDir('n2www');
     writeFileSync(join(dir, 'index.html'), 'n2 here\n');
     lab.spawn(ns.n2!, 'python3', ['-m', 'http.server', '--bind', '0.0.0.0', '8080', '--directory', dir]);
-    await waitFor('n2 web', async () => (await lab.exec(ns.n2!, 'ss', ['-ltn', 'sport = :8080'])).stdout.includes(':8080'));
+    await lab.waitListening(ns.n2!, 8080);
     await vnet.must(['natnetwork', 'modify', '--netname', 'lab-nat', '--port-forward-4', `web:tcp:[127.0.0.1]:18180:[${leases.n2!.ip}]:8080`]);
     assert.equal(await lab.mustExec(world.hostNs, 'curl', ['-sS', '--max-time', '5', 'http://127.0.0.1:18180/index.html']), 'n2 here\n');
     await vnet.must(['natnetwork', 'modify', '--netname', 'lab-nat', '--port-forward-4', 'delete', 'web']);

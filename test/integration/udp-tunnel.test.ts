@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab, waitFor } from '../helpers/lab.js';
+import { Lab } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 
@@ -53,7 +53,7 @@ describe('UDPTunnel', { timeout: 120_000 }, () => {
     writeFileSync(input, randomBytes(5 << 20));
     const server = lab.spawn(ns.f!, 'socat', ['-u', 'TCP-LISTEN:5001,reuseaddr', `OPEN:${output},creat,trunc`]);
     const done = new Promise((r) => server.once('exit', r));
-    await waitFor('listener in f', async () => (await lab.exec(ns.f!, 'ss', ['-ltn', 'sport = :5001'])).stdout.includes('5001'));
+    await lab.waitListening(ns.f!, 5001);
     await lab.mustExec(ns.e!, 'socat', ['-u', `OPEN:${input}`, 'TCP:10.30.0.2:5001'], { timeoutMs: 60_000 });
     await done;
     const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
