@@ -213,20 +213,19 @@ export class NatLan {
   private forward(ip: Ipv4View, checksumPending: boolean): void {
     const dst = ip.destination;
     if (isMartian(dst)) return this.gateway.drop('nat:martian-destination');
-    const host = formatIpv4(dst);
     switch (ip.protocol) {
       case IpProtocol.TCP:
-        return this.tcp.fromGuest(ip, checkedTcp(ip), host, checksumPending);
+        return this.tcp.fromGuest(ip, checkedTcp(ip), undefined, checksumPending);
       case IpProtocol.UDP: {
         const udp = checkedUdp(ip, checksumPending);
         if (this.forwarder.fromGuestUdp(ip, udp)) return;
-        return this.udp.fromGuest(ip, udp, host);
+        return this.udp.fromGuest(ip, udp);
       }
       case IpProtocol.ICMP: {
         const icmp = Icmpv4View.checked(ip.payload);
         if (!icmp.verifyChecksum()) throw new WireError('icmpv4', 'bad-checksum');
         if (icmp.type !== Icmpv4Type.EchoRequest) return this.gateway.drop('icmpv4:not-echo-request');
-        return this.icmp.fromGuest(ip, icmp, host);
+        return this.icmp.fromGuest(ip, icmp, formatIpv4(dst));
       }
       default:
         return this.gateway.sendIcmpError(ip.bytes, Icmpv4Type.DestinationUnreachable, Icmpv4UnreachableCode.ProtocolUnreachable);

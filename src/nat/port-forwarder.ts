@@ -68,6 +68,8 @@ const listenerKey = (r: PortForward): string => `${r.protocol}:${r.hostIp || '12
 export class PortForwarder {
   readonly counters = { accepted: 0, udpToGuest: 0, udpToHost: 0 };
   private listeners = new Map<string, Listener>();
+  /** UDP rules among `listeners` (the guest-side fast path checks it). */
+  private udpListeners = 0;
 
   constructor(private readonly options: PortForwarderOptions) {}
 
@@ -90,6 +92,7 @@ export class PortForwarder {
       }
     }
     for (const l of opened) this.listeners.set(l.key, l);
+    this.udpListeners = [...this.listeners.values()].filter((l) => l.rule.protocol === 'udp').length;
   }
 
   get rules(): PortForward[] {
@@ -98,6 +101,8 @@ export class PortForwarder {
 
   /** A UDP datagram from a guest: if it answers a forwarded client, send it there and return true. */
   fromGuestUdp(ip: Ipv4View, udp: UdpView): boolean {
+    // Every UDP datagram of every guest passes here: nothing to build without UDP forwards.
+    if (this.udpListeners === 0) return false;
     const visible = `${ip.destination}:${udp.destinationPort}`;
     for (const listener of this.listeners.values()) {
       const mapping = listener.mappings?.get(visible);
@@ -114,6 +119,7 @@ export class PortForwarder {
   close(): void {
     for (const l of this.listeners.values()) l.close();
     this.listeners.clear();
+    this.udpListeners = 0;
   }
 
   private guestIp(rule: PortForward): number {

@@ -14,6 +14,7 @@
  *   counted.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { formatIpv4 } from '../wire/address.js';
 import { Icmpv4Type, Icmpv4UnreachableCode } from '../wire/icmpv4.js';
 import type { Ipv4View } from '../wire/ipv4.js';
 import { UDP_HEADER_LENGTH, type UdpView } from '../wire/udp.js';
@@ -79,13 +80,16 @@ export class UdpNat {
     return this.flows.size;
   }
 
-  /** A checked UDP datagram from the guest to outside; `hostAddress` is where it really goes. */
-  fromGuest(ip: Ipv4View, udp: UdpView, hostAddress: string): void {
+  /**
+   * A checked UDP datagram from the guest to outside; `hostAddress` is where
+   * it really goes (absent: its own destination, formatted only for a new flow).
+   */
+  fromGuest(ip: Ipv4View, udp: UdpView, hostAddress?: string): void {
     const key = `${ip.source}:${udp.sourcePort}>${ip.destination}:${udp.destinationPort}`;
     let flow = this.flows.get(key);
     if (!flow) {
       if (this.flows.size >= this.maxFlows) return this.drop('udp:flow-table-full');
-      flow = this.open(key, ip, udp, hostAddress);
+      flow = this.open(key, ip, udp, hostAddress ?? formatIpv4(ip.destination));
     }
     flow.lastUsed = this.clock();
     flow.lastHeader = ip.bytes.slice(0, ip.headerLength + UDP_HEADER_LENGTH);

@@ -25,6 +25,7 @@
  * - Drops are counted as `tcp:<reason>`; malformed input never throws.
  */
 
+import { formatIpv4 } from '../../wire/address.js';
 import net from 'node:net';
 import type { Clock, GuestLink } from '../../stack/guest-link.js';
 import { fold, pseudoHeaderSum, sum } from '../../wire/checksum.js';
@@ -141,12 +142,13 @@ export class TcpNat implements ConnectionHost {
   /**
    * A TCP segment from a guest to somewhere outside. `ip` and `tcp` are
    * checked views valid only during the call (whatever is kept is copied).
-   * `hostAddress` is where a new flow's host socket connects; null refuses
+   * `hostAddress` is where a new flow's host socket connects (absent: the
+   * packet's own destination, formatted only for a new flow); null refuses
    * new flows (RST) but still serves existing ones. `checksumPending`: the
    * guest left the checksum to offload (it is not filled in). Never throws
    * for bad input: drops are counted in `stats().drops`.
    */
-  fromGuest(ip: Ipv4View, tcp: TcpView, hostAddress: string | null, checksumPending = false): void {
+  fromGuest(ip: Ipv4View, tcp: TcpView, hostAddress?: string | null, checksumPending = false): void {
     if (this.closed) return;
     const bytes = tcp.bytes;
     if (ip.isFragment) return this.drop('tcp:fragment');
@@ -187,7 +189,7 @@ export class TcpNat implements ConnectionHost {
       this.counters.refused++;
       return;
     }
-    this.open(ip, tcp, hostAddress);
+    this.open(ip, tcp, hostAddress ?? formatIpv4(ip.destination));
   }
 
   /**
