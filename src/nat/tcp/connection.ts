@@ -687,7 +687,9 @@ export class Connection implements TimerItem {
 
   private onHostEnd(): void {
     // A reset with data still queued reads as end-of-file; pass it on as a reset (RFC 9293 §3.10.7.4: "flush").
-    if (this.host.hostWasReset(this.socket)) {
+    // Only while our side is open: after our FIN (the guest's, passed on), a
+    // FIN moves Linux's socket to TIME-WAIT, which it also reports as TCP_CLOSE.
+    if (!this.guestFin && this.host.hostWasReset(this.socket)) {
       this.host.counters.resets++;
       this.abort();
       return;

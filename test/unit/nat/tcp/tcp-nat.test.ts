@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
 import { TcpFlags } from '../../../../src/wire/tcp.js';
+import { wasReset } from '../../../../src/transport/native.js';
 import {
   FakeGuest,
   FakeLink,
@@ -396,7 +397,8 @@ describe('TcpNat data', () => {
 
 describe('TcpNat closing', () => {
   it('half-closes guest → host: guest FIN ends the socket, the host still answers', async () => {
-    const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
+    // The daemon's real reset probe: after our FIN and the host's, Linux also reports TCP_CLOSE.
+    const { nat, guest } = rig({ limits: { timeWaitMs: 20 }, hostWasReset: (s) => wasReset(s as never) });
     const srv = await server((s) => {
       const parts: Buffer[] = [];
       s.on('data', (d: Buffer) => parts.push(d));
@@ -408,6 +410,8 @@ describe('TcpNat closing', () => {
     c.end();
     await until(() => c.finReceived);
     assert.equal(c.receivedData.toString(), 'SHOUT');
+    assert.equal(c.rstReceived, false, 'a host FIN after the guest FIN is a FIN, not a reset');
+    assert.equal(nat.counters.resets, 0);
     await until(() => nat.flowCount === 0, 2000, 'the flow to drain');
   });
 
