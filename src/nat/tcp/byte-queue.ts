@@ -6,6 +6,9 @@
  *
  * A cursor remembers where the last copy ended, so cutting a window into
  * segments walks the chunks once rather than once per segment.
+ *
+ * `release` gets each chunk once no byte of it is queued any more (consumed
+ * or cleared), so its buffer can be reused.
  */
 
 export class ByteQueue {
@@ -19,6 +22,8 @@ export class ByteQueue {
   private cursorStart = 0;
   /** Bytes queued. */
   length = 0;
+
+  constructor(private readonly release: (chunk: Uint8Array) => void = () => {}) {}
 
   /** Appends `chunk`; the queue keeps the reference, so the caller must not reuse it. */
   push(chunk: Uint8Array): void {
@@ -39,6 +44,7 @@ export class ByteQueue {
     let left = n + this.headOffset;
     while (left >= this.chunks[this.head]!.length) {
       left -= this.chunks[this.head]!.length;
+      this.release(this.chunks[this.head]!);
       this.chunks[this.head] = EMPTY;
       this.head++;
     }
@@ -78,6 +84,7 @@ export class ByteQueue {
 
   /** Drops everything. */
   clear(): void {
+    for (let i = this.head; i < this.chunks.length; i++) this.release(this.chunks[i]!);
     this.chunks = [];
     this.head = 0;
     this.headOffset = 0;

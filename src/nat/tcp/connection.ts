@@ -74,9 +74,13 @@ import { IpProtocol } from '../../wire/ipv4.js';
 import { TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
+import { SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
 import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, newSegmentFrame, offloadSegment, SYN_OPTIONS_LENGTH, TCP_AT, writeSynOptions } from './segment.js';
 import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
+
+/** Opens the host socket of a guest-initiated connection, reading through `onread`. */
+export type HostSocketOpener = (onread: net.OnReadOpts) => net.Socket;
 
 export type TcpState =
   | 'connecting'
@@ -94,6 +98,9 @@ export interface ConnectionHost {
   readonly link: GuestLink;
   readonly limits: Readonly<TcpLimits>;
   readonly counters: TcpCounters;
+  /** Blocks host sockets read into, and blocks guest bytes are staged in (block-pool.ts). */
+  readonly readBlocks: BlockPool;
+  readonly stagingBlocks: BlockPool;
   now(): number;
   /** Makes sure the connection's timer fires no later than `at`. */
   armTimer(connection: Connection, at: number): void;
@@ -129,12 +136,10 @@ const INITIAL_RTO_MS = 1000;
 const CLOCK_GRANULARITY_MS = 1;
 /** RFC 5681 §3.2: fast retransmit on the third duplicate ACK. */
 const DUPACK_THRESHOLD = 3;
-/** Staging buffer for guest → host bytes, allocated on demand. */
-const STAGING_SIZE = 256 * 1024;
 /**
  * First staging buffer of a connection: small (from Node's shared pool), then
- * doubling per allocation up to STAGING_SIZE while the guest keeps sending.
- * A request/response connection never costs 256 KiB.
+ * doubling per allocation up to a whole staging block while the guest keeps
+ * sending. A request/response connection never costs 256 KiB.
  */
 const STAGING_FIRST = 2048;
 /** A staging tail shorter than this is dropped rather than reused. */
@@ -179,7 +184,11 @@ export class Connection implements TimerItem {
   private sndWl2 = 0;
   private sndScale = 0;
   private sndMss = DEFAULT_MSS;
-  private readonly sendQueue = new ByteQueue();
+  private readonly sendQueue: ByteQueue;
+  /** The block the host socket reads into next (guest-initiated connections; see read-blocks.ts). */
+  private readBlock: Buffer | undefined;
+  /** `readBlock` went into the send queue: the next read needs a new one. */
+  private readBlockQueued = false;
   /** The host ended: a FIN follows the queued bytes. */
   private finQueued = false;
   private ourFinAcked = false;
@@ -225,6 +234,7 @@ export class Connection implements TimerItem {
   private synPacket: Uint8Array | undefined;
 
   private readonly pseudoBase: number;
+  readonly socket: net.Socket;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -232,9 +242,12 @@ export class Connection implements TimerItem {
     readonly guestPort: number,
     readonly remoteIp: number,
     readonly remotePort: number,
-    readonly socket: net.Socket,
+    /** A port forward's accepted socket, or how to open ours (then reads land in `readBlocks`). */
+    socket: net.Socket | HostSocketOpener,
     initialState: 'connecting' | 'synSent',
   ) {
+    this.sendQueue = new ByteQueue(host.readBlocks.give);
+    this.socket = typeof socket === 'function' ? socket({ buffer: this.nextReadBlock, callback: this.onHostRead }) : socket;
     this.key = guestIp * 65536 + guestPort;
     this.state = initialState;
     this.pseudoBase = pseudoHeaderSum(remoteIp, guestIp, IpProtocol.TCP, 0);
@@ -243,13 +256,15 @@ export class Connection implements TimerItem {
     this.ourMss = Math.max(MIN_MSS, Math.min(MAX_MSS, host.link.mtu - 40));
     this.lastActivity = host.now();
     // One set of listeners per connection; none per segment.
-    socket.allowHalfOpen = true;
-    if (initialState === 'connecting') socket.once('connect', () => this.onHostConnect());
-    socket.on('data', (chunk: Buffer) => this.onHostData(chunk));
-    socket.on('end', () => this.onHostEnd());
-    socket.on('drain', () => this.onHostDrain());
-    socket.on('error', (err: NodeJS.ErrnoException) => this.onHostError(err));
-    socket.on('close', () => this.onHostClose());
+    const hostSocket = this.socket;
+    hostSocket.allowHalfOpen = true;
+    if (initialState === 'connecting') hostSocket.once('connect', () => this.onHostConnect());
+    // Accepted sockets (no onread) deliver 'data'.
+    hostSocket.on('data', (chunk: Buffer) => this.onHostData(chunk));
+    hostSocket.on('end', () => this.onHostEnd());
+    hostSocket.on('drain', () => this.onHostDrain());
+    hostSocket.on('error', (err: NodeJS.ErrnoException) => this.onHostError(err));
+    hostSocket.on('close', () => this.onHostClose());
   }
 
   /** Starts a guest-initiated connection from its SYN; `synPacket` is a copy of the guest's IPv4 packet. */
@@ -670,7 +685,28 @@ export class Connection implements TimerItem {
     this.setRto(this.host.now() + this.rto);
   }
 
-  private onHostData(chunk: Buffer): void {
+  /** Node's `onread.buffer`: called once at the start and after every read. */
+  private readonly nextReadBlock = (): Buffer => {
+    let block = this.readBlock;
+    if (block === undefined || this.readBlockQueued) {
+      block = this.readBlock = this.host.readBlocks.take();
+      this.readBlockQueued = false;
+    }
+    return block;
+  };
+
+  /** Node's `onread.callback`: `length` bytes arrived in `block`. True: keep reading (pausing is `socket.pause()`'s job). */
+  private readonly onHostRead = (length: number, block: Uint8Array): boolean => {
+    if (length < SHORT_READ) {
+      this.onHostData(Buffer.from(block.subarray(0, length)));
+    } else {
+      this.readBlockQueued = true;
+      this.onHostData(block.subarray(0, length));
+    }
+    return true;
+  };
+
+  private onHostData(chunk: Uint8Array): void {
     if (this.state === 'closed' || this.state === 'timeWait') return;
     const now = this.host.now();
     this.lastActivity = now;
@@ -957,8 +993,9 @@ export class Connection implements TimerItem {
     if (this.staging.length - this.stagingUsed < data.length) {
       this.flushStaging();
       if (this.staging.length < data.length) {
-        this.staging = Buffer.allocUnsafe(Math.max(this.stagingNext, data.length));
-        this.stagingNext = Math.min(STAGING_SIZE, this.stagingNext * 2);
+        const size = Math.max(this.stagingNext, data.length);
+        this.staging = size === STAGING_BLOCK_SIZE ? this.host.stagingBlocks.take() : Buffer.allocUnsafe(size);
+        this.stagingNext = Math.min(STAGING_BLOCK_SIZE, this.stagingNext * 2);
       }
     }
     this.staging.set(data, this.stagingUsed);
@@ -970,9 +1007,13 @@ export class Connection implements TimerItem {
     const used = this.stagingUsed;
     if (used === 0) return;
     const out = this.staging.subarray(0, used);
-    this.staging = this.staging.length - used < STAGING_MIN_TAIL ? EMPTY : this.staging.subarray(used);
+    // The rest of the block is too short to use: this is its last piece, and once written the block is free.
+    const lastPiece = this.staging.length - used < STAGING_MIN_TAIL;
+    this.staging = lastPiece ? EMPTY : this.staging.subarray(used);
     this.stagingUsed = 0;
-    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.write(out);
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    if (lastPiece) this.socket.write(out, () => this.host.stagingBlocks.give(out));
+    else this.socket.write(out);
   }
 
   /**

@@ -34,6 +34,7 @@ import { IpProtocol, type Ipv4View } from '../../wire/ipv4.js';
 import { parseTcpOptions, TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { Connection, type ConnectionHost, type TcpState } from './connection.js';
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
+import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, newSegmentFrame } from './segment.js';
 import { seqAdd, seqGt } from './seq.js';
 import { TimerHeap } from './timer-heap.js';
@@ -47,7 +48,7 @@ export interface TcpNatOptions {
   /** Milliseconds; default `Date.now`. */
   clock?: Clock;
   /** Opens a host connection; default `net.connect` with half-open allowed and Nagle off. */
-  connect?: (host: string, port: number, localAddress?: string) => net.Socket;
+  connect?: (host: string, port: number, onread?: net.OnReadOpts) => net.Socket;
   /** Emits ICMP destination unreachable (`code`) quoting the guest's IPv4 packet. Without it the guest gets RST instead. */
   sendIcmpUnreachable?: (original: Uint8Array, code: number) => void;
   /** Overrides of `DEFAULT_TCP_LIMITS`. */
@@ -83,10 +84,8 @@ export interface TcpConnectionInfo {
   rto: number;
 }
 
-function defaultConnect(host: string, port: number, localAddress?: string): net.Socket {
-  const options: net.TcpNetConnectOpts = { host, port, allowHalfOpen: true, noDelay: true };
-  if (localAddress !== undefined) options.localAddress = localAddress;
-  return net.connect(options);
+function defaultConnect(host: string, port: number, onread?: net.OnReadOpts): net.Socket {
+  return net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread });
 }
 
 /** Largest delay `setTimeout` takes. */
@@ -95,6 +94,8 @@ const MAX_TIMEOUT_MS = 0x7fffffff;
 export class TcpNat implements ConnectionHost {
   readonly link: GuestLink;
   readonly limits: Readonly<TcpLimits>;
+  readonly readBlocks = new BlockPool(READ_BLOCK_SIZE, 128);
+  readonly stagingBlocks = new BlockPool(STAGING_BLOCK_SIZE, 32);
   readonly counters: TcpCounters = {
     opened: 0,
     closed: 0,
@@ -108,7 +109,7 @@ export class TcpNat implements ConnectionHost {
   };
 
   private readonly clock: Clock;
-  private readonly connectHost: (host: string, port: number, localAddress?: string) => net.Socket;
+  private readonly connectHost: (host: string, port: number, onread?: net.OnReadOpts) => net.Socket;
   private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
   private readonly verifyChecksum: boolean;
   readonly hostWasReset: (socket: net.Socket) => boolean;
@@ -363,8 +364,8 @@ export class TcpNat implements ConnectionHost {
     if (this.connecting >= this.limits.maxConnecting) return this.drop('tcp:connect-limit');
     const options = this.readOptions(tcp);
     if (options === undefined) return;
-    const socket = this.connectHost(hostAddress, remotePort);
-    const connection = new Connection(this, ip.source, tcp.sourcePort, remoteIp, remotePort, socket, 'connecting');
+    const open = (onread: net.OnReadOpts) => this.connectHost(hostAddress, remotePort, onread);
+    const connection = new Connection(this, ip.source, tcp.sourcePort, remoteIp, remotePort, open, 'connecting');
     this.insert(connection);
     this.connecting++;
     connection.startFromGuest(tcp, options, ip.bytes.slice(0, ip.totalLength));
