@@ -19,6 +19,23 @@ describe('ByteQueue', () => {
     assert.deepEqual([...again], [5, 6, 7, 8, 9]);
   });
 
+  it('releases each chunk once no byte of it is queued, on consume and on clear', () => {
+    const released: number[] = [];
+    const q = new ByteQueue((chunk) => released.push(chunk[0]!));
+    q.push(Uint8Array.of(1, 1));
+    q.push(Uint8Array.of(2, 2, 2));
+    q.push(Uint8Array.of(3));
+    q.consume(1);
+    assert.deepEqual(released, [], 'chunk 1 still has a byte queued');
+    q.consume(3);
+    assert.deepEqual(released, [1]);
+    q.consume(1);
+    assert.deepEqual(released, [1, 2]);
+    q.push(Uint8Array.of(4, 4));
+    q.clear();
+    assert.deepEqual(released, [1, 2, 3, 4]);
+  });
+
   it('matches a flat reference under random pushes, consumes and copies', () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant('push' as const), bytes: fc.uint8Array({ maxLength: 50 }) }),

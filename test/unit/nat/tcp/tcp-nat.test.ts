@@ -240,6 +240,7 @@ describe('TcpNat data', () => {
     assert.ok(maxInFlight <= 16384, `in flight ${maxInFlight} within the guest's window`);
     assert.ok(maxQueued <= 512 * 1024, `queued ${maxQueued} stays bounded`);
     assert.ok(link.sent.every((s) => s.payload.length <= 1460));
+    assert.ok(nat.readBlocks.freeCount > 0, 'read blocks acknowledged by the guest went back to the pool');
     c.end();
     await until(() => nat.flowCount === 0, 3000, 'the flow to go');
   });
