@@ -146,8 +146,12 @@ const DUPACK_THRESHOLD = 3;
  * sending. A request/response connection never costs 256 KiB.
  */
 const STAGING_FIRST = 2048;
-/** A staging tail shorter than this is dropped rather than reused. */
-const STAGING_MIN_TAIL = 4096;
+/**
+ * A staging tail that may not hold the next segment (up to 64 KiB) is not
+ * kept: the write of the piece before it is the buffer's last, so a staging
+ * block goes back to its pool when that write completes.
+ */
+const STAGING_MIN_TAIL = 0xffff;
 /** A host read this long probably has more behind it in the same I/O round. */
 const FULL_READ = 64 * 1024;
 /** Lower bound of the host → guest queue before the socket is paused. */
@@ -1028,7 +1032,7 @@ export class Connection implements TimerItem {
     const used = this.stagingUsed;
     if (used === 0) return;
     const out = this.staging.subarray(0, used);
-    // The rest of the block is too short to use: this is its last piece, and once written the block is free.
+    // The rest is too short to keep: this is the buffer's last piece, and once written a block is free.
     const lastPiece = this.staging.length - used < STAGING_MIN_TAIL;
     this.staging = lastPiece ? EMPTY : this.staging.subarray(used);
     this.stagingUsed = 0;
