@@ -16,10 +16,7 @@
  *   §3.10.7.1), a RST gets nothing.
  * - Batching: connections touched during a batch of guest frames are flushed
  *   once at its end (one microtask): staged guest bytes go to the host socket
- *   in one write and one ACK goes back — at once when two full segments or
- *   more wait for it, else after DELAYED_ACK_MS unless data toward the guest
- *   carries it first (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2). A
- *   request/response exchange then costs one frame to the guest, not two.
+ *   in one write and one ACK goes back.
  * - Time: one timer heap and one `setTimeout` per NAT, armed for the
  *   earliest deadline (timer-heap.ts). `runTimers` is public for fake clocks.
  * - Limits (limits.ts): `maxFlows` (a SYN beyond it gets RST), `maxConnecting`
@@ -91,9 +88,6 @@ function defaultConnect(host: string, port: number, onread?: net.OnReadOpts): ne
   return net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread });
 }
 
-/** How long a pure ACK waits for data to ride on (RFC 1122 §4.2.3.2: under 0.5 s; Linux waits 40 ms). */
-export const DELAYED_ACK_MS = 1;
-
 /** Largest delay `setTimeout` takes. */
 const MAX_TIMEOUT_MS = 0x7fffffff;
 
@@ -134,8 +128,6 @@ export class TcpNat implements ConnectionHost {
   private dirty: Connection[] = [];
   private spare: Connection[] = [];
   private flushQueued = false;
-  private delayedAcks: Connection[] = [];
-  private delayedAckTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(options: TcpNatOptions) {
@@ -260,8 +252,6 @@ export class TcpNat implements ConnectionHost {
     const all: Connection[] = [];
     for (const head of this.table.values()) for (let c: Connection | undefined = head; c !== undefined; c = c.next) all.push(c);
     for (const c of all) c.abort();
-    clearTimeout(this.delayedAckTimer);
-    this.delayedAcks = [];
     if (this.timeout !== undefined) clearTimeout(this.timeout);
     this.timeout = undefined;
     this.wakeAt = Infinity;
@@ -298,13 +288,6 @@ export class TcpNat implements ConnectionHost {
       this.flushQueued = true;
       queueMicrotask(this.flush);
     }
-  }
-
-  delayAck(connection: Connection): void {
-    if (connection.ackDelayed) return;
-    connection.ackDelayed = true;
-    this.delayedAcks.push(connection);
-    this.delayedAckTimer ??= setTimeout(this.sendDelayedAcks, DELAYED_ACK_MS);
   }
 
   deferTail(connection: Connection): void {
@@ -448,13 +431,6 @@ export class TcpNat implements ConnectionHost {
     this.timeout = undefined;
     this.wakeAt = Infinity;
     this.runTimers();
-  };
-
-  private readonly sendDelayedAcks = (): void => {
-    this.delayedAckTimer = undefined;
-    const list = this.delayedAcks;
-    this.delayedAcks = [];
-    for (const c of list) c.sendDelayedAck();
   };
 
   private readonly sendTails = (): void => {
