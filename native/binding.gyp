@@ -11,6 +11,7 @@
         "src/poller.c",
         "src/poller_write.c",
         "src/icmp.c",
+        "src/udp.c",
         "src/tcp_state.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],

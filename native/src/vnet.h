@@ -6,6 +6,7 @@
  * - poller.c      one uv_poll per fd: batched reads into a reused slab, one JS call per batch
  * - poller_write.c batched writes from a JS-filled slab or a list of frames
  * - icmp.c        ICMP echo sockets (ping or raw) for the NAT: open, sendto, batched receive
+ * - udp.c         UDP sockets for the NAT and port forwards: open, recvmmsg/sendmmsg in batches
  * - errors.c      errors with a stable code and errno text; argument helpers
  *
  * Everything runs on the JS thread; nothing here starts threads.
@@ -54,6 +55,7 @@ bool vnet_init_tap(napi_env env, napi_value exports);
 bool vnet_init_unix_dgram(napi_env env, napi_value exports);
 bool vnet_init_poller(napi_env env, napi_value exports);
 bool vnet_init_icmp(napi_env env, napi_value exports);
+bool vnet_init_udp(napi_env env, napi_value exports);
 bool vnet_init_tcp_state(napi_env env, napi_value exports);
 
 #endif

@@ -27,6 +27,7 @@ import { DnsProxy } from '../services/dns/proxy.js';
 import { readResolvConf } from '../services/dns/resolv-conf.js';
 import { wasReset } from '../transport/native.js';
 import { openNativeIcmpSocket } from '../transport/icmp-socket.js';
+import { openNativeUdpSockets } from '../transport/udp-socket.js';
 
 export interface NatLanConfig {
   /** `nat:VM/nicN` or `natnet:NAME`. */
@@ -108,7 +109,7 @@ export class NatLan {
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
       hostWasReset: (socket) => wasReset(socket as never),
     });
-    this.udp = new UdpNat({ link: this.gateway });
+    this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
     this.icmp = new IcmpEchoNat({ link: this.gateway, openSocket: (handlers) => openNativeIcmpSocket(handlers) });
     this.dhcp = config.dhcp
@@ -138,6 +139,7 @@ export class NatLan {
       tcp: this.tcp,
       gatewayIp: this.gatewayIp,
       defaultGuestIp: () => this.dhcp?.leases().find((l) => l.state === 'bound')?.ip ?? at(config.defaultGuestHost),
+      openUdpSockets: openNativeUdpSockets,
     });
   }
 

@@ -4,9 +4,11 @@
  *
  * - TCP: a listener per rule; each accepted socket goes to the TCP NAT, which
  *   opens the connection to the guest.
- * - UDP: a socket per rule; each client (address, port) is a mapping that the
- *   guest's replies find their way back through. Mappings idle for
- *   MAPPING_IDLE_MS go; at most MAX_UDP_MAPPINGS per rule.
+ * - UDP: a host socket per rule (src/transport/udp-socket.ts: batches both
+ *   ways, buffers shared by every rule); each client (address, port) is a
+ *   mapping that the guest's replies find their way back through. Mappings
+ *   idle for MAPPING_IDLE_MS go; at most MAX_UDP_MAPPINGS per rule (beyond:
+ *   dropped and counted).
  * - The guest sees the client's real address, except for clients on the
  *   host's loopback, which appear as the gateway (the guest cannot route
  *   127.0.0.0/8 back).
@@ -14,13 +16,21 @@
  *   listener cannot bind (port in use), everything it opened is closed again
  *   and the error says which port — no rule is half-applied.
  */
-import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import { VnetError } from '../errors.js';
 import { parseIpv4 } from '../wire/address.js';
 import type { Ipv4View } from '../wire/ipv4.js';
 import type { UdpView } from '../wire/udp.js';
-import { UDP_SOCKET_BUFFER, type NatLink } from './udp-nat.js';
+import {
+  maxUdpPayload,
+  sendUdpToGuest,
+  UDP_SOCKET_BUFFER,
+  type HostUdpBatch,
+  type HostUdpSocket,
+  type HostUdpSockets,
+  type NatLink,
+  type OpenHostUdpSockets,
+} from './udp-nat.js';
 
 /** A forward rule (the model's PortForward has this shape). Empty hostIp = 127.0.0.1; empty guestIp = the default guest. */
 export interface PortForward {
@@ -47,10 +57,16 @@ export interface PortForwarderOptions {
   gatewayIp: number;
   /** The guest address a rule with an empty guest IP forwards to. */
   defaultGuestIp: () => number;
+  /** Opens the host UDP sockets (the daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts). */
+  openUdpSockets: OpenHostUdpSockets;
 }
 
+/** A client of a UDP forward, where the guest's replies go. */
 interface UdpMapping {
-  client: RemoteInfo;
+  /** IPv4, or 0 for an IPv6 client (then `address6`). */
+  address: number;
+  port: number;
+  address6: Uint8Array | undefined;
   lastUsed: number;
 }
 
@@ -58,18 +74,24 @@ interface Listener {
   rule: PortForward;
   key: string;
   close(): void;
-  /** UDP only: client mappings by the guest-visible `ip:port`. */
-  mappings?: Map<string, UdpMapping>;
-  socket?: UdpSocket;
+  /** UDP only: client mappings by the guest-visible address and port (`mappingKey`). */
+  mappings?: Map<number, UdpMapping>;
+  socket?: HostUdpSocket;
 }
 
 const listenerKey = (r: PortForward): string => `${r.protocol}:${r.hostIp || '127.0.0.1'}:${r.hostPort}:${r.guestIp}:${r.guestPort}`;
+/** A UDP mapping's key: the address and port the guest sees the client as (48 bits: exact in a number). */
+const mappingKey = (address: number, port: number): number => (address >>> 0) * 0x10000 + port;
+const MAPPING_SWEEP_MS = 30_000;
 
 export class PortForwarder {
   readonly counters = { accepted: 0, udpToGuest: 0, udpToHost: 0 };
+  readonly drops: Record<string, number> = {};
   private listeners = new Map<string, Listener>();
   /** UDP rules among `listeners` (the guest-side fast path checks it). */
   private udpListeners = 0;
+  /** Opened with the first UDP rule. */
+  private udpSockets: HostUdpSockets | undefined;
 
   constructor(private readonly options: PortForwarderOptions) {}
 
@@ -103,13 +125,12 @@ export class PortForwarder {
   fromGuestUdp(ip: Ipv4View, udp: UdpView): boolean {
     // Every UDP datagram of every guest passes here: nothing to build without UDP forwards.
     if (this.udpListeners === 0) return false;
-    const visible = `${ip.destination}:${udp.destinationPort}`;
+    const visible = mappingKey(ip.destination, udp.destinationPort);
     for (const listener of this.listeners.values()) {
       const mapping = listener.mappings?.get(visible);
       if (!mapping || udp.sourcePort !== listener.rule.guestPort || ip.source !== this.guestIp(listener.rule)) continue;
       mapping.lastUsed = Date.now();
-      // Copy: the payload lives in the transport's reused buffer.
-      listener.socket!.send(Buffer.from(udp.payload), mapping.client.port, mapping.client.address);
+      listener.socket!.send(udp.payload, mapping.address, mapping.port, mapping.address6);
       this.counters.udpToHost++;
       return true;
     }
@@ -155,40 +176,69 @@ export class PortForwarder {
 
   private openUdp(rule: PortForward, key: string): Promise<Listener> {
     const host = rule.hostIp || '127.0.0.1';
-    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER });
-    const mappings = new Map<string, UdpMapping>();
+    const mappings = new Map<number, UdpMapping>();
+    let socket: HostUdpSocket;
+    try {
+      this.udpSockets ??= this.options.openUdpSockets(maxUdpPayload(this.options.link.mtu));
+      socket = this.udpSockets.open(
+        { bindAddress: host, bindPort: rule.hostPort, bufferBytes: UDP_SOCKET_BUFFER },
+        {
+          received: (batch) => this.fromHost(rule, mappings, batch),
+          // An unconnected socket hears of no ICMP errors; a broken one has nothing more to say.
+          error: () => {},
+          dropped: (reason, count) => this.drop(reason, count),
+        },
+      );
+    } catch (err) {
+      return Promise.reject(bindError(rule, err as Error));
+    }
     const sweeper = setInterval(() => {
       const now = Date.now();
       for (const [k, m] of mappings) if (now - m.lastUsed > MAPPING_IDLE_MS) mappings.delete(k);
-    }, 30_000).unref();
-    socket.on('message', (message, client) => {
-      const source = this.visibleSource(client.address);
-      const visible = `${source}:${client.port}`;
-      if (!mappings.has(visible) && mappings.size >= MAX_UDP_MAPPINGS) return;
-      mappings.set(visible, { client, lastUsed: Date.now() });
-      if (this.options.link.sendUdp(source, client.port, this.guestIp(rule), rule.guestPort, message)) this.counters.udpToGuest++;
-    });
-    return new Promise((resolve, reject) => {
-      socket.once('error', (err) => {
-        clearInterval(sweeper);
-        socket.close();
-        reject(bindError(rule, err));
-      });
-      socket.bind({ address: host, port: rule.hostPort, exclusive: true }, () => {
-        socket.removeAllListeners('error');
-        socket.on('error', () => {});
-        resolve({
-          rule,
-          key,
-          mappings,
-          socket,
-          close: () => {
-            clearInterval(sweeper);
-            socket.close();
-          },
-        });
-      });
-    });
+    }, MAPPING_SWEEP_MS).unref();
+    const close = (): void => {
+      clearInterval(sweeper);
+      socket.close();
+    };
+    return Promise.resolve({ rule, key, mappings, socket, close });
+  }
+
+  /** Datagrams from clients of a UDP rule: each (re)sets its client's mapping and goes to the guest. */
+  private fromHost(rule: PortForward, mappings: Map<number, UdpMapping>, batch: HostUdpBatch): void {
+    const guestIp = this.guestIp(rule);
+    const now = Date.now();
+    for (let i = 0; i < batch.count; i++) {
+      const address = batch.address(i);
+      const port = batch.port(i);
+      const source = this.visibleUdpSource(address);
+      const visible = mappingKey(source, port);
+      let mapping = mappings.get(visible);
+      if (!mapping) {
+        if (mappings.size >= MAX_UDP_MAPPINGS) {
+          this.drop('udp:forward-mappings-full');
+          continue;
+        }
+        mapping = { address, port, address6: undefined, lastUsed: now };
+        mappings.set(visible, mapping);
+      }
+      // Clients that look alike to the guest (two on loopback with one port) share a mapping: the latest wins.
+      mapping.address = address;
+      mapping.port = port;
+      mapping.address6 = address === 0 ? Uint8Array.from(batch.address6(i)) : undefined;
+      mapping.lastUsed = now;
+      if (sendUdpToGuest(this.options.link, batch.payload(i), source, port, guestIp, rule.guestPort)) this.counters.udpToGuest++;
+      else this.drop('udp:larger-than-mtu');
+    }
+  }
+
+  /** What a UDP client's address (0: IPv6) looks like to the guest. */
+  private visibleUdpSource(address: number): number {
+    const loopback = address >>> 24 === 127;
+    return address === 0 || loopback ? this.options.gatewayIp : address; // IPv6: the guest network is IPv4
+  }
+
+  private drop(reason: string, count = 1): void {
+    this.drops[reason] = (this.drops[reason] ?? 0) + count;
   }
 }
 

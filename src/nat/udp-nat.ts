@@ -1,37 +1,55 @@
 /**
  * UDP through the NAT: one host socket per guest flow.
  *
+ * Theory of operation
  * - A datagram from the guest to (dst, dport) opens a flow: a host UDP socket
  *   connected to the host-side address (dst, or 127.0.0.1 for the gateway when
  *   the host's loopback is reachable). Connected, so that an ICMP port
  *   unreachable from the host shows up as ECONNREFUSED and is mapped back to
  *   the guest as ICMP port unreachable (RFC 792) — at the price of
  *   endpoint-dependent mapping (RFC 4787 REQ-1 prefers independent; noted in
- *   docs/conformance.md).
- * - Replies come back with the guest-visible address as source.
+ *   docs/conformance.md). The socket opens and connects at once (the host
+ *   sockets are the native addon's, src/transport/udp-socket.ts); one that
+ *   cannot (no route, no fds) is counted as `udp:host-<errno>`.
+ * - toHost: the payload is copied into the sockets' shared send buffer; what
+ *   one JS turn collected for a flow leaves in one sendmmsg. What the kernel
+ *   does not take is dropped and counted, never queued.
+ * - toGuest: a flow's socket delivers a batch of datagrams in one call; each
+ *   becomes a frame built in place in front of its payload (HOST_UDP_HEADROOM),
+ *   with the UDP checksum left to the guest's NIC when the link takes
+ *   offloads, and goes to the link, which copies it. Replies come from the
+ *   address the guest sent to.
  * - Flows idle for IDLE_TIMEOUT_MS close (RFC 4787 REQ-5: at least 2 min);
  *   the table is bounded by `maxFlows`: beyond it, new flows are refused and
  *   counted.
  */
-import { createSocket, type Socket } from 'node:dgram';
 import { formatIpv4 } from '../wire/address.js';
+import { fold, pseudoHeaderSum } from '../wire/checksum.js';
 import { Icmpv4Type, Icmpv4UnreachableCode } from '../wire/icmpv4.js';
-import type { Ipv4View } from '../wire/ipv4.js';
-import { UDP_HEADER_LENGTH, type UdpView } from '../wire/udp.js';
-import type { Clock, GuestLink } from '../stack/guest-link.js';
+import { emitIpv4, IpProtocol, IPV4_HEADER_LENGTH, IPV4_MAX_HEADER_LENGTH, type Ipv4View } from '../wire/ipv4.js';
+import { emitUdp, UDP_HEADER_LENGTH, UdpView } from '../wire/udp.js';
+import { GsoType, VIRTIO_NET_HDR_F_NEEDS_CSUM, type FrameOffload } from '../wire/virtio-net.js';
+import { LINK_HEADROOM, type Clock, type GuestLink } from '../stack/guest-link.js';
 
 export const DEFAULT_MAX_UDP_FLOWS = 4096;
 /** RFC 4787 REQ-5: "MUST NOT expire in less than two minutes"; 5 min is its recommendation. */
 export const IDLE_TIMEOUT_MS = 5 * 60_000;
 /**
  * Kernel buffer of each flow's socket, both ways (a ceiling, not an
- * allocation; capped by net.core.rmem_max/wmem_max). The default ~200 KiB
- * overflows within 2 ms of a 1 Gbit/s stream while JS is busy elsewhere.
+ * allocation). The default ~200 KiB overflows within 2 ms of a 1 Gbit/s
+ * stream while JS is busy elsewhere.
  */
 export const UDP_SOCKET_BUFFER = 1 << 20;
-/** Datagrams held while a flow's socket connects. */
-const MAX_QUEUED_PER_FLOW = 32;
+/** Largest UDP payload in an IPv4 packet (65535 − 20 − 8). */
+export const MAX_UDP_PAYLOAD = 65507;
+/** Bytes in front of every payload a host socket delivers, free for the frame's headers (Ethernet, IPv4, UDP). */
+export const HOST_UDP_HEADROOM = LINK_HEADROOM + IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH;
 const SWEEP_INTERVAL_MS = 10_000;
+/** TTL of the datagrams we send to guests (the gateway's). */
+const TTL = 64;
+const UDP_AT = LINK_HEADROOM + IPV4_HEADER_LENGTH;
+/** Where the checksum sits in a UDP header (RFC 768). */
+const UDP_CHECKSUM_OFFSET = 6;
 
 /** What the NAT needs of the gateway besides the link. */
 export interface NatLink extends GuestLink {
@@ -41,6 +59,119 @@ export interface NatLink extends GuestLink {
   nextIdentification(): number;
 }
 
+/** Where a host UDP socket is bound and connected; addresses are IP literals. */
+export interface HostUdpSocketOptions {
+  /** Absent: any address, an ephemeral port. */
+  bindAddress?: string;
+  bindPort?: number;
+  /** Absent: unconnected (every send names its destination). */
+  connectAddress?: string;
+  connectPort?: number;
+  /** Kernel buffer both ways. */
+  bufferBytes?: number;
+}
+
+/** Datagrams a host socket received, valid only during the `received` call. */
+export interface HostUdpBatch {
+  /** Datagrams in the batch; drops to 0 if the socket is closed during the call. */
+  readonly count: number;
+  /** Datagram i's bytes, with HOST_UDP_HEADROOM bytes in front of them that the handler may overwrite. */
+  payload(i: number): Uint8Array;
+  /** Its source: IPv4 (an IPv4-mapped IPv6 peer included), or 0 for an IPv6 peer. */
+  address(i: number): number;
+  port(i: number): number;
+  /** The 16 bytes of an IPv6 peer's address (IPv6 sockets only). */
+  address6(i: number): Uint8Array;
+}
+
+/** What a host UDP socket reports. */
+export interface HostUdpHandlers {
+  received(batch: HostUdpBatch): void;
+  /**
+   * The host refused what the socket sent (ECONNREFUSED: an ICMP port
+   * unreachable; other ICMP errors as their errno name) or, when `fatal`, the
+   * socket broke and is closed.
+   */
+  error(code: string, fatal: boolean): void;
+  /** `count` datagrams were lost for `reason` (`udp:larger-than-mtu`, `udp:send-would-block`, …). */
+  dropped(reason: string, count: number): void;
+}
+
+/** A host UDP socket, as the NAT and the forwards use it. */
+export interface HostUdpSocket {
+  /** The local port. */
+  readonly port: number;
+  /**
+   * Sends a copy of `payload` to the connected peer (no address) or to
+   * `address`:`port` (`address6`: an IPv6 peer). Datagrams of one JS turn
+   * leave together, after the turn.
+   */
+  send(payload: Uint8Array, address?: number, port?: number, address6?: Uint8Array): void;
+  /** Idempotent; no handler runs after it. */
+  close(): void;
+}
+
+/** Host UDP sockets that share buffers for datagrams of up to `maxPayload` bytes. */
+export interface HostUdpSockets {
+  /** Opens, binds and connects a socket; throws an Error whose `code` is the errno name (EADDRINUSE). */
+  open(options: HostUdpSocketOptions, handlers: HostUdpHandlers): HostUdpSocket;
+}
+
+/** The daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts. */
+export type OpenHostUdpSockets = (maxPayload: number) => HostUdpSockets;
+
+/** The largest payload a guest link of `mtu` carries in one datagram. */
+export const maxUdpPayload = (mtu: number): number => Math.max(1, Math.min(MAX_UDP_PAYLOAD, mtu - IPV4_HEADER_LENGTH - UDP_HEADER_LENGTH));
+
+/**
+ * Sends `payload`, which has HOST_UDP_HEADROOM writable bytes in front of it
+ * (a host socket's batch), to a guest as a UDP datagram from
+ * `source`:`sourcePort`: the frame is built in place. With an offloading link
+ * only the pseudo-header part of the checksum is written (NEEDS_CSUM); the
+ * guest's NIC, or the software fallback for guests without offloads, finishes
+ * it. False (nothing sent) when it is larger than the link's MTU.
+ */
+export function sendUdpToGuest(
+  link: NatLink,
+  payload: Uint8Array,
+  source: number,
+  sourcePort: number,
+  destination: number,
+  destinationPort: number,
+): boolean {
+  const udpLength = UDP_HEADER_LENGTH + payload.length;
+  if (IPV4_HEADER_LENGTH + udpLength > link.mtu) return false;
+  const frame = new Uint8Array(payload.buffer, payload.byteOffset - HOST_UDP_HEADROOM, HOST_UDP_HEADROOM + payload.length);
+  emitIpv4(
+    { source, destination, protocol: IpProtocol.UDP, ttl: TTL, payloadLength: udpLength, identification: link.nextIdentification() },
+    frame,
+    LINK_HEADROOM,
+  );
+  if (!link.offload) {
+    emitUdp({ sourcePort, destinationPort, payload }, frame, UDP_AT, { source, destination });
+    link.sendIpv4(frame, destination);
+    return true;
+  }
+  const udp = new UdpView(frame.subarray(UDP_AT));
+  udp.sourcePort = sourcePort;
+  udp.destinationPort = destinationPort;
+  udp.length = udpLength;
+  // The partial checksum: the pseudo-header sum, not complemented (as Linux's CHECKSUM_PARTIAL).
+  udp.checksum = ~fold(pseudoHeaderSum(source, destination, IpProtocol.UDP, udpLength)) & 0xffff;
+  link.sendIpv4(frame, destination, UDP_OFFLOAD);
+  return true;
+}
+
+/** The offload of every datagram `sendUdpToGuest` builds: never changed, so shared. */
+const UDP_OFFLOAD: Readonly<FrameOffload> = {
+  flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  gsoType: GsoType.None,
+  hdrLen: UDP_AT + UDP_HEADER_LENGTH,
+  gsoSize: 0,
+  csumStart: UDP_AT,
+  csumOffset: UDP_CHECKSUM_OFFSET,
+};
+
 interface Flow {
   key: string;
   guestIp: number;
@@ -48,16 +179,17 @@ interface Flow {
   /** Address and port the guest sent to, and sees replies from. */
   remoteIp: number;
   remotePort: number;
-  socket: Socket;
-  connected: boolean;
-  queue: Buffer[];
+  socket: HostUdpSocket;
   lastUsed: number;
-  /** The start of the guest's latest datagram, quoted in ICMP errors. */
+  /** The start (IPv4 and UDP headers) of the guest's latest datagram, quoted in ICMP errors. */
   lastHeader: Uint8Array;
+  lastHeaderLength: number;
 }
 
 export interface UdpNatOptions {
   link: NatLink;
+  /** Opens the host sockets (the daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts). */
+  openSockets: OpenHostUdpSockets;
   clock?: Clock;
   maxFlows?: number;
 }
@@ -69,6 +201,8 @@ export class UdpNat {
   private readonly clock: Clock;
   private readonly maxFlows: number;
   private readonly sweeper: NodeJS.Timeout;
+  /** Opened with the first flow. */
+  private sockets: HostUdpSockets | undefined;
 
   constructor(private readonly options: UdpNatOptions) {
     this.clock = options.clock ?? Date.now;
@@ -90,21 +224,32 @@ export class UdpNat {
     if (!flow) {
       if (this.flows.size >= this.maxFlows) return this.drop('udp:flow-table-full');
       flow = this.open(key, ip, udp, hostAddress ?? formatIpv4(ip.destination));
+      if (!flow) return;
     }
     flow.lastUsed = this.clock();
-    flow.lastHeader = ip.bytes.slice(0, ip.headerLength + UDP_HEADER_LENGTH);
-    // The payload lives in the transport's buffer, reused after this call: copy it once.
-    const payload = Buffer.from(udp.payload);
-    if (!flow.connected) {
-      if (flow.queue.length >= MAX_QUEUED_PER_FLOW) return this.drop('udp:connect-queue-full');
-      flow.queue.push(payload);
-      return;
-    }
-    this.sendToHost(flow, payload);
+    const headerLength = ip.headerLength + UDP_HEADER_LENGTH;
+    flow.lastHeader.set(ip.bytes.subarray(0, headerLength));
+    flow.lastHeaderLength = headerLength;
+    this.counters.datagramsToHost++;
+    flow.socket.send(udp.payload);
   }
 
-  private open(key: string, ip: Ipv4View, udp: UdpView, hostAddress: string): Flow {
-    const socket = createSocket({ type: 'udp4', recvBufferSize: UDP_SOCKET_BUFFER, sendBufferSize: UDP_SOCKET_BUFFER });
+  private open(key: string, ip: Ipv4View, udp: UdpView, hostAddress: string): Flow | undefined {
+    let socket: HostUdpSocket;
+    try {
+      this.sockets ??= this.options.openSockets(maxUdpPayload(this.options.link.mtu));
+      socket = this.sockets.open(
+        { connectAddress: hostAddress, connectPort: udp.destinationPort, bufferBytes: UDP_SOCKET_BUFFER },
+        {
+          received: (batch) => this.toGuest(flow, batch),
+          error: (code, fatal) => this.hostError(flow, code, fatal),
+          dropped: (reason, count) => this.drop(reason, count),
+        },
+      );
+    } catch (err) {
+      this.drop(`udp:host-${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      return undefined;
+    }
     const flow: Flow = {
       key,
       guestIp: ip.source,
@@ -112,40 +257,35 @@ export class UdpNat {
       remoteIp: ip.destination,
       remotePort: udp.destinationPort,
       socket,
-      connected: false,
-      queue: [],
       lastUsed: this.clock(),
-      lastHeader: new Uint8Array(0),
+      lastHeader: new Uint8Array(IPV4_MAX_HEADER_LENGTH + UDP_HEADER_LENGTH),
+      lastHeaderLength: 0,
     };
     this.flows.set(key, flow);
     this.counters.opened++;
-    socket.on('message', (message) => this.toGuest(flow, message));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNREFUSED') {
-        this.counters.refused++;
-        if (flow.lastHeader.length) this.options.link.sendIcmpError(flow.lastHeader, Icmpv4Type.DestinationUnreachable, Icmpv4UnreachableCode.PortUnreachable, flow.remoteIp);
-        return;
-      }
-      this.drop(`udp:host-${err.code ?? 'error'}`);
-      this.close(flow);
-    });
-    socket.connect(flow.remotePort, hostAddress, () => {
-      flow.connected = true;
-      for (const payload of flow.queue.splice(0)) this.sendToHost(flow, payload);
-    });
     return flow;
   }
 
-  private sendToHost(flow: Flow, payload: Buffer): void {
-    this.counters.datagramsToHost++;
-    flow.socket.send(payload, (err) => {
-      if (err && (err as NodeJS.ErrnoException).code !== 'ECONNREFUSED') this.drop('udp:send-failed');
-    });
+  private toGuest(flow: Flow, batch: HostUdpBatch): void {
+    flow.lastUsed = this.clock();
+    const link = this.options.link;
+    for (let i = 0; i < batch.count; i++) {
+      if (sendUdpToGuest(link, batch.payload(i), flow.remoteIp, flow.remotePort, flow.guestIp, flow.guestPort)) this.counters.datagramsToGuest++;
+      else this.drop('udp:larger-than-mtu');
+    }
   }
 
-  private toGuest(flow: Flow, message: Buffer): void {
-    flow.lastUsed = this.clock();
-    if (this.options.link.sendUdp(flow.remoteIp, flow.remotePort, flow.guestIp, flow.guestPort, message)) this.counters.datagramsToGuest++;
+  private hostError(flow: Flow, code: string, fatal: boolean): void {
+    if (code === 'ECONNREFUSED' && !fatal) {
+      this.counters.refused++;
+      if (flow.lastHeaderLength > 0) {
+        const quoted = flow.lastHeader.subarray(0, flow.lastHeaderLength);
+        this.options.link.sendIcmpError(quoted, Icmpv4Type.DestinationUnreachable, Icmpv4UnreachableCode.PortUnreachable, flow.remoteIp);
+      }
+      return;
+    }
+    this.drop(`udp:host-${code}`);
+    this.close(flow);
   }
 
   /** Close every flow of the guest at `guestIp` (it left the network). */
@@ -165,8 +305,8 @@ export class UdpNat {
     flow.socket.close();
   }
 
-  private drop(reason: string): void {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
+  private drop(reason: string, count = 1): void {
+    this.drops[reason] = (this.drops[reason] ?? 0) + count;
   }
 
   stats() {

@@ -118,6 +118,81 @@ export interface NativeIcmpReceiverConstructor {
   new (fd: number, raw: boolean, onPackets: (count: number) => void, onError: (message: string) => void): NativeIcmpReceiver;
 }
 
+/** Options of `openUdpSocket`; addresses are IPv4 or IPv6 literals. */
+export interface OpenUdpSocketOptions {
+  /** Absent: any address of the connect address's family (and an ephemeral port when connecting). */
+  bindAddress?: string | null;
+  bindPort?: number;
+  connectAddress?: string | null;
+  connectPort?: number;
+  /** SO_RCVBUF and SO_SNDBUF (forced past net.core.*mem_max where allowed); 0: the kernel's default. */
+  bufferBytes?: number;
+}
+
+/** What `openUdpSocket` returns: a non-blocking UDP socket and its local port. */
+export interface OpenedUdpSocket {
+  fd: number;
+  port: number;
+}
+
+/**
+ * The buffers every `UdpSocket` of one NAT (or forwarder) shares
+ * (native/src/udp.c). Entries of `rxMeta` and `txMeta` are
+ * `[offset, length, address, port]` (UDP_META_SLOTS) describing a payload in
+ * `rxSlab` / `txSlab`; each payload has UDP_HEADROOM bytes before it, whose
+ * first 16 hold an IPv6 peer's address (address 0). A txMeta port of 0 sends
+ * to the connected peer. `rxSlab` is valid only during `onDatagrams`.
+ * `status` is `[failed, errno]` of the last `send`.
+ */
+export interface NativeUdpBuffers {
+  readonly rxSlab: ArrayBuffer;
+  readonly rxMeta: Uint32Array;
+  readonly txSlab: ArrayBuffer;
+  readonly txMeta: Uint32Array;
+  readonly status: Uint32Array;
+}
+
+/** `new UdpBuffers(slotSize)`: room for received datagrams of up to `slotSize` bytes (longer ones are dropped). */
+export interface NativeUdpBuffersConstructor {
+  new (slotSize: number): NativeUdpBuffers;
+}
+
+/** Bytes before every payload of NativeUdpBuffers' slabs. */
+export const UDP_HEADROOM = 64;
+/** Slots per entry of `rxMeta` and `txMeta`. */
+export const UDP_META_SLOTS = 4;
+/** Slots of `NativeUdpBuffers.status`. */
+export const UDP_SEND_STATUS = { failed: 0, errno: 1 } as const;
+
+/** A UDP socket read with recvmmsg and written with sendmmsg, in batches. */
+export interface NativeUdpSocket {
+  /** Begin reading. */
+  start(): void;
+  /**
+   * Sends txMeta entries `[start, start + count)`; returns how many were
+   * consumed (sent, or refused and counted in `status`) before EAGAIN.
+   */
+  send(start: number, count: number): number;
+  /** Stops reading and closes the fd. Idempotent; no callback runs after it. */
+  close(): void;
+}
+
+/** `new UdpSocket(fd, buffers, onDatagrams, onError)`. */
+export interface NativeUdpSocketConstructor {
+  /**
+   * Takes over `fd` when it returns; if it throws, the fd is still the
+   * caller's. `onDatagrams(count, truncated)`: rxMeta entries 0..count-1, and
+   * how many datagrams were longer than a slot and dropped. `onError(code,
+   * fatal)`: an errno name; fatal means the socket is closed after the call.
+   */
+  new (
+    fd: number,
+    buffers: NativeUdpBuffers,
+    onDatagrams: (count: number, truncated: number) => void,
+    onError: (code: string, fatal: boolean) => void,
+  ): NativeUdpSocket;
+}
+
 /** The functions and class native/src exports. */
 export interface NativeAddon {
   /** Opens (creating if needed) TAP `ifname` inside the netns at `netnsPath` (null: the current one). */
@@ -135,6 +210,10 @@ export interface NativeAddon {
   /** sendto(fd, message, address); returns bytes sent. Throws VNET_ERR_ICMP with `errno` (EAGAIN included). */
   icmpSendTo(fd: number, message: Uint8Array, address: number): number;
   IcmpReceiver: NativeIcmpReceiverConstructor;
+  /** A UDP socket: bound, connected, buffers set. Throws an Error whose `code` is the errno name (EADDRINUSE). */
+  openUdpSocket(options: OpenUdpSocketOptions): OpenedUdpSocket;
+  UdpBuffers: NativeUdpBuffersConstructor;
+  UdpSocket: NativeUdpSocketConstructor;
   /** The kernel's TCP state of a socket fd (TCP_INFO tcpi_state: 7 = CLOSE, 8 = CLOSE_WAIT, …). */
   tcpState(fd: number): number;
 }
