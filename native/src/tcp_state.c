@@ -1,4 +1,6 @@
 /*
+ * Host TCP sockets of the NAT.
+ *
  * tcpState(fd): the kernel's TCP state of a socket (TCP_INFO's tcpi_state).
  *
  * Why: when a peer's RST arrives while received data is still queued, Linux
@@ -9,6 +11,7 @@
 #include "vnet.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -32,6 +35,34 @@ static napi_value tcp_state(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * dupFd(fd): a second descriptor (close-on-exec) for the same socket.
+ *
+ * Why: Node's net.Server hands over accepted sockets already wrapped, and
+ * only a socket made with `new net.Socket({ fd, onread })` reads into buffers
+ * of ours (src/nat/tcp/block-pool.ts). The port forwarder takes a duplicate
+ * for the new wrapper, then closes the server's wrapper; the connection
+ * stays open through the duplicate.
+ */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      !vnet_arg_int32(env, argv[0], "fd", &fd)) {
+    return NULL;
+  }
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) {
+    vnet_throw_errno(env, "VNET_ERR_DUP", errno, "fcntl(F_DUPFD_CLOEXEC)");
+    return NULL;
+  }
+  napi_value result;
+  napi_create_int32(env, copy, &result);
+  return result;
+}
+
 bool vnet_init_tcp_state(napi_env env, napi_value exports) {
-  return vnet_export_function(env, exports, "tcpState", tcp_state);
+  return vnet_export_function(env, exports, "tcpState", tcp_state) &&
+         vnet_export_function(env, exports, "dupFd", dup_fd);
 }

@@ -4,6 +4,7 @@
  * first use, so code that never opens a TAP runs without the addon built.
  */
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -216,6 +217,8 @@ export interface NativeAddon {
   UdpSocket: NativeUdpSocketConstructor;
   /** The kernel's TCP state of a socket fd (TCP_INFO tcpi_state: 7 = CLOSE, 8 = CLOSE_WAIT, …). */
   tcpState(fd: number): number;
+  /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same socket. Throws VNET_ERR_DUP. */
+  dupFd(fd: number): number;
 }
 
 /** Linux's TCP_CLOSE: what a socket is in after the peer reset it. */
@@ -234,6 +237,27 @@ export function wasReset(socket: { _handle?: { fd?: number } }): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The same connection as `socket` (an accepted one, not yet read from) in a
+ * new `net.Socket` that reads through `onread`; the old wrapper is closed,
+ * the connection stays open through a duplicate fd. Node's net.Server offers
+ * no `onread` for what it accepts. When it cannot, `socket` as it is.
+ */
+export function rewrapWithOnread(socket: net.Socket, onread: net.OnReadOpts): net.Socket {
+  const fd = (socket as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0 || socket.readableLength > 0) return socket;
+  let copy: number;
+  try {
+    copy = nativeAddon().dupFd(fd);
+  } catch {
+    return socket;
+  }
+  socket.destroy();
+  // The constructor takes `onread` as net.connect does; @types/node lists it only for connect.
+  const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = { fd: copy, allowHalfOpen: true, readable: true, writable: true, onread };
+  return new net.Socket(options);
 }
 
 /** The addon is not built; `npm ci` (or `npm run install`) builds it. */

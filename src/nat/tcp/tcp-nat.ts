@@ -57,6 +57,12 @@ export interface TcpNatOptions {
   verifyChecksum?: boolean;
   /** Tells a reset host socket from one closed with a FIN, where the platform can (default: never). */
   hostWasReset?: (socket: net.Socket) => boolean;
+  /**
+   * Re-wraps a port forward's accepted socket so that it reads through
+   * `onread` into the NAT's read blocks, as our own connects do; it may
+   * return the socket as it is. Default: as it is ('data' events).
+   */
+  rewrapAccepted?: (socket: net.Socket, onread: net.OnReadOpts) => net.Socket;
 }
 
 export interface TcpNatStats extends Omit<TcpCounters, 'drops'> {
@@ -113,6 +119,7 @@ export class TcpNat implements ConnectionHost {
   private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
   private readonly verifyChecksum: boolean;
   readonly hostWasReset: (socket: net.Socket) => boolean;
+  private readonly rewrapAccepted: TcpNatOptions['rewrapAccepted'];
 
   private readonly table = new Map<number, Connection>();
   private count = 0;
@@ -136,6 +143,7 @@ export class TcpNat implements ConnectionHost {
     this.connectHost = options.connect ?? defaultConnect;
     this.sendIcmp = options.sendIcmpUnreachable;
     this.hostWasReset = options.hostWasReset ?? (() => false);
+    this.rewrapAccepted = options.rewrapAccepted;
     this.limits = { ...DEFAULT_TCP_LIMITS, ...options.limits };
     this.verifyChecksum = options.verifyChecksum ?? true;
   }
@@ -209,7 +217,9 @@ export class TcpNat implements ConnectionHost {
       socket.destroy();
       return;
     }
-    const connection = new Connection(this, guestIp >>> 0, guestPort, sourceIp >>> 0, sourcePort, socket, 'synSent');
+    const rewrap = this.rewrapAccepted;
+    const hostSocket = rewrap ? (onread: net.OnReadOpts) => rewrap(socket, onread) : socket;
+    const connection = new Connection(this, guestIp >>> 0, guestPort, sourceIp >>> 0, sourcePort, hostSocket, 'synSent');
     this.insert(connection);
     connection.startForward();
   }

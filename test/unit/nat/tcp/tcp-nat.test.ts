@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
 import { TcpFlags } from '../../../../src/wire/tcp.js';
-import { wasReset } from '../../../../src/transport/native.js';
+import { rewrapWithOnread, wasReset } from '../../../../src/transport/native.js';
 import {
   FakeGuest,
   FakeLink,
@@ -513,8 +513,8 @@ describe('TcpNat closing', () => {
 });
 
 describe('TcpNat port forward', () => {
-  async function forwardRig(): Promise<Rig & { client: net.Socket; clientPort: number }> {
-    const r = rig();
+  async function forwardRig(options: Partial<TcpNatOptions> = {}): Promise<Rig & { client: net.Socket; clientPort: number }> {
+    const r = rig(options);
     const listener = await server((s) => r.nat.forward(s, GUEST_IP, 8080, GATEWAY_IP, s.remotePort!));
     const client = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
     client.on('error', () => {});
@@ -543,6 +543,25 @@ describe('TcpNat port forward', () => {
     c.write(Buffer.from('200 OK'));
     await until(() => reply === '200 OK');
     assert.equal(nat.stats().states.established, 1);
+  });
+
+  it('re-wraps the accepted socket so that it reads into the NAT\'s blocks', async () => {
+    const { guest, client, clientPort, nat } = await forwardRig({ rewrapAccepted: rewrapWithOnread });
+    const syn = await guest.next((s) => has(s, TcpFlags.SYN));
+    const payload = randomBytes(1 << 20);
+    client.write(payload);
+    const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
+    c.accept(syn);
+    await until(() => c.receivedBytes === payload.length, 10_000, 'the upload');
+    assert.equal(sha256(c.receivedData), sha256(payload));
+    assert.ok(nat.readBlocks.freeCount > 0, 'reads went through the pool');
+    let reply = '';
+    client.on('data', (d: Buffer) => (reply += d.toString()));
+    c.write(Buffer.from('thanks'));
+    c.end();
+    await until(() => reply === 'thanks' && c.finReceived === false);
+    client.end();
+    await until(() => c.finReceived, 2000, 'the client FIN');
   });
 
   it('resets the host client when the guest refuses', async () => {
