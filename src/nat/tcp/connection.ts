@@ -10,15 +10,18 @@
  *   so a closed port is refused with RST, an unreachable one with ICMP. A port
  *   forward hands us an accepted host socket: we send the SYN (`synSent`) and
  *   keep the socket paused until the guest's SYN-ACK.
- * - Host → guest. Socket chunks are queued as read (`ByteQueue`, no copy) and
- *   cut into segments of at most the guest's MSS, up to the guest's window;
+ * - Host → guest. The socket reads into blocks of the NAT's pool (Node's
+ *   `onread`, block-pool.ts); chunks are queued as read (`ByteQueue`, no
+ *   copy; short reads are copied out so they do not pin a block) and cut into
+ *   segments of at most the guest's MSS, up to the guest's window;
  *   each segment is built straight into its frame (the one copy). After a
  *   full 64 KiB read a sub-MSS tail waits for the rest of the I/O round
  *   (setImmediate) so large MTUs don't emit a runt per read. Chunks stay
  *   queued until acknowledged, for retransmission. When the queue reaches
  *   twice the guest's window (within `[128 KiB, limits.sendBuffer]`) the
  *   socket is paused; an ACK that drains it resumes the socket.
- * - Guest → host. In-order payload is copied once into a staging buffer and
+ * - Guest → host. In-order payload is copied once into a staging buffer (a
+ *   pooled block once the connection moves bulk data) and
  *   written to the socket at the end of the batch (one write per batch, not
  *   per segment), or sooner when it fills. The window we advertise is what is
  *   left of `limits.receiveBuffer` after the socket's unsent bytes: it shrinks
@@ -191,7 +194,7 @@ export class Connection implements TimerItem {
   private sndScale = 0;
   private sndMss = DEFAULT_MSS;
   private readonly sendQueue: ByteQueue;
-  /** The block the host socket reads into next (guest-initiated connections; see read-blocks.ts). */
+  /** The block the host socket reads into next (our own connects and re-wrapped accepted sockets; see block-pool.ts). */
   private readBlock: Buffer | undefined;
   /** `readBlock` went into the send queue: the next read needs a new one. */
   private readBlockQueued = false;
