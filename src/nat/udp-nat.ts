@@ -173,7 +173,10 @@ const UDP_OFFLOAD: Readonly<FrameOffload> = {
 };
 
 interface Flow {
-  key: string;
+  /** Guest ip·65536 + guest port: the table key. */
+  key: number;
+  /** Next flow from the same guest address and port (to another destination). */
+  next: Flow | undefined;
   guestIp: number;
   guestPort: number;
   /** Address and port the guest sent to, and sees replies from. */
@@ -197,7 +200,9 @@ export interface UdpNatOptions {
 export class UdpNat {
   readonly counters = { opened: 0, closed: 0, datagramsToHost: 0, datagramsToGuest: 0, refused: 0 };
   readonly drops: Record<string, number> = {};
-  private readonly flows = new Map<string, Flow>();
+  /** Flows by guest endpoint (a number: no string built per datagram), chained by destination. */
+  private readonly flows = new Map<number, Flow>();
+  private count = 0;
   private readonly clock: Clock;
   private readonly maxFlows: number;
   private readonly sweeper: NodeJS.Timeout;
@@ -211,7 +216,7 @@ export class UdpNat {
   }
 
   get flowCount(): number {
-    return this.flows.size;
+    return this.count;
   }
 
   /**
@@ -219,11 +224,14 @@ export class UdpNat {
    * it really goes (absent: its own destination, formatted only for a new flow).
    */
   fromGuest(ip: Ipv4View, udp: UdpView, hostAddress?: string): void {
-    const key = `${ip.source}:${udp.sourcePort}>${ip.destination}:${udp.destinationPort}`;
+    const key = ip.source * 65536 + udp.sourcePort;
+    const remoteIp = ip.destination;
+    const remotePort = udp.destinationPort;
     let flow = this.flows.get(key);
+    while (flow !== undefined && (flow.remoteIp !== remoteIp || flow.remotePort !== remotePort)) flow = flow.next;
     if (!flow) {
-      if (this.flows.size >= this.maxFlows) return this.drop('udp:flow-table-full');
-      flow = this.open(key, ip, udp, hostAddress ?? formatIpv4(ip.destination));
+      if (this.count >= this.maxFlows) return this.drop('udp:flow-table-full');
+      flow = this.open(key, ip, udp, hostAddress ?? formatIpv4(remoteIp));
       if (!flow) return;
     }
     flow.lastUsed = this.clock();
@@ -234,7 +242,7 @@ export class UdpNat {
     flow.socket.send(udp.payload);
   }
 
-  private open(key: string, ip: Ipv4View, udp: UdpView, hostAddress: string): Flow | undefined {
+  private open(key: number, ip: Ipv4View, udp: UdpView, hostAddress: string): Flow | undefined {
     let socket: HostUdpSocket;
     try {
       this.sockets ??= this.options.openSockets(maxUdpPayload(this.options.link.mtu));
@@ -252,6 +260,7 @@ export class UdpNat {
     }
     const flow: Flow = {
       key,
+      next: this.flows.get(key),
       guestIp: ip.source,
       guestPort: udp.sourcePort,
       remoteIp: ip.destination,
@@ -262,6 +271,7 @@ export class UdpNat {
       lastHeaderLength: 0,
     };
     this.flows.set(key, flow);
+    this.count++;
     this.counters.opened++;
     return flow;
   }
@@ -290,19 +300,36 @@ export class UdpNat {
 
   /** Close every flow of the guest at `guestIp` (it left the network). */
   closeGuest(guestIp: number): void {
-    for (const flow of [...this.flows.values()]) if (flow.guestIp === guestIp >>> 0) this.close(flow);
+    for (const flow of this.allFlows()) if (flow.guestIp === guestIp >>> 0) this.close(flow);
   }
 
   /** Close flows idle for longer than IDLE_TIMEOUT_MS. */
   sweep(now = this.clock()): void {
-    for (const flow of this.flows.values()) if (now - flow.lastUsed > IDLE_TIMEOUT_MS) this.close(flow);
+    for (const flow of this.allFlows()) if (now - flow.lastUsed > IDLE_TIMEOUT_MS) this.close(flow);
   }
 
   private close(flow: Flow): void {
-    if (this.flows.get(flow.key) !== flow) return;
-    this.flows.delete(flow.key);
+    const head = this.flows.get(flow.key);
+    if (head === flow) {
+      if (flow.next === undefined) this.flows.delete(flow.key);
+      else this.flows.set(flow.key, flow.next);
+    } else {
+      let before = head;
+      while (before !== undefined && before.next !== flow) before = before.next;
+      if (before === undefined) return; // closed already
+      before.next = flow.next;
+    }
+    flow.next = undefined;
+    this.count--;
     this.counters.closed++;
     flow.socket.close();
+  }
+
+  /** Every open flow (a copy: closing while iterating is fine). */
+  private allFlows(): Flow[] {
+    const all: Flow[] = [];
+    for (const head of this.flows.values()) for (let f: Flow | undefined = head; f !== undefined; f = f.next) all.push(f);
+    return all;
   }
 
   private drop(reason: string, count = 1): void {
@@ -310,12 +337,12 @@ export class UdpNat {
   }
 
   stats() {
-    return { flows: this.flows.size, ...this.counters, drops: { ...this.drops } };
+    return { flows: this.count, ...this.counters, drops: { ...this.drops } };
   }
 
   /** Release every socket and the sweep timer. */
   shutdown(): void {
     clearInterval(this.sweeper);
-    for (const flow of [...this.flows.values()]) this.close(flow);
+    for (const flow of this.allFlows()) this.close(flow);
   }
 }

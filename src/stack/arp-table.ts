@@ -24,6 +24,12 @@ interface Entry {
   seenAt: number;
 }
 
+/** Called for every frame from a guest: a plain loop, no closure. */
+function sameMac(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 6; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class ArpTable {
   private readonly entries = new Map<number, Entry>();
   private readonly pending = new Map<number, ParkedFrame[]>();
@@ -31,7 +37,7 @@ export class ArpTable {
   /** Remember `ip` at `mac` (copied). */
   learn(ip: number, mac: Uint8Array, now: number): void {
     const entry = this.entries.get(ip);
-    if (entry && entry.mac.every((b, i) => b === mac[i])) {
+    if (entry && sameMac(entry.mac, mac)) {
       entry.seenAt = now;
       return;
     }

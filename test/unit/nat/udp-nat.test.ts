@@ -182,6 +182,33 @@ describe('UdpNat', () => {
     assert.equal(parseToGuest(link.frames[0]!).payload.length, 576 - 28);
   });
 
+  it('one guest port talking to three destinations is three flows, each answered from its own', async () => {
+    let now = 1_000_000;
+    const link = new FakeLink(false);
+    const nat = newNat(link, undefined, () => now);
+    const servers = [await echoServer(), await echoServer(), await echoServer()];
+    for (const server of servers) {
+      const { ip: ipv4, udp } = fromGuest(GUEST, GUEST_PORT, GATEWAY, server.port, Buffer.from(`to ${server.port}`));
+      nat.fromGuest(ipv4, udp, LOOPBACK);
+    }
+    await until('three replies', () => link.frames.length === 3);
+    const replies = link.frames.map(parseToGuest).map((r) => `${r.sourcePort} ${r.payload.toString()}`).sort();
+    assert.deepEqual(replies, servers.map((s) => `${s.port} to ${s.port}`).sort());
+    assert.equal(nat.flowCount, 3);
+    // The middle flow of the chain goes idle first; the other two stay.
+    now += IDLE_TIMEOUT_MS / 2;
+    for (const server of [servers[0]!, servers[2]!]) {
+      const { ip: ipv4, udp } = fromGuest(GUEST, GUEST_PORT, GATEWAY, server.port, Buffer.from('again'));
+      nat.fromGuest(ipv4, udp, LOOPBACK);
+    }
+    now += IDLE_TIMEOUT_MS / 2 + 1;
+    nat.sweep();
+    assert.equal(nat.flowCount, 2);
+    nat.closeGuest(GUEST);
+    assert.equal(nat.flowCount, 0);
+    assert.deepEqual({ opened: nat.counters.opened, closed: nat.counters.closed }, { opened: 3, closed: 3 });
+  });
+
   it('flows beyond maxFlows are refused and counted; idle ones and a leaving guest’s close', async () => {
     let now = 1_000_000;
     const link = new FakeLink(false);
