@@ -360,7 +360,11 @@ export class Connection implements TimerItem {
     this.synPacket = undefined;
     const socket = this.socket;
     if (!socket.destroyed) this.releaseSocket(socket, host);
-    // The socket reads no more (its handle is closed): its read block can serve another connection.
+    this.releaseReadBlock();
+  }
+
+  /** The socket reads no more (end of file, or its handle is closed): its read block can serve another connection. */
+  private releaseReadBlock(): void {
     if (this.readBlock !== undefined && !this.readBlockQueued) this.host.readBlocks.give(this.readBlock);
     this.readBlock = undefined;
   }
@@ -737,6 +741,7 @@ export class Connection implements TimerItem {
   }
 
   private onHostEnd(): void {
+    this.releaseReadBlock();
     // A reset with data still queued reads as end-of-file; pass it on as a reset (RFC 9293 §3.10.7.4: "flush").
     // Only while our side is open: after our FIN (the guest's, passed on), a
     // FIN moves Linux's socket to TIME-WAIT, which it also reports as TCP_CLOSE.
