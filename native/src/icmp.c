@@ -359,28 +359,12 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   } else if (events & UV_READABLE) {
     read_batches(r, false);
   }
-  if (r->base.closed && r->base.async_context != NULL) {
-    napi_async_destroy(r->base.env, r->base.async_context);
-    r->base.async_context = NULL;
-  }
+  vnet_polled_callbacks_done(&r->base);
   napi_close_handle_scope(r->base.env, scope);
 }
 
 static icmp_receiver *receiver_this(napi_env env, napi_callback_info info, bool require_open) {
-  napi_value self;
-  void *data = NULL;
-  size_t none = 0;
-  if (napi_get_cb_info(env, info, &none, NULL, &self, NULL) != napi_ok) return NULL;
-  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not an IcmpReceiver");
-    return NULL;
-  }
-  icmp_receiver *r = data;
-  if (require_open && r->base.closed) {
-    vnet_throw(env, "VNET_ERR_CLOSED", "the ICMP receiver is closed");
-    return NULL;
-  }
-  return r;
+  return (icmp_receiver *)vnet_polled_this(env, info, NULL, NULL, require_open, "IcmpReceiver");
 }
 
 /* start(): begin reading. */

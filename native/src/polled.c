@@ -1,6 +1,8 @@
 /* The shared lifecycle of a polled fd wrapped in a JS object (see polled.h). */
 #include "polled.h"
 
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -91,6 +93,36 @@ bool vnet_polled_close(vnet_polled *o, bool finalizing) {
     }
   }
   return true;
+}
+
+vnet_polled *vnet_polled_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
+                              bool require_open, const char *kind) {
+  napi_value self;
+  void *data = NULL;
+  size_t none = 0;
+  char message[64];
+  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) {
+    return NULL;
+  }
+  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+    snprintf(message, sizeof message, "not a %s", kind);
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", message);
+    return NULL;
+  }
+  vnet_polled *o = data;
+  if (require_open && o->closed) {
+    snprintf(message, sizeof message, "the %s is closed", kind);
+    vnet_throw(env, "VNET_ERR_CLOSED", message);
+    return NULL;
+  }
+  return o;
+}
+
+void vnet_polled_callbacks_done(vnet_polled *o) {
+  if (o->closed && o->async_context != NULL) {
+    napi_async_destroy(o->env, o->async_context);
+    o->async_context = NULL;
+  }
 }
 
 void vnet_polled_finalized(napi_env env, vnet_polled *o) {

@@ -45,6 +45,15 @@ bool vnet_polled_call(vnet_polled *o, napi_ref fn, size_t argc, const napi_value
  * away, so only what must be is released. False if it was closed already.
  */
 bool vnet_polled_close(vnet_polled *o, bool finalizing);
+/*
+ * The owner behind `this` of a method call, with its arguments (argc/argv may
+ * be NULL). Throws VNET_ERR_INVALID_ARG ("not a <kind>") or, if
+ * `require_open`, VNET_ERR_CLOSED ("the <kind> is closed") and returns NULL.
+ */
+vnet_polled *vnet_polled_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
+                              bool require_open, const char *kind);
+/* End of a uv callback that ran JS: a close() made inside it released the async context here. */
+void vnet_polled_callbacks_done(vnet_polled *o);
 /* The owner's finalizer, after closing: the JS side is gone. */
 void vnet_polled_finalized(napi_env env, vnet_polled *o);
 /* Deletes a reference if set, and clears it. */

@@ -185,10 +185,7 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
       vnet_polled_call(&p->base, p->on_writable, 0, NULL);
     }
   }
-  if (p->base.closed && p->base.async_context != NULL) {
-    napi_async_destroy(p->base.env, p->base.async_context);
-    p->base.async_context = NULL;
-  }
+  vnet_polled_callbacks_done(&p->base);
   napi_close_handle_scope(p->base.env, scope);
 }
 
@@ -201,22 +198,7 @@ static int update_poll(vnet_poller *p) {
 
 vnet_poller *vnet_poller_this(napi_env env, napi_callback_info info, size_t *argc,
                               napi_value *argv, bool require_open) {
-  napi_value self;
-  void *data = NULL;
-  size_t none = 0;
-  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) {
-    return NULL;
-  }
-  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not a Poller");
-    return NULL;
-  }
-  vnet_poller *p = data;
-  if (require_open && p->base.closed) {
-    vnet_throw(env, "VNET_ERR_CLOSED", "the poller is closed");
-    return NULL;
-  }
-  return p;
+  return (vnet_poller *)vnet_polled_this(env, info, argc, argv, require_open, "Poller");
 }
 
 /* start(): begin reading. */

@@ -16,14 +16,21 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-static napi_value tcp_state(napi_env env, napi_callback_info info) {
+/* The one argument of both functions here: a socket fd. False (and thrown) when missing or not an int32. */
+static bool fd_argument(napi_env env, napi_callback_info info, int32_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
-  int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      !vnet_arg_int32(env, argv[0], "fd", &fd)) {
-    return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  if (argc < 1) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "fd is required");
+    return false;
   }
+  return vnet_arg_int32(env, argv[0], "fd", fd);
+}
+
+static napi_value tcp_state(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_argument(env, info, &fd)) return NULL;
   struct tcp_info tcpi;
   socklen_t len = sizeof(tcpi);
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &tcpi, &len) != 0) {
@@ -45,13 +52,8 @@ static napi_value tcp_state(napi_env env, napi_callback_info info) {
  * stays open through the duplicate.
  */
 static napi_value dup_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      !vnet_arg_int32(env, argv[0], "fd", &fd)) {
-    return NULL;
-  }
+  if (!fd_argument(env, info, &fd)) return NULL;
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) {
     vnet_throw_errno(env, "VNET_ERR_DUP", errno, "fcntl(F_DUPFD_CLOEXEC)");

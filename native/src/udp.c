@@ -402,31 +402,13 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   } else if (events & UV_READABLE) {
     read_batches(s);
   }
-  if (s->base.closed && s->base.async_context != NULL) {
-    napi_async_destroy(s->base.env, s->base.async_context);
-    s->base.async_context = NULL;
-  }
+  vnet_polled_callbacks_done(&s->base);
   napi_close_handle_scope(s->base.env, scope);
 }
 
 static udp_socket *socket_this(napi_env env, napi_callback_info info, size_t *argc,
                                napi_value *argv, bool require_open) {
-  napi_value self;
-  void *data = NULL;
-  size_t none = 0;
-  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) {
-    return NULL;
-  }
-  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not a UdpSocket");
-    return NULL;
-  }
-  udp_socket *s = data;
-  if (require_open && s->base.closed) {
-    vnet_throw(env, "VNET_ERR_CLOSED", "the UDP socket is closed");
-    return NULL;
-  }
-  return s;
+  return (udp_socket *)vnet_polled_this(env, info, argc, argv, require_open, "UdpSocket");
 }
 
 /* start(): begin reading. */
