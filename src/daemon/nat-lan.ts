@@ -256,6 +256,7 @@ export class NatLan {
       dhcp: this.dhcp?.stats() ?? null,
       dns: this.dns.stats(),
       forwards: this.forwarder.rules.map((r) => r.name),
+      forwarding: this.forwarder.stats(),
     };
   }
 

@@ -137,6 +137,10 @@ export class PortForwarder {
     return false;
   }
 
+  stats() {
+    return { rules: this.rules.map((r) => r.name), ...this.counters, drops: { ...this.drops } };
+  }
+
   close(): void {
     for (const l of this.listeners.values()) l.close();
     this.listeners.clear();
@@ -148,10 +152,10 @@ export class PortForwarder {
   }
 
   /** What a client's address looks like to the guest. */
+  /** What a TCP client's address (Node's text form) looks like to the guest. */
   private visibleSource(address: string): number {
     const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
-    if (/^\d+\.\d+\.\d+\.\d+$/.test(v4) && !v4.startsWith('127.')) return parseIpv4(v4);
-    return this.options.gatewayIp; // loopback, or IPv6 (the guest network is IPv4)
+    return this.visibleSourceOf(/^\d+\.\d+\.\d+\.\d+$/.test(v4) ? parseIpv4(v4) : 0);
   }
 
   private open(rule: PortForward, key: string): Promise<Listener> {
@@ -210,7 +214,7 @@ export class PortForwarder {
     for (let i = 0; i < batch.count; i++) {
       const address = batch.address(i);
       const port = batch.port(i);
-      const source = this.visibleUdpSource(address);
+      const source = this.visibleSourceOf(address);
       const visible = mappingKey(source, port);
       let mapping = mappings.get(visible);
       if (!mapping) {
@@ -231,8 +235,8 @@ export class PortForwarder {
     }
   }
 
-  /** What a UDP client's address (0: IPv6) looks like to the guest. */
-  private visibleUdpSource(address: number): number {
+  /** What a client at `address` (IPv4; 0 for IPv6) looks like to the guest: loopback and IPv6 clients as the gateway. */
+  private visibleSourceOf(address: number): number {
     const loopback = address >>> 24 === 127;
     return address === 0 || loopback ? this.options.gatewayIp : address; // IPv6: the guest network is IPv4
   }

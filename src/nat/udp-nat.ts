@@ -54,8 +54,6 @@ const UDP_CHECKSUM_OFFSET = 6;
 /** What the NAT needs of the gateway besides the link. */
 export interface NatLink extends GuestLink {
   sendIcmpError(original: Uint8Array, type: number, code: number, source?: number): void;
-  /** Emit a UDP datagram to a guest; false if it was dropped (too big). */
-  sendUdp(source: number, sourcePort: number, destination: number, destinationPort: number, payload: Uint8Array): boolean;
   nextIdentification(): number;
 }
 

@@ -103,9 +103,6 @@ class FakeLink implements NatLink {
   sendIcmpError(original: Uint8Array, type: number, code: number, source?: number): void {
     this.errors.push({ original: original.slice(), type, code, source });
   }
-  sendUdp(): boolean {
-    return false;
-  }
   nextIdentification(): number {
     this.identification = (this.identification + 1) & 0xffff;
     return this.identification;

@@ -44,9 +44,6 @@ class FakeLink implements NatLink {
   sendIcmpError(original: Uint8Array, type: number, code: number, source?: number): void {
     this.icmpErrors.push({ original: Uint8Array.from(original), type, code, source });
   }
-  sendUdp(): boolean {
-    throw new Error('the NAT builds its frames in place');
-  }
   nextIdentification(): number {
     return ++this.id;
   }
@@ -279,7 +276,7 @@ describe('PortForwarder (UDP)', () => {
     assert.equal(forwarder.fromGuestUdp(stranger.ip, stranger.udp), false);
     await until('20 answers', () => answers.length === 20);
     assert.deepEqual(answers, Array.from({ length: 20 }, (_, i) => `a${i}`));
-    assert.deepEqual(forwarder.counters, { accepted: 0, udpToGuest: 20, udpToHost: 20 });
+    assert.deepEqual(forwarder.stats(), { rules: ['echo'], accepted: 0, udpToGuest: 20, udpToHost: 20, drops: {} });
   });
 
   it('a host port in use fails the whole apply with VNET_ERR_PORT_IN_USE and leaves nothing open', async () => {
