@@ -25,7 +25,7 @@ import { PortForwarder, type PortForward } from '../nat/port-forwarder.js';
 import { DhcpServer, type Lease, type LeaseEvent, type LeaseStore } from '../services/dhcp/server.js';
 import { DnsProxy } from '../services/dns/proxy.js';
 import { readResolvConf } from '../services/dns/resolv-conf.js';
-import { rewrapWithOnread, wasReset } from '../transport/native.js';
+import { isConnected, rewrapWithOnread, wasReset } from '../transport/native.js';
 import { openNativeIcmpSocket } from '../transport/icmp-socket.js';
 import { openNativeUdpSockets } from '../transport/udp-socket.js';
 
@@ -108,6 +108,7 @@ export class NatLan {
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
       hostWasReset: (socket) => wasReset(socket as never),
+      hostIsConnected: (socket) => isConnected(socket as never),
       rewrapAccepted: rewrapWithOnread,
     });
     this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets });

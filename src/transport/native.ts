@@ -222,7 +222,20 @@ export interface NativeAddon {
 }
 
 /** Linux's TCP_CLOSE: what a socket is in after the peer reset it. */
+/** Linux's TCP states (include/net/tcp_states.h). */
+const TCP_ESTABLISHED = 1;
 const TCP_CLOSE = 7;
+
+/** The kernel's TCP state of a net.Socket's fd; -1 when it has none or cannot tell. */
+function tcpStateOf(socket: { _handle?: { fd?: number } }): number {
+  const fd = socket._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return -1;
+  try {
+    return nativeAddon().tcpState(fd);
+  } catch {
+    return -1;
+  }
+}
 
 /**
  * True if the peer reset `socket` (rather than closing it with a FIN): Linux
@@ -230,13 +243,16 @@ const TCP_CLOSE = 7;
  * differs. False when it cannot tell.
  */
 export function wasReset(socket: { _handle?: { fd?: number } }): boolean {
-  const fd = socket._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return false;
-  try {
-    return nativeAddon().tcpState(fd) === TCP_CLOSE;
-  } catch {
-    return false;
-  }
+  return tcpStateOf(socket) === TCP_CLOSE;
+}
+
+/**
+ * True if a connecting `socket` is established already: a connect(2) to
+ * loopback does the whole handshake before it returns EINPROGRESS, yet
+ * Node says 'connect' only after the next epoll round.
+ */
+export function isConnected(socket: { _handle?: { fd?: number } }): boolean {
+  return tcpStateOf(socket) === TCP_ESTABLISHED;
 }
 
 /**

@@ -125,6 +125,8 @@ export interface ConnectionHost {
   icmpUnreachable(original: Uint8Array, code: number): boolean;
   /** True if the host socket that just ended was reset rather than closed. */
   hostWasReset(socket: net.Socket): boolean;
+  /** True if a connecting host socket is already established (before Node's 'connect' event). */
+  hostIsConnected(socket: net.Socket): boolean;
 }
 
 /** RFC 9293 §3.7.1: MSS assumed when the SYN carries none. */
@@ -320,6 +322,14 @@ export class Connection implements TimerItem {
   flush(): void {
     this.dirty = false;
     if (this.state === 'closed') return;
+    if (this.state === 'connecting') {
+      // A connect to a nearby host (loopback above all) completes inside
+      // connect(2): answer the guest's SYN now rather than an event-loop
+      // round later, when Node reports 'connect' (then ignored). Writes
+      // and an end() before that event are held by Node until it.
+      if (this.host.hostIsConnected(this.socket)) this.onHostConnect();
+      return;
+    }
     this.flushStaging();
     if (this.ackPending) this.sendBare(TcpFlags.ACK, this.sndNxt);
   }

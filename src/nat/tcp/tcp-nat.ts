@@ -58,6 +58,14 @@ export interface TcpNatOptions {
   /** Tells a reset host socket from one closed with a FIN, where the platform can (default: never). */
   hostWasReset?: (socket: net.Socket) => boolean;
   /**
+   * Tells whether a connecting host socket is already established, where
+   * the platform can (default: never; the SYN-ACK then waits for Node's
+   * 'connect' event, an event-loop round later). Asked once, at the end of
+   * the batch that brought the guest's SYN: Node issues connect(2) on the
+   * next tick, which runs before that.
+   */
+  hostIsConnected?: (socket: net.Socket) => boolean;
+  /**
    * Re-wraps a port forward's accepted socket so that it reads through
    * `onread` into the NAT's read blocks, as our own connects do; it may
    * return the socket as it is. Default: as it is ('data' events).
@@ -119,6 +127,7 @@ export class TcpNat implements ConnectionHost {
   private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
   private readonly verifyChecksum: boolean;
   readonly hostWasReset: (socket: net.Socket) => boolean;
+  readonly hostIsConnected: (socket: net.Socket) => boolean;
   private readonly rewrapAccepted: TcpNatOptions['rewrapAccepted'];
 
   private readonly table = new Map<number, Connection>();
@@ -143,6 +152,7 @@ export class TcpNat implements ConnectionHost {
     this.connectHost = options.connect ?? defaultConnect;
     this.sendIcmp = options.sendIcmpUnreachable;
     this.hostWasReset = options.hostWasReset ?? (() => false);
+    this.hostIsConnected = options.hostIsConnected ?? (() => false);
     this.rewrapAccepted = options.rewrapAccepted;
     this.limits = { ...DEFAULT_TCP_LIMITS, ...options.limits };
     this.verifyChecksum = options.verifyChecksum ?? true;
@@ -379,6 +389,7 @@ export class TcpNat implements ConnectionHost {
     this.insert(connection);
     this.connecting++;
     connection.startFromGuest(tcp, options, ip.bytes.slice(0, ip.totalLength));
+    this.markDirty(connection);
   }
 
   private insert(connection: Connection): void {

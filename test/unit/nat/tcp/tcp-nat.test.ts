@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
 import { TcpFlags } from '../../../../src/wire/tcp.js';
-import { rewrapWithOnread, wasReset } from '../../../../src/transport/native.js';
+import { isConnected, rewrapWithOnread, wasReset } from '../../../../src/transport/native.js';
 import {
   FakeGuest,
   FakeLink,
@@ -121,6 +121,28 @@ describe('TcpNat handshake', () => {
     // IP ID increments.
     const ids = link.sent.map((s) => s.ipId);
     for (let i = 1; i < ids.length; i++) assert.equal(ids[i], (ids[i - 1]! + 1) & 0xffff);
+  });
+
+  it('answers a loopback connect in the SYN batch itself, not an event-loop round later', async () => {
+    const srv = await server();
+    const asked: string[] = [];
+    const { link, guest } = rig({
+      hostIsConnected: (socket) => {
+        asked.push(String(socket.connecting));
+        return isConnected(socket as never);
+      },
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    // As from a transport's callback: Node's connect(2) (a tick) runs before the NAT's
+    // end-of-batch flush (a microtask), and its 'connect' event needs an I/O round.
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        c.sendSegment(TcpFlags.SYN, c.iss, 0, undefined, { mss: 1460 }, 0xffff);
+        resolve();
+      }),
+    );
+    assert.deepEqual(asked, ['true'], "asked once, while Node still says 'connecting'");
+    assert.ok(link.sent.some((s) => s.flags === (TcpFlags.SYN | TcpFlags.ACK)), 'SYN-ACK before any I/O round');
   });
 
   it('does not offer window scaling to a guest that did not', async () => {
