@@ -12,7 +12,7 @@
         "src/poller_write.c",
         "src/icmp.c",
         "src/udp.c",
-        "src/tcp_state.c"
+        "src/tcp_sockets.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_c": ["-std=gnu11"],

@@ -25,7 +25,7 @@ import { PortForwarder, type PortForward } from '../nat/port-forwarder.js';
 import { DhcpServer, type Lease, type LeaseEvent, type LeaseStore } from '../services/dhcp/server.js';
 import { DnsProxy } from '../services/dns/proxy.js';
 import { readResolvConf } from '../services/dns/resolv-conf.js';
-import { isConnected, rewrapWithOnread, wasReset } from '../transport/native.js';
+import { NativeHostStreams } from '../transport/tcp-socket.js';
 import { openNativeIcmpSocket } from '../transport/icmp-socket.js';
 import { openNativeUdpSockets } from '../transport/udp-socket.js';
 
@@ -76,6 +76,8 @@ export class NatLan {
   readonly switch: Switch;
   readonly gateway: Gateway;
   readonly tcp: TcpNat;
+  /** The TCP NAT's host sockets (the addon's, no net.Socket each). */
+  private readonly hostStreams = new NativeHostStreams();
   readonly udp: UdpNat;
   readonly icmp: IcmpEchoNat;
   readonly dhcp: DhcpServer | null;
@@ -107,9 +109,8 @@ export class NatLan {
     this.tcp = new TcpNat({
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
-      hostWasReset: (socket) => wasReset(socket as never),
-      hostIsConnected: (socket) => isConnected(socket as never),
-      rewrapAccepted: rewrapWithOnread,
+      connect: this.hostStreams.open,
+      adopt: this.hostStreams.adopt,
     });
     this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
@@ -264,6 +265,7 @@ export class NatLan {
   close(): void {
     this.forwarder.close();
     this.tcp.close();
+    this.hostStreams.close();
     this.udp.shutdown();
     this.icmp.shutdown();
     this.dns.close();

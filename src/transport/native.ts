@@ -4,7 +4,6 @@
  * first use, so code that never opens a TAP runs without the addon built.
  */
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -215,66 +214,42 @@ export interface NativeAddon {
   openUdpSocket(options: OpenUdpSocketOptions): OpenedUdpSocket;
   UdpBuffers: NativeUdpBuffersConstructor;
   UdpSocket: NativeUdpSocketConstructor;
-  /** The kernel's TCP state of a socket fd (TCP_INFO tcpi_state: 7 = CLOSE, 8 = CLOSE_WAIT, …). */
-  tcpState(fd: number): number;
-  /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same socket. Throws VNET_ERR_DUP. */
-  dupFd(fd: number): number;
+  TcpSockets: NativeTcpSocketsConstructor;
 }
 
-/** Linux's TCP_CLOSE: what a socket is in after the peer reset it. */
-/** Linux's TCP states (include/net/tcp_states.h). */
-const TCP_ESTABLISHED = 1;
-const TCP_CLOSE = 7;
+/** What TcpSockets' onEvent reports (uv_poll's UV_READABLE, UV_WRITABLE). */
+export const TCP_POLL = { READABLE: 1, WRITABLE: 2 } as const;
 
-/** The kernel's TCP state of a net.Socket's fd; -1 when it has none or cannot tell. */
-function tcpStateOf(socket: { _handle?: { fd?: number } }): number {
-  const fd = socket._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return -1;
-  try {
-    return nativeAddon().tcpState(fd);
-  } catch {
-    return -1;
-  }
+export interface NativeTcpSocketsConstructor {
+  /** `onEvent(id, events)`: TCP_POLL bits, or a negative errno when polling failed (-EBADF: a socket error is pending, see connectError; polling stopped). */
+  new (onEvent: (id: number, events: number) => void): NativeTcpSockets;
 }
 
-/**
- * True if the peer reset `socket` (rather than closing it with a FIN): Linux
- * reports both as end-of-file when data was still queued, only the state
- * differs. False when it cannot tell.
- */
-export function wasReset(socket: { _handle?: { fd?: number } }): boolean {
-  return tcpStateOf(socket) === TCP_CLOSE;
+/** Host TCP sockets by slot number (native/src/tcp_sockets.c). Negative results are negated errnos. */
+export interface NativeTcpSockets {
+  /** A non-blocking connect to an IPv4 host under way: the slot, or a negative errno (nothing left open). */
+  connect(host: string, port: number): number;
+  /** A duplicate of an accepted socket's fd in a slot, or a negative errno; the caller closes the original. */
+  adopt(fd: number): number;
+  /** What onEvent reports for the slot (TCP_POLL bits; 0: nothing). */
+  poll(id: number, events: number): void;
+  /** Bytes read into `buffer`, 0 at end of file, or a negative errno (-EAGAIN: nothing now). */
+  read(id: number, buffer: Uint8Array): number;
+  /** Bytes of buffer[offset, offset+length) the kernel took, or a negative errno. */
+  write(id: number, buffer: Uint8Array, offset: number, length: number): number;
+  /** shutdown(SHUT_WR): 0 or a negative errno. */
+  shutdown(id: number): number;
+  /** SO_ERROR: 0, or the socket's pending error (a failed connect's, a reset's), which it clears. */
+  connectError(id: number): number;
+  /** TCP_INFO's tcpi_state (TCP_STATE), or a negative errno. */
+  state(id: number): number;
+  /** Closes the slot; `reset` sends RST (SO_LINGER 0). No event for it follows. */
+  close(id: number, reset: boolean): void;
+  closeAll(): void;
 }
 
-/**
- * True if a connecting `socket` is established already: a connect(2) to
- * loopback does the whole handshake before it returns EINPROGRESS, yet
- * Node says 'connect' only after the next epoll round.
- */
-export function isConnected(socket: { _handle?: { fd?: number } }): boolean {
-  return tcpStateOf(socket) === TCP_ESTABLISHED;
-}
-
-/**
- * The same connection as `socket` (an accepted one, not yet read from) in a
- * new `net.Socket` that reads through `onread`; the old wrapper is closed,
- * the connection stays open through a duplicate fd. Node's net.Server offers
- * no `onread` for what it accepts. When it cannot, `socket` as it is.
- */
-export function rewrapWithOnread(socket: net.Socket, onread: net.OnReadOpts): net.Socket {
-  const fd = (socket as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0 || socket.readableLength > 0) return socket;
-  let copy: number;
-  try {
-    copy = nativeAddon().dupFd(fd);
-  } catch {
-    return socket;
-  }
-  socket.destroy();
-  // The constructor takes `onread` as net.connect does; @types/node lists it only for connect.
-  const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = { fd: copy, allowHalfOpen: true, readable: true, writable: true, onread };
-  return new net.Socket(options);
-}
+/** Linux's TCP states (include/net/tcp_states.h); CLOSE is what a socket is in after the peer reset it. */
+export const TCP_STATE = { ESTABLISHED: 1, CLOSE: 7 } as const;
 
 /** The addon is not built; `npm ci` (or `npm run install`) builds it. */
 export class NativeAddonMissingError extends Error {

@@ -1,7 +1,8 @@
 /**
  * One TCP connection of the NAT: the guest's TCP on one side, a host
- * `net.Socket` on the other. Toward the guest we are a TCP endpoint (RFC 9293)
- * speaking for the remote address; toward the host the kernel does TCP for us.
+ * stream (host-stream.ts: the addon's socket, or a net.Socket) on the other.
+ * Toward the guest we are a TCP endpoint (RFC 9293) speaking for the remote
+ * address; toward the host the kernel does TCP for us.
  *
  * Theory of operation
  *
@@ -10,8 +11,8 @@
  *   so a closed port is refused with RST, an unreachable one with ICMP. A port
  *   forward hands us an accepted host socket: we send the SYN (`synSent`) and
  *   keep the socket paused until the guest's SYN-ACK.
- * - Host → guest. The socket reads into blocks of the NAT's pool (Node's
- *   `onread`, block-pool.ts); chunks are queued as read (`ByteQueue`, no
+ * - Host → guest. The socket reads into blocks of the NAT's pool
+ *   (block-pool.ts); chunks are queued as read (`ByteQueue`, no
  *   copy; short reads are copied out so they do not pin a block) and cut into
  *   segments of at most the guest's MSS, up to the guest's window;
  *   each segment is built straight into its frame (the one copy). After a
@@ -72,7 +73,6 @@
  *   any          idle timeout, retransmissions exhausted → closed        RST both ways
  */
 
-import type net from 'node:net';
 import type { GuestLink } from '../../stack/guest-link.js';
 import { pseudoHeaderSum } from '../../wire/checksum.js';
 import { IpProtocol } from '../../wire/ipv4.js';
@@ -83,9 +83,9 @@ import { SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js'
 import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, newSegmentFrame, offloadSegment, SYN_OPTIONS_LENGTH, TCP_AT, writeSynOptions } from './segment.js';
 import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
+import type { HostStream, HostStreamEvents } from './host-stream.js';
 
 /** Opens the host socket of a guest-initiated connection, reading through `onread`. */
-export type HostSocketOpener = (onread: net.OnReadOpts) => net.Socket;
 
 export type TcpState =
   | 'connecting'
@@ -123,10 +123,6 @@ export interface ConnectionHost {
   readOptions(tcp: TcpView): TcpOptions | undefined;
   /** Emits ICMP destination unreachable quoting `original`; false when the NAT has no ICMP sender. */
   icmpUnreachable(original: Uint8Array, code: number): boolean;
-  /** True if the host socket that just ended was reset rather than closed. */
-  hostWasReset(socket: net.Socket): boolean;
-  /** True if a connecting host socket is already established (before Node's 'connect' event). */
-  hostIsConnected(socket: net.Socket): boolean;
 }
 
 /** RFC 9293 §3.7.1: MSS assumed when the SYN carries none. */
@@ -173,7 +169,7 @@ interface OutOfOrder {
   fin: boolean;
 }
 
-export class Connection implements TimerItem {
+export class Connection implements TimerItem, HostStreamEvents {
   timerAt = Infinity;
   timerIndex = -1;
   /** Next connection with the same guest address and port (rare). */
@@ -245,7 +241,7 @@ export class Connection implements TimerItem {
   private synPacket: Uint8Array | undefined;
 
   private readonly pseudoBase: number;
-  readonly socket: net.Socket;
+  readonly socket: HostStream;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -253,12 +249,11 @@ export class Connection implements TimerItem {
     readonly guestPort: number,
     readonly remoteIp: number,
     readonly remotePort: number,
-    /** A port forward's accepted socket, or how to open ours (then reads land in `readBlocks`). */
-    socket: net.Socket | HostSocketOpener,
+    /** Opens (or adopts) the host stream that reports to this connection. */
+    open: (events: HostStreamEvents) => HostStream,
     initialState: 'connecting' | 'synSent',
   ) {
     this.sendQueue = new ByteQueue(host.readBlocks.give);
-    this.socket = typeof socket === 'function' ? socket({ buffer: this.nextReadBlock, callback: this.onHostRead }) : socket;
     this.key = guestIp * 65536 + guestPort;
     this.state = initialState;
     this.pseudoBase = pseudoHeaderSum(remoteIp, guestIp, IpProtocol.TCP, 0);
@@ -266,16 +261,8 @@ export class Connection implements TimerItem {
     this.sndUna = this.sndNxt = this.sndMax = this.iss;
     this.ourMss = Math.max(MIN_MSS, Math.min(MAX_MSS, host.link.mtu - 40));
     this.lastActivity = host.now();
-    // One set of listeners per connection; none per segment.
-    const hostSocket = this.socket;
-    hostSocket.allowHalfOpen = true;
-    if (initialState === 'connecting') hostSocket.once('connect', () => this.onHostConnect());
-    // Accepted sockets (no onread) deliver 'data'.
-    hostSocket.on('data', (chunk: Buffer) => this.onHostData(chunk));
-    hostSocket.on('end', () => this.onHostEnd());
-    hostSocket.on('drain', () => this.onHostDrain());
-    hostSocket.on('error', (err: NodeJS.ErrnoException) => this.onHostError(err));
-    hostSocket.on('close', () => this.onHostClose());
+    // Last: the stream may report from here on.
+    this.socket = open(this);
   }
 
   /** Starts a guest-initiated connection from its SYN; `synPacket` is a copy of the guest's IPv4 packet. */
@@ -291,7 +278,6 @@ export class Connection implements TimerItem {
   /** Starts a port-forwarded connection: SYN to the guest, host socket paused until the handshake completes. */
   startForward(): void {
     this.socket.pause();
-    this.socket.setNoDelay(true);
     this.hostPaused = true;
     this.rcvScale = this.host.limits.windowShift;
     this.sendSyn(TcpFlags.SYN);
@@ -324,10 +310,9 @@ export class Connection implements TimerItem {
     if (this.state === 'closed') return;
     if (this.state === 'connecting') {
       // A connect to a nearby host (loopback above all) completes inside
-      // connect(2): answer the guest's SYN now rather than an event-loop
-      // round later, when Node reports 'connect' (then ignored). Writes
-      // and an end() before that event are held by Node until it.
-      if (this.host.hostIsConnected(this.socket)) this.onHostConnect();
+      // connect(2): answer the guest's SYN at the end of this batch rather
+      // than when the stream reports it (then ignored).
+      if (this.socket.isConnected()) this.onHostConnect();
       return;
     }
     this.flushStaging();
@@ -369,7 +354,10 @@ export class Connection implements TimerItem {
     this.stagingUsed = 0;
     this.synPacket = undefined;
     const socket = this.socket;
-    if (!socket.destroyed) this.releaseSocket(socket, host);
+    if (!socket.destroyed) {
+      if (host === 'reset') socket.reset();
+      else socket.destroy();
+    }
     this.releaseReadBlock();
   }
 
@@ -377,18 +365,6 @@ export class Connection implements TimerItem {
   private releaseReadBlock(): void {
     if (this.readBlock !== undefined && !this.readBlockQueued) this.host.readBlocks.give(this.readBlock);
     this.readBlock = undefined;
-  }
-
-  private releaseSocket(socket: net.Socket, host: 'reset' | 'destroy'): void {
-    if (host === 'reset' && typeof socket.resetAndDestroy === 'function') {
-      try {
-        socket.resetAndDestroy();
-        return;
-      } catch {
-        // Not a TCP handle (a test double): plain destroy below.
-      }
-    }
-    socket.destroy();
   }
 
   /** A snapshot for stats and debugging. */
@@ -703,39 +679,37 @@ export class Connection implements TimerItem {
 
   // ---- host socket events --------------------------------------------------
 
-  private onHostConnect(): void {
+  onHostConnect(): void {
     if (this.state !== 'connecting') return;
     this.host.connectFinished();
     this.state = 'synReceived';
     this.synPacket = undefined;
     this.retries = 0;
-    this.socket.setNoDelay(true);
     this.sendSyn(TcpFlags.SYN | TcpFlags.ACK);
     this.setRto(this.host.now() + this.rto);
   }
 
-  /** Node's `onread.buffer`: called once at the start and after every read. */
-  private readonly nextReadBlock = (): Buffer => {
+  /** Where the stream reads next: the block in use until the send queue took it. */
+  nextReadBlock(): Buffer {
     let block = this.readBlock;
     if (block === undefined || this.readBlockQueued) {
       block = this.readBlock = this.host.readBlocks.take();
       this.readBlockQueued = false;
     }
     return block;
-  };
+  }
 
-  /** Node's `onread.callback`: `length` bytes arrived in `block`. True: keep reading (pausing is `socket.pause()`'s job). */
-  private readonly onHostRead = (length: number, block: Uint8Array): boolean => {
+  /** `length` bytes arrived in `block`. */
+  onHostRead(length: number, block: Buffer): void {
     if (length < SHORT_READ) {
       this.onHostData(Buffer.from(block.subarray(0, length)));
     } else {
       this.readBlockQueued = true;
       this.onHostData(block.subarray(0, length));
     }
-    return true;
-  };
+  }
 
-  private onHostData(chunk: Uint8Array): void {
+  onHostData(chunk: Uint8Array): void {
     if (this.state === 'closed' || this.state === 'timeWait') return;
     const now = this.host.now();
     this.lastActivity = now;
@@ -750,12 +724,12 @@ export class Connection implements TimerItem {
     this.transmit(now);
   }
 
-  private onHostEnd(): void {
+  onHostEnd(): void {
     this.releaseReadBlock();
     // A reset with data still queued reads as end-of-file; pass it on as a reset (RFC 9293 §3.10.7.4: "flush").
     // Only while our side is open: after our FIN (the guest's, passed on), a
     // FIN moves Linux's socket to TIME-WAIT, which it also reports as TCP_CLOSE.
-    if (!this.guestFin && this.host.hostWasReset(this.socket)) {
+    if (!this.guestFin && this.socket.wasReset()) {
       this.host.counters.resets++;
       this.abort();
       return;
@@ -768,24 +742,24 @@ export class Connection implements TimerItem {
     this.transmit(this.host.now());
   }
 
-  private onHostDrain(): void {
+  onHostDrain(): void {
     if (this.state === 'closed' || this.guestFin) return;
     // Reopen a window that the full socket buffer had closed (RFC 9293 §3.8.6.2.2: only a big step).
     const limit = this.host.limits.receiveBuffer;
     if (seqSub(this.rcvAdvEnd, this.rcvNxt) < limit >>> 1) this.sendBare(TcpFlags.ACK, this.sndNxt);
   }
 
-  private onHostError(err: NodeJS.ErrnoException): void {
+  onHostError(code: string | undefined): void {
     if (this.state === 'closed') return;
     if (this.state === 'connecting') {
-      this.connectFailed(err.code);
+      this.connectFailed(code);
       return;
     }
     this.host.counters.resets++;
     this.abort();
   }
 
-  private onHostClose(): void {
+  onHostClose(): void {
     switch (this.state) {
       case 'closed':
       case 'timeWait':

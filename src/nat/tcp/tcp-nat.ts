@@ -1,7 +1,7 @@
 /**
  * The TCP half of the NAT: guests' TCP connections relayed through host
- * sockets (RFC 9293 toward the guest, `net.Socket` toward the host), and port
- * forwards from host sockets into guests.
+ * sockets (RFC 9293 toward the guest, a host stream toward the host:
+ * host-stream.ts), and port forwards from host sockets into guests.
  *
  * Theory of operation
  *
@@ -26,13 +26,14 @@
  */
 
 import { formatIpv4 } from '../../wire/address.js';
-import net from 'node:net';
+import type net from 'node:net';
 import type { Clock, GuestLink } from '../../stack/guest-link.js';
 import { fold, pseudoHeaderSum, sum } from '../../wire/checksum.js';
 import { WireError } from '../../wire/errors.js';
 import { IpProtocol, type Ipv4View } from '../../wire/ipv4.js';
 import { parseTcpOptions, TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { Connection, type ConnectionHost, type TcpState } from './connection.js';
+import { netHostStream, openNetHostStream, type AdoptHostStream, type HostStreamEvents, type OpenHostStream } from './host-stream.js';
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, newSegmentFrame } from './segment.js';
@@ -47,30 +48,16 @@ export interface TcpNatOptions {
   link: GuestLink;
   /** Milliseconds; default `Date.now`. */
   clock?: Clock;
-  /** Opens a host connection; default `net.connect` with half-open allowed and Nagle off. */
-  connect?: (host: string, port: number, onread?: net.OnReadOpts) => net.Socket;
+  /** Opens host connections; default `openNetHostStream` (a net.Socket each; the daemon passes the addon's). */
+  connect?: OpenHostStream;
+  /** Takes over a port forward's accepted sockets; default `netHostStream` (the socket as it is). */
+  adopt?: AdoptHostStream;
   /** Emits ICMP destination unreachable (`code`) quoting the guest's IPv4 packet. Without it the guest gets RST instead. */
   sendIcmpUnreachable?: (original: Uint8Array, code: number) => void;
   /** Overrides of `DEFAULT_TCP_LIMITS`. */
   limits?: Partial<TcpLimits>;
   /** Verify the TCP checksum of guest segments (default true); off when the transport vouches for it. */
   verifyChecksum?: boolean;
-  /** Tells a reset host socket from one closed with a FIN, where the platform can (default: never). */
-  hostWasReset?: (socket: net.Socket) => boolean;
-  /**
-   * Tells whether a connecting host socket is already established, where
-   * the platform can (default: never; the SYN-ACK then waits for Node's
-   * 'connect' event, an event-loop round later). Asked once, at the end of
-   * the batch that brought the guest's SYN: Node issues connect(2) on the
-   * next tick, which runs before that.
-   */
-  hostIsConnected?: (socket: net.Socket) => boolean;
-  /**
-   * Re-wraps a port forward's accepted socket so that it reads through
-   * `onread` into the NAT's read blocks, as our own connects do; it may
-   * return the socket as it is. Default: as it is ('data' events).
-   */
-  rewrapAccepted?: (socket: net.Socket, onread: net.OnReadOpts) => net.Socket;
 }
 
 export interface TcpNatStats extends Omit<TcpCounters, 'drops'> {
@@ -98,10 +85,6 @@ export interface TcpConnectionInfo {
   rto: number;
 }
 
-function defaultConnect(host: string, port: number, onread?: net.OnReadOpts): net.Socket {
-  return net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread });
-}
-
 /** Largest delay `setTimeout` takes. */
 const MAX_TIMEOUT_MS = 0x7fffffff;
 
@@ -123,12 +106,10 @@ export class TcpNat implements ConnectionHost {
   };
 
   private readonly clock: Clock;
-  private readonly connectHost: (host: string, port: number, onread?: net.OnReadOpts) => net.Socket;
+  private readonly openHost: OpenHostStream;
+  private readonly adoptHost: AdoptHostStream;
   private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
   private readonly verifyChecksum: boolean;
-  readonly hostWasReset: (socket: net.Socket) => boolean;
-  readonly hostIsConnected: (socket: net.Socket) => boolean;
-  private readonly rewrapAccepted: TcpNatOptions['rewrapAccepted'];
 
   private readonly table = new Map<number, Connection>();
   private count = 0;
@@ -149,11 +130,9 @@ export class TcpNat implements ConnectionHost {
   constructor(options: TcpNatOptions) {
     this.link = options.link;
     this.clock = options.clock ?? Date.now;
-    this.connectHost = options.connect ?? defaultConnect;
+    this.openHost = options.connect ?? openNetHostStream;
+    this.adoptHost = options.adopt ?? netHostStream;
     this.sendIcmp = options.sendIcmpUnreachable;
-    this.hostWasReset = options.hostWasReset ?? (() => false);
-    this.hostIsConnected = options.hostIsConnected ?? (() => false);
-    this.rewrapAccepted = options.rewrapAccepted;
     this.limits = { ...DEFAULT_TCP_LIMITS, ...options.limits };
     this.verifyChecksum = options.verifyChecksum ?? true;
   }
@@ -227,9 +206,8 @@ export class TcpNat implements ConnectionHost {
       socket.destroy();
       return;
     }
-    const rewrap = this.rewrapAccepted;
-    const hostSocket = rewrap ? (onread: net.OnReadOpts) => rewrap(socket, onread) : socket;
-    const connection = new Connection(this, guestIp >>> 0, guestPort, sourceIp >>> 0, sourcePort, hostSocket, 'synSent');
+    const adopt = (events: HostStreamEvents) => this.adoptHost(socket, events);
+    const connection = new Connection(this, guestIp >>> 0, guestPort, sourceIp >>> 0, sourcePort, adopt, 'synSent');
     this.insert(connection);
     connection.startForward();
   }
@@ -384,7 +362,7 @@ export class TcpNat implements ConnectionHost {
     if (this.connecting >= this.limits.maxConnecting) return this.drop('tcp:connect-limit');
     const options = this.readOptions(tcp);
     if (options === undefined) return;
-    const open = (onread: net.OnReadOpts) => this.connectHost(hostAddress, remotePort, onread);
+    const open = (events: HostStreamEvents) => this.openHost(hostAddress, remotePort, events);
     const connection = new Connection(this, ip.source, tcp.sourcePort, remoteIp, remotePort, open, 'connecting');
     this.insert(connection);
     this.connecting++;

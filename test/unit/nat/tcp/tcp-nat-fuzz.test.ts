@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { netHostStream } from '../../../../src/nat/tcp/host-stream.js';
 import { TcpNat } from '../../../../src/nat/tcp/tcp-nat.js';
 import { fold, pseudoHeaderSum, sum } from '../../../../src/wire/checksum.js';
 import { emitIpv4, IpProtocol, Ipv4View } from '../../../../src/wire/ipv4.js';
@@ -59,10 +60,10 @@ describe('TcpNat with garbled guest segments', () => {
     const nat = new TcpNat({
       link,
       // Host connects that never complete: no real sockets needed.
-      connect: () => {
+      connect: (_host, _port, events) => {
         const s = new net.Socket();
         sockets.push(s);
-        return s;
+        return netHostStream(s, events);
       },
     });
     fc.assert(

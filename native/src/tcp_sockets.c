@@ -1,0 +1,426 @@
+/*
+ * Host TCP sockets of the NAT, without a net.Socket each
+ * (src/transport/tcp-socket.ts).
+ *
+ * Why: a NAT'd connection that moves one byte each way costs Node's
+ * net.Socket more than everything else the NAT does for it (stream state,
+ * listeners, ticks at connect, 'end' and close). Here a socket is an fd, a
+ * uv_poll and a slot number; JS does the reading and writing through plain
+ * calls, so a short connection costs its syscalls and little more.
+ *
+ * Theory of operation
+ * - TcpSockets(onEvent): one per NAT. Sockets are numbered slots (reused
+ *   once closed); onEvent(id, events) reports a slot's poll: events is
+ *   READABLE (1) | WRITABLE (2), or a negative errno when polling failed
+ *   (libuv reports POLLERR, a pending socket error, as EBADF: SO_ERROR,
+ *   connectError(), has the real one).
+ * - connect(host, port) → id, or a negative errno (nothing is left open):
+ *   a non-blocking IPv4 socket, TCP_NODELAY, connect(2) under way (on
+ *   loopback it is already established on return; state() tells).
+ * - adopt(fd) → id, or a negative errno: a duplicate of an accepted socket's
+ *   fd (non-blocking, TCP_NODELAY) in a slot. Node's net.Server hands over
+ *   what it accepts already wrapped; the caller closes that wrapper and the
+ *   connection lives on in the duplicate.
+ * - poll(id, events): what to be told about; 0 stops polling. Polling is
+ *   level-triggered: a readable socket JS does not read reports again.
+ * - read(id, buffer) → bytes read, 0 at end of file, or a negative errno
+ *   (-EAGAIN: nothing now). write(id, buffer, offset, length) → bytes taken
+ *   (send(2) with MSG_NOSIGNAL), or a negative errno.
+ * - shutdown(id) (FIN after what was written), connectError(id) (SO_ERROR:
+ *   0 or a positive errno), state(id) (TCP_INFO's tcpi_state).
+ * - close(id, reset): reset sets SO_LINGER 0 first, so close(2) sends RST.
+ *   No event for the slot follows, even from inside its own callback.
+ * - closeAll(): every slot closed; the object serves no more.
+ */
+#include "polled.h" /* vnet_delete_ref */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct tcp_sockets tcp_sockets;
+
+typedef struct {
+  uv_poll_t handle; /* first: uv hands us the handle; freed in its close callback */
+  tcp_sockets *owner;
+  int fd;
+  int32_t id;
+  int events; /* what uv_poll was started with; 0 = stopped */
+} tcp_socket;
+
+struct tcp_sockets {
+  napi_env env;
+  napi_ref self; /* weak: the finalizer closes what is left */
+  napi_ref on_event;
+  napi_async_context async_context;
+  uv_loop_t *loop;
+  tcp_socket **slots;
+  uint32_t capacity;
+  uint32_t used; /* slots ever handed out; free ones below it are on the free list */
+  int32_t *free_list;
+  uint32_t free_count;
+  bool closed;
+  bool dispatching; /* inside onEvent */
+};
+
+static void on_handle_closed(uv_handle_t *handle) {
+  free(handle->data);
+}
+
+static void release(tcp_sockets *o, tcp_socket *s, bool reset) {
+  if (reset) {
+    struct linger linger = {1, 0};
+    setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger);
+  }
+  /* uv_close takes the fd out of epoll, so it comes before close(2). */
+  uv_close((uv_handle_t *)&s->handle, on_handle_closed);
+  close(s->fd);
+  o->slots[s->id] = NULL;
+  o->free_list[o->free_count++] = s->id;
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  tcp_socket *s = handle->data;
+  tcp_sockets *o = s->owner;
+  napi_env env = o->env;
+  /* libuv stops a poll that failed (POLLERR comes as UV_EBADF). */
+  if (status < 0) s->events = 0;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, argv[2];
+  if (napi_get_reference_value(env, o->on_event, &fn) == napi_ok && fn != NULL &&
+      napi_get_reference_value(env, o->self, &recv) == napi_ok && recv != NULL &&
+      napi_create_int32(env, s->id, &argv[0]) == napi_ok &&
+      napi_create_int32(env, status < 0 ? status : events & (UV_READABLE | UV_WRITABLE), &argv[1]) == napi_ok) {
+    o->dispatching = true;
+    napi_status status_of_call = napi_make_callback(env, o->async_context, recv, fn, 2, argv, NULL);
+    o->dispatching = false;
+    if (status_of_call != napi_ok) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) {
+        napi_value exception;
+        napi_get_and_clear_last_exception(env, &exception);
+        napi_fatal_exception(env, exception);
+      }
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  /* A closeAll() from inside the callback left the context to us. */
+  if (o->closed && o->async_context != NULL) {
+    napi_async_destroy(env, o->async_context);
+    o->async_context = NULL;
+  }
+}
+
+/* A slot for `fd`: 0, or a negative errno (the fd is then still the caller's). */
+static int32_t add_socket(tcp_sockets *o, int fd) {
+  if (o->free_count == 0 && o->used == o->capacity) {
+    uint32_t capacity = o->capacity == 0 ? 256 : o->capacity * 2;
+    tcp_socket **slots = realloc(o->slots, capacity * sizeof *slots);
+    if (slots == NULL) return -ENOMEM;
+    o->slots = slots;
+    int32_t *free_list = realloc(o->free_list, capacity * sizeof *free_list);
+    if (free_list == NULL) return -ENOMEM;
+    o->free_list = free_list;
+    o->capacity = capacity;
+  }
+  tcp_socket *s = calloc(1, sizeof *s);
+  if (s == NULL) return -ENOMEM;
+  int err = uv_poll_init(o->loop, &s->handle, fd);
+  if (err != 0) {
+    free(s);
+    return err;
+  }
+  s->handle.data = s;
+  s->owner = o;
+  s->fd = fd;
+  s->id = o->free_count > 0 ? o->free_list[--o->free_count] : (int32_t)o->used++;
+  o->slots[s->id] = s;
+  return s->id;
+}
+
+static void set_no_delay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* The object behind `this`, with its arguments; throws and returns NULL when it is not one or is closed. */
+static tcp_sockets *sockets_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  napi_value self;
+  void *data = NULL;
+  size_t none = 0;
+  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) return NULL;
+  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not a TcpSockets");
+    return NULL;
+  }
+  tcp_sockets *o = data;
+  if (o->closed) {
+    vnet_throw(env, "VNET_ERR_CLOSED", "the TcpSockets is closed");
+    return NULL;
+  }
+  return o;
+}
+
+/* The open socket in slot argv[0]; throws and returns NULL otherwise. */
+static tcp_socket *socket_arg(napi_env env, tcp_sockets *o, napi_value value) {
+  int32_t id;
+  if (!vnet_arg_int32(env, value, "id", &id)) return NULL;
+  if (id < 0 || (uint32_t)id >= o->used || o->slots[id] == NULL) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "no open socket with that id");
+    return NULL;
+  }
+  return o->slots[id];
+}
+
+static napi_value int_value(napi_env env, int32_t value) {
+  napi_value result;
+  napi_create_int32(env, value, &result);
+  return result;
+}
+
+/* Method prologue: `this`, then the socket named by the first argument. */
+#define SOCKET_METHOD(nargs)                                   \
+  size_t argc = (nargs);                                       \
+  napi_value argv[(nargs) > 0 ? (nargs) : 1];                  \
+  tcp_sockets *o = sockets_this(env, info, &argc, argv);       \
+  if (o == NULL) return NULL;                                  \
+  if (argc < (nargs)) {                                        \
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "missing argument"); \
+    return NULL;                                               \
+  }                                                            \
+  tcp_socket *s = socket_arg(env, o, argv[0]);                 \
+  if (s == NULL) return NULL;
+
+static napi_value sockets_connect(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  tcp_sockets *o = sockets_this(env, info, &argc, argv);
+  if (o == NULL) return NULL;
+  char host[64];
+  uint32_t port;
+  if (argc < 2) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "host and port are required");
+    return NULL;
+  }
+  if (!vnet_arg_string(env, argv[0], "host", host, sizeof host, NULL) ||
+      !vnet_arg_uint32(env, argv[1], "port", &port)) {
+    return NULL;
+  }
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (port == 0 || port > 65535 || inet_pton(AF_INET, host, &to.sin_addr) != 1) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "host must be an IPv4 address and port 1-65535");
+    return NULL;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return int_value(env, -errno);
+  set_no_delay(fd);
+  if (connect(fd, (struct sockaddr *)&to, sizeof to) != 0 && errno != EINPROGRESS) {
+    int err = errno;
+    close(fd);
+    return int_value(env, -err);
+  }
+  int32_t id = add_socket(o, fd);
+  if (id < 0) close(fd);
+  return int_value(env, id);
+}
+
+static napi_value sockets_adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  tcp_sockets *o = sockets_this(env, info, &argc, argv);
+  if (o == NULL) return NULL;
+  int32_t fd;
+  if (argc < 1) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "fd is required");
+    return NULL;
+  }
+  if (!vnet_arg_int32(env, argv[0], "fd", &fd)) return NULL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return int_value(env, -errno);
+  int flags = fcntl(copy, F_GETFL);
+  if (flags < 0 || fcntl(copy, F_SETFL, flags | O_NONBLOCK) != 0) {
+    int err = errno;
+    close(copy);
+    return int_value(env, -err);
+  }
+  set_no_delay(copy);
+  int32_t id = add_socket(o, copy);
+  if (id < 0) close(copy);
+  return int_value(env, id);
+}
+
+static napi_value sockets_poll(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(2)
+  int32_t events;
+  if (!vnet_arg_int32(env, argv[1], "events", &events)) return NULL;
+  events &= UV_READABLE | UV_WRITABLE;
+  if (events == s->events) return NULL;
+  int err = events == 0 ? uv_poll_stop(&s->handle) : uv_poll_start(&s->handle, events, on_poll);
+  if (err != 0) {
+    vnet_throw_errno(env, "VNET_ERR_POLL", -err, "uv_poll_start");
+    return NULL;
+  }
+  s->events = events;
+  return NULL;
+}
+
+/* The bytes of a Uint8Array argument. */
+static bool bytes_arg(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+  napi_typedarray_type type;
+  void *base;
+  if (napi_get_typedarray_info(env, value, &type, length, &base, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "buffer must be a Uint8Array");
+    return false;
+  }
+  *data = base;
+  return true;
+}
+
+static napi_value sockets_read(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(2)
+  uint8_t *data;
+  size_t length;
+  if (!bytes_arg(env, argv[1], &data, &length)) return NULL;
+  ssize_t n = read(s->fd, data, length);
+  return int_value(env, n >= 0 ? (int32_t)n : -errno);
+}
+
+static napi_value sockets_write(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(4)
+  uint8_t *data;
+  size_t length;
+  uint32_t offset, count;
+  if (!bytes_arg(env, argv[1], &data, &length) || !vnet_arg_uint32(env, argv[2], "offset", &offset) ||
+      !vnet_arg_uint32(env, argv[3], "length", &count)) {
+    return NULL;
+  }
+  if ((size_t)offset + count > length) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "offset + length is beyond the buffer");
+    return NULL;
+  }
+  ssize_t n = send(s->fd, data + offset, count, MSG_NOSIGNAL | MSG_DONTWAIT);
+  return int_value(env, n >= 0 ? (int32_t)n : -errno);
+}
+
+static napi_value sockets_shutdown(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(1)
+  return int_value(env, shutdown(s->fd, SHUT_WR) == 0 ? 0 : -errno);
+}
+
+static napi_value sockets_connect_error(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(1)
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  return int_value(env, err);
+}
+
+static napi_value sockets_state(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(1)
+  struct tcp_info tcpi;
+  socklen_t len = sizeof tcpi;
+  if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &tcpi, &len) != 0) return int_value(env, -errno);
+  return int_value(env, tcpi.tcpi_state);
+}
+
+static napi_value sockets_close(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(2)
+  bool reset;
+  if (!vnet_arg_bool(env, argv[1], "reset", &reset)) return NULL;
+  release(o, s, reset);
+  return NULL;
+}
+
+/* `finalizing`: the env may be going away; release only the sockets. */
+static void close_all(tcp_sockets *o, bool finalizing) {
+  o->closed = true;
+  for (uint32_t i = 0; i < o->used; i++) {
+    if (o->slots[i] != NULL) release(o, o->slots[i], false);
+  }
+  /* The context of a callback we are inside goes when it returns (on_poll). */
+  if (!finalizing && !o->dispatching && o->async_context != NULL) {
+    napi_async_destroy(o->env, o->async_context);
+    o->async_context = NULL;
+  }
+}
+
+static napi_value sockets_close_all(napi_env env, napi_callback_info info) {
+  napi_value self;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
+  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not a TcpSockets");
+    return NULL;
+  }
+  tcp_sockets *o = data;
+  if (!o->closed) close_all(o, false);
+  return NULL;
+}
+
+static void finalize_sockets(napi_env env, void *data, void *hint) {
+  tcp_sockets *o = data;
+  if (!o->closed) close_all(o, true);
+  vnet_delete_ref(env, &o->on_event);
+  vnet_delete_ref(env, &o->self);
+  free(o->slots);
+  free(o->free_list);
+  free(o);
+}
+
+static napi_value sockets_new(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], self;
+  if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok) return NULL;
+  napi_valuetype type = napi_undefined;
+  if (argc < 1 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "onEvent must be a function");
+    return NULL;
+  }
+  tcp_sockets *o = calloc(1, sizeof *o);
+  if (o == NULL) {
+    vnet_throw(env, "VNET_ERR_NOMEM", "out of memory");
+    return NULL;
+  }
+  o->env = env;
+  napi_value name;
+  if (napi_get_uv_event_loop(env, &o->loop) != napi_ok ||
+      napi_create_reference(env, argv[0], 1, &o->on_event) != napi_ok ||
+      napi_create_string_utf8(env, "vnet:TcpSockets", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, self, name, &o->async_context) != napi_ok ||
+      napi_wrap(env, self, o, finalize_sockets, NULL, &o->self) != napi_ok) {
+    vnet_delete_ref(env, &o->on_event);
+    if (o->async_context != NULL) napi_async_destroy(env, o->async_context);
+    free(o);
+    return NULL;
+  }
+  return self;
+}
+
+bool vnet_init_tcp_sockets(napi_env env, napi_value exports) {
+  napi_property_descriptor methods[] = {
+      {"connect", NULL, sockets_connect, NULL, NULL, NULL, napi_default, NULL},
+      {"adopt", NULL, sockets_adopt, NULL, NULL, NULL, napi_default, NULL},
+      {"poll", NULL, sockets_poll, NULL, NULL, NULL, napi_default, NULL},
+      {"read", NULL, sockets_read, NULL, NULL, NULL, napi_default, NULL},
+      {"write", NULL, sockets_write, NULL, NULL, NULL, napi_default, NULL},
+      {"shutdown", NULL, sockets_shutdown, NULL, NULL, NULL, napi_default, NULL},
+      {"connectError", NULL, sockets_connect_error, NULL, NULL, NULL, napi_default, NULL},
+      {"state", NULL, sockets_state, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, sockets_close, NULL, NULL, NULL, napi_default, NULL},
+      {"closeAll", NULL, sockets_close_all, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_value cls;
+  return napi_define_class(env, "TcpSockets", NAPI_AUTO_LENGTH, sockets_new, NULL,
+                           sizeof methods / sizeof methods[0], methods, &cls) == napi_ok &&
+         napi_set_named_property(env, exports, "TcpSockets", cls) == napi_ok;
+}

@@ -1,0 +1,143 @@
+/**
+ * The host side of a NAT'd TCP connection, as a Connection sees it: a byte
+ * stream that reports to one `HostStreamEvents`. Two kinds exist: the
+ * addon's sockets (src/transport/tcp-socket.ts, what the daemon uses: no
+ * net.Socket per connection) and `netHostStream` below (a net.Socket; the
+ * default, and what tests use to play odd hosts).
+ */
+import net from 'node:net';
+
+/** What a stream reports; each connection is its own receiver. */
+export interface HostStreamEvents {
+  /** The connect completed. */
+  onHostConnect(): void;
+  /** Where the next read goes (a block of the NAT's pool, see block-pool.ts). */
+  nextReadBlock(): Buffer;
+  /** `length` bytes arrived in `block` (the one nextReadBlock gave). */
+  onHostRead(length: number, block: Buffer): void;
+  /** Bytes in a buffer of the stream's own (streams that cannot read into blocks). */
+  onHostData(chunk: Uint8Array): void;
+  /** End of file: the host sent FIN, or a reset with data still queued (`wasReset` tells). */
+  onHostEnd(): void;
+  /** Everything written is with the kernel now. */
+  onHostDrain(): void;
+  /** The connect failed or the connection broke; `code` is the errno name when known. */
+  onHostError(code: string | undefined): void;
+  /** Closed (after onHostError too, or without a word). */
+  onHostClose(): void;
+}
+
+export interface HostStream {
+  /** Bytes written and not yet taken by the kernel. */
+  readonly writableLength: number;
+  /** True once destroyed (by us, or after an error). */
+  readonly destroyed: boolean;
+  /** `end()` was called. */
+  readonly writableEnded: boolean;
+  /** Queues `data` after what is queued; `written` runs once the kernel has all of it. */
+  write(data: Uint8Array, written?: () => void): void;
+  /** FIN once the queued bytes are written. */
+  end(): void;
+  /** Stop and restart reading (backpressure toward the host). */
+  pause(): void;
+  resume(): void;
+  /** Close now, quietly. */
+  destroy(): void;
+  /** Close now with a RST. */
+  reset(): void;
+  /** The connect completed already (a loopback connect completes inside connect(2)); onHostConnect follows or came. */
+  isConnected(): boolean;
+  /** After onHostEnd: true if that end of file was a reset, not a FIN. */
+  wasReset(): boolean;
+}
+
+/** Opens a stream to host:port (an IPv4 address) reporting to `events`. */
+export type OpenHostStream = (host: string, port: number, events: HostStreamEvents) => HostStream;
+/** Takes over an accepted socket (a port forward's) as a stream reporting to `events`. */
+export type AdoptHostStream = (socket: net.Socket, events: HostStreamEvents) => HostStream;
+
+/** A net.Socket as a HostStream: reads into the NAT's blocks when `socket` is made here, else through 'data'. */
+class NetHostStream implements HostStream {
+  constructor(readonly socket: net.Socket, events: HostStreamEvents) {
+    socket.allowHalfOpen = true;
+    socket.once('connect', () => events.onHostConnect());
+    socket.on('data', (chunk: Buffer) => events.onHostData(chunk));
+    socket.on('end', () => events.onHostEnd());
+    socket.on('drain', () => events.onHostDrain());
+    socket.on('error', (err: NodeJS.ErrnoException) => events.onHostError(err.code));
+    socket.on('close', () => events.onHostClose());
+  }
+
+  get writableLength(): number {
+    return this.socket.writableLength;
+  }
+
+  get destroyed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  get writableEnded(): boolean {
+    return this.socket.writableEnded;
+  }
+
+  write(data: Uint8Array, written?: () => void): void {
+    this.socket.write(data, written);
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  reset(): void {
+    try {
+      this.socket.resetAndDestroy();
+    } catch {
+      // Not a TCP handle (a unix socket in a test): a plain close.
+      this.socket.destroy();
+    }
+  }
+
+  isConnected(): boolean {
+    return false; // Node says so with 'connect'.
+  }
+
+  wasReset(): boolean {
+    return false; // Node cannot tell.
+  }
+}
+
+/** `socket` (connecting or accepted) as a HostStream. */
+export function netHostStream(socket: net.Socket, events: HostStreamEvents): HostStream {
+  return new NetHostStream(socket, events);
+}
+
+/** The default opener: net.connect, reading into the NAT's blocks. */
+export const openNetHostStream: OpenHostStream = (host, port, events) =>
+  netHostStream(
+    net.connect({
+      host,
+      port,
+      allowHalfOpen: true,
+      noDelay: true,
+      onread: {
+        buffer: () => events.nextReadBlock(),
+        callback: (length, block) => {
+          events.onHostRead(length, block as Buffer);
+          return true;
+        },
+      },
+    }),
+    events,
+  );

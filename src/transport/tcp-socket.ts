@@ -1,0 +1,300 @@
+/**
+ * The TCP NAT's host streams on the addon's sockets (native/src/tcp_sockets.c):
+ * what the daemon gives `TcpNat` instead of a net.Socket per connection.
+ *
+ * Theory of operation
+ * - One `NativeHostStreams` per NAT owns a native `TcpSockets`; each stream
+ *   is a slot in it. The addon reports poll events per slot; the stream
+ *   reads, writes and shuts down through plain calls.
+ * - Connect: connect(2) runs at once. On loopback the handshake is done when
+ *   it returns: the stream is connected from the start and says so on the
+ *   next tick (before the NAT's end-of-batch flush, which asks too).
+ * - Reading: level-triggered polling while neither paused nor at end of
+ *   file; each readable event reads into the connection's block until the
+ *   kernel has no more (at most READS_PER_EVENT reads, so that one busy
+ *   connection does not starve the others).
+ * - Writing: straight to the kernel; what it does not take waits in a queue
+ *   polled for writability, and `end()` shuts down once that is empty. A
+ *   failed write is reported on the next tick, never inside `write()`.
+ * - Closing: a stream whose both directions ended closes its fd, as Node's
+ *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
+ *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
+ */
+import type net from 'node:net';
+import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
+import { netHostStream, type HostStream, type HostStreamEvents } from '../nat/tcp/host-stream.js';
+import { nativeAddon, TCP_POLL, TCP_STATE, type NativeTcpSockets } from './native.js';
+
+const EAGAIN = -constants.errno.EAGAIN;
+/** Reads per readable event at most (libuv's streams stop at 32). */
+const READS_PER_EVENT = 32;
+
+export class NativeHostStreams {
+  readonly native: NativeTcpSockets;
+  private readonly streams: Array<NativeHostStream | undefined> = [];
+
+  constructor() {
+    this.native = new (nativeAddon().TcpSockets)(this.onEvent);
+  }
+
+  /** An `OpenHostStream` (src/nat/tcp/host-stream.ts). */
+  readonly open = (host: string, port: number, events: HostStreamEvents): HostStream => {
+    const id = this.native.connect(host, port);
+    if (id < 0) return NativeHostStream.failed(id, events);
+    const connected = this.native.state(id) === TCP_STATE.ESTABLISHED;
+    return this.register(new NativeHostStream(this, id, events, !connected));
+  };
+
+  /** An `AdoptHostStream`: the accepted socket's fd moves to a slot; the net.Socket is closed. */
+  readonly adopt = (socket: net.Socket, events: HostStreamEvents): HostStream => {
+    const fd = (socket as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0 || socket.readableLength > 0) return netHostStream(socket, events);
+    const id = this.native.adopt(fd);
+    if (id < 0) return netHostStream(socket, events);
+    socket.destroy();
+    return this.register(new NativeHostStream(this, id, events, false));
+  };
+
+  /** Closes every stream (no events follow). */
+  close(): void {
+    this.native.closeAll();
+    this.streams.length = 0;
+  }
+
+  /** The stream leaves its slot (closed). */
+  forget(id: number): void {
+    this.streams[id] = undefined;
+  }
+
+  private register(stream: NativeHostStream): NativeHostStream {
+    this.streams[stream.id] = stream;
+    stream.start();
+    return stream;
+  }
+
+  private readonly onEvent = (id: number, events: number): void => {
+    this.streams[id]?.onPoll(events);
+  };
+}
+
+function errnoName(negativeErrno: number): string {
+  try {
+    return getSystemErrorName(negativeErrno);
+  } catch {
+    return 'EIO';
+  }
+}
+
+class NativeHostStream implements HostStream {
+  private mask = 0;
+  private paused = false;
+  private readEnded = false;
+  private ended = false;
+  private shutDown = false;
+  private closed = false;
+  private pending: Uint8Array[] = [];
+  private callbacks: Array<(() => void) | undefined> = [];
+  private pendingBytes = 0;
+
+  constructor(
+    private readonly owner: NativeHostStreams | null,
+    readonly id: number,
+    private readonly events: HostStreamEvents,
+    private connecting: boolean,
+  ) {}
+
+  /** A stream whose connect(2) failed at once: it reports the error on the next tick. */
+  static failed(negativeErrno: number, events: HostStreamEvents): NativeHostStream {
+    const stream = new NativeHostStream(null, -1, events, false);
+    stream.closed = true;
+    process.nextTick(() => {
+      events.onHostError(errnoName(negativeErrno));
+      events.onHostClose();
+    });
+    return stream;
+  }
+
+  get writableLength(): number {
+    return this.pendingBytes;
+  }
+
+  get destroyed(): boolean {
+    return this.closed;
+  }
+
+  get writableEnded(): boolean {
+    return this.ended;
+  }
+
+  start(): void {
+    this.updatePoll();
+    if (!this.connecting) process.nextTick(() => this.closed || this.events.onHostConnect());
+  }
+
+  write(data: Uint8Array, written?: () => void): void {
+    if (this.closed || this.ended) return;
+    if (this.pending.length === 0 && !this.connecting) {
+      const n = this.owner!.native.write(this.id, data, 0, data.length);
+      if (n === data.length) {
+        written?.();
+        return;
+      }
+      if (n < 0 && n !== EAGAIN) {
+        process.nextTick(() => this.fail(n));
+        return;
+      }
+      if (n > 0) data = data.subarray(n);
+    }
+    this.pending.push(data);
+    this.callbacks.push(written);
+    this.pendingBytes += data.length;
+    this.updatePoll();
+  }
+
+  end(): void {
+    if (this.closed || this.ended) return;
+    this.ended = true;
+    if (this.pending.length === 0 && !this.connecting) this.shutdown();
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.updatePoll();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.updatePoll();
+  }
+
+  destroy(): void {
+    this.close(false);
+  }
+
+  reset(): void {
+    this.close(true);
+  }
+
+  isConnected(): boolean {
+    return !this.connecting && !this.closed;
+  }
+
+  wasReset(): boolean {
+    return !this.closed && this.owner!.native.state(this.id) === TCP_STATE.CLOSE;
+  }
+
+  onPoll(events: number): void {
+    if (events < 0) {
+      // libuv's uv_poll reports a socket error (POLLERR) as EBADF and stops polling: SO_ERROR has the real one.
+      const err = this.owner!.native.connectError(this.id);
+      return this.fail(err !== 0 ? -err : events);
+    }
+    if (this.connecting) {
+      const err = this.owner!.native.connectError(this.id);
+      if (err !== 0) return this.fail(-err);
+      this.connecting = false;
+      this.events.onHostConnect();
+      if (this.closed) return;
+      this.writePending();
+      if (this.ended && this.pending.length === 0 && !this.closed) this.shutdown();
+    } else {
+      if ((events & TCP_POLL.WRITABLE) !== 0) this.writePending();
+      if ((events & TCP_POLL.READABLE) !== 0 && !this.closed) this.read();
+    }
+    if (!this.closed) this.updatePoll();
+  }
+
+  private read(): void {
+    const native = this.owner!.native;
+    for (let i = 0; i < READS_PER_EVENT && !this.paused && !this.readEnded && !this.closed; i++) {
+      const block = this.events.nextReadBlock();
+      const n = native.read(this.id, block);
+      if (n > 0) {
+        this.events.onHostRead(n, block);
+        if (n < block.length) return;
+      } else if (n === 0) {
+        this.readEnded = true;
+        this.events.onHostEnd();
+        this.finishIfDone();
+        return;
+      } else {
+        if (n !== EAGAIN) this.fail(n);
+        return;
+      }
+    }
+  }
+
+  private writePending(): void {
+    const native = this.owner!.native;
+    const hadPending = this.pending.length > 0;
+    while (this.pending.length > 0 && !this.closed) {
+      const data = this.pending[0]!;
+      const n = native.write(this.id, data, 0, data.length);
+      if (n < 0) {
+        if (n !== EAGAIN) this.fail(n);
+        return;
+      }
+      this.pendingBytes -= n;
+      if (n < data.length) {
+        this.pending[0] = data.subarray(n);
+        return;
+      }
+      this.pending.shift();
+      this.callbacks.shift()?.();
+    }
+    if (!hadPending || this.closed) return;
+    this.events.onHostDrain();
+    if (this.ended && this.pending.length === 0 && !this.closed) this.shutdown();
+  }
+
+  private shutdown(): void {
+    const err = this.owner!.native.shutdown(this.id);
+    if (err < 0) return this.fail(err);
+    this.shutDown = true;
+    this.finishIfDone();
+  }
+
+  /**
+   * Both directions ended: close the fd, as Node does for a socket that
+   * allows half-open, and say so on the next tick, as Node does: the call
+   * that got here (an `end()`) may come before its caller's state change.
+   */
+  private finishIfDone(): void {
+    if (!this.readEnded || !this.shutDown || this.closed) return;
+    this.close(false);
+    process.nextTick(() => this.events.onHostClose());
+  }
+
+  private fail(negativeErrno: number): void {
+    if (this.closed) return;
+    this.close(false);
+    this.events.onHostError(errnoName(negativeErrno));
+    this.events.onHostClose();
+  }
+
+  private close(reset: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.owner!.native.close(this.id, reset);
+    this.owner!.forget(this.id);
+    // Writes that never reached the kernel: their buffers are free again (as Node's callbacks with an error).
+    const callbacks = this.callbacks;
+    this.pending = [];
+    this.callbacks = [];
+    this.pendingBytes = 0;
+    for (const callback of callbacks) callback?.();
+  }
+
+  private updatePoll(): void {
+    let mask = 0;
+    if (this.connecting) mask = TCP_POLL.WRITABLE;
+    else {
+      if (!this.paused && !this.readEnded) mask |= TCP_POLL.READABLE;
+      if (this.pending.length > 0) mask |= TCP_POLL.WRITABLE;
+    }
+    if (mask === this.mask || this.closed) return;
+    this.mask = mask;
+    this.owner!.native.poll(this.id, mask);
+  }
+}

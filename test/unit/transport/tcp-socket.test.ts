@@ -1,0 +1,214 @@
+// The addon's TCP sockets as the NAT's host streams (native/src/tcp_sockets.c
+// through src/transport/tcp-socket.ts), against Node peers on 127.0.0.1 only.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { afterEach, describe, it } from 'node:test';
+
+import type { HostStream, HostStreamEvents } from '../../../src/nat/tcp/host-stream.js';
+import { NativeHostStreams } from '../../../src/transport/tcp-socket.js';
+
+const WAIT_LIMIT_MS = 5_000;
+const BLOCK = 64 * 1024;
+
+/** Records what a stream reports; reads land in its own block. */
+class Recorder implements HostStreamEvents {
+  readonly log: string[] = [];
+  readonly chunks: Buffer[] = [];
+  private block = Buffer.alloc(BLOCK);
+  onHostConnect(): void {
+    this.log.push('connect');
+  }
+  nextReadBlock(): Buffer {
+    return this.block;
+  }
+  onHostRead(length: number, block: Buffer): void {
+    this.chunks.push(Buffer.from(block.subarray(0, length)));
+  }
+  onHostData(chunk: Uint8Array): void {
+    this.chunks.push(Buffer.from(chunk));
+  }
+  onHostEnd(): void {
+    this.log.push('end');
+  }
+  onHostDrain(): void {
+    this.log.push('drain');
+  }
+  onHostError(code: string | undefined): void {
+    this.log.push(`error ${code}`);
+  }
+  onHostClose(): void {
+    this.log.push('close');
+  }
+  get received(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > WAIT_LIMIT_MS) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  while (cleanups.length > 0) cleanups.pop()!();
+});
+
+function streams(): NativeHostStreams {
+  const s = new NativeHostStreams();
+  cleanups.push(() => s.close());
+  return s;
+}
+
+/** A loopback server handing each accepted socket (half-open allowed) to `onSocket`. */
+async function server(onSocket: (s: net.Socket) => void): Promise<number> {
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    cleanups.push(() => s.destroy());
+    onSocket(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  cleanups.push(() => srv.close());
+  return (srv.address() as net.AddressInfo).port;
+}
+
+describe('NativeHostStreams', () => {
+  it('connects to loopback at once, relays both ways, half-closes, and closes when both ends are done', async () => {
+    let peer: net.Socket | undefined;
+    const peerGot: Buffer[] = [];
+    let peerEnded = false;
+    const port = await server((s) => {
+      peer = s;
+      s.on('data', (d: Buffer) => peerGot.push(d));
+      s.on('end', () => (peerEnded = true));
+    });
+    const events = new Recorder();
+    const stream = streams().open('127.0.0.1', port, events);
+    assert.equal(stream.isConnected(), true, 'a loopback handshake is done inside connect(2)');
+    await until(() => events.log.includes('connect') && peer !== undefined, 'connect');
+    const up = randomBytes(300_000);
+    stream.write(up);
+    stream.end();
+    await until(() => peerEnded, 'the peer to see our FIN');
+    assert.equal(sha(Buffer.concat(peerGot)), sha(up));
+    assert.equal(events.log.includes('close'), false, 'still open for the peer to answer');
+    const down = randomBytes(500_000);
+    peer!.end(down);
+    await until(() => events.log.includes('close'), 'close');
+    assert.equal(sha(events.received), sha(down));
+    assert.deepEqual(events.log, ['connect', 'end', 'close']);
+    assert.equal(stream.wasReset(), false);
+    assert.equal(stream.destroyed, true, 'both directions ended: the fd is closed');
+  });
+
+  it('reports a refused connect as ECONNREFUSED, then close', async () => {
+    const port = await server(() => {});
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const closedPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    assert.notEqual(closedPort, port);
+    const events = new Recorder();
+    const stream = streams().open('127.0.0.1', closedPort, events);
+    await until(() => events.log.includes('close'), 'close');
+    assert.deepEqual(events.log, ['error ECONNREFUSED', 'close']);
+    assert.equal(stream.destroyed, true);
+  });
+
+  it('queues what the kernel does not take, reports drain, and runs write callbacks in order', async () => {
+    let peer: net.Socket | undefined;
+    const port = await server((s) => {
+      peer = s;
+      s.pause();
+    });
+    const events = new Recorder();
+    const stream = streams().open('127.0.0.1', port, events);
+    await until(() => peer !== undefined, 'accept');
+    const payload = randomBytes(16 << 20);
+    const written: number[] = [];
+    for (let i = 0; i < 16; i++) stream.write(payload.subarray(i << 20, (i + 1) << 20), () => written.push(i));
+    assert.ok(stream.writableLength > 0, 'a paused peer leaves bytes queued');
+    assert.equal(events.log.includes('drain'), false);
+    const got: Buffer[] = [];
+    peer!.on('data', (d: Buffer) => got.push(d));
+    peer!.resume();
+    await until(() => events.log.includes('drain'), 'drain');
+    assert.equal(stream.writableLength, 0);
+    assert.deepEqual(written, [...Array(16).keys()]);
+    await until(() => Buffer.concat(got).length === payload.length, 'all bytes');
+    assert.equal(sha(Buffer.concat(got)), sha(payload));
+  });
+
+  it('stops reading while paused and goes on when resumed', async () => {
+    let peer: net.Socket | undefined;
+    const port = await server((s) => (peer = s));
+    const events = new Recorder();
+    const stream = streams().open('127.0.0.1', port, events);
+    stream.pause();
+    await until(() => peer !== undefined, 'accept');
+    peer!.write('while paused');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(events.received.length, 0);
+    stream.resume();
+    await until(() => events.received.toString() === 'while paused', 'the bytes');
+  });
+
+  it('tells a reset from a FIN, and resets its own side on request', async () => {
+    let peer: net.Socket | undefined;
+    let peerError = '';
+    const port = await server((s) => {
+      peer = s;
+      s.on('error', (e: NodeJS.ErrnoException) => (peerError = e.code ?? ''));
+    });
+    const events = new Recorder();
+    const stream = streams().open('127.0.0.1', port, events);
+    await until(() => peer !== undefined, 'accept');
+    peer!.resetAndDestroy();
+    await until(() => events.log.some((l) => l === 'end' || l.startsWith('error')), 'the reset');
+    assert.ok(events.log.includes('error ECONNRESET') || stream.wasReset(), events.log.join());
+
+    const second = new Recorder();
+    const other = streams().open('127.0.0.1', port, second);
+    await until(() => second.log.includes('connect'), 'connect');
+    await new Promise((r) => setTimeout(r, 20));
+    other.reset();
+    await until(() => peerError === 'ECONNRESET', 'the peer to see our RST');
+    assert.deepEqual(second.log, ['connect'], 'no event after our own reset');
+  });
+
+  it('adopts an accepted socket: the net.Socket is closed, the connection lives on in the slot', async () => {
+    const hosts = streams();
+    const events = new Recorder();
+    let adopted: HostStream | undefined;
+    let wrapper: net.Socket | undefined;
+    const port = await server((s) => {
+      wrapper = s;
+      adopted = hosts.adopt(s, events);
+    });
+    const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    cleanups.push(() => client.destroy());
+    const back: Buffer[] = [];
+    client.on('data', (d: Buffer) => back.push(d));
+    await until(() => adopted !== undefined, 'accept');
+    assert.equal(wrapper!.destroyed, true);
+    client.write('ping');
+    await until(() => events.received.toString() === 'ping', 'the bytes');
+    adopted!.write(Buffer.from('pong'));
+    await until(() => Buffer.concat(back).toString() === 'pong', 'the answer');
+  });
+
+  it('rejects bad calls with one clear error and serves no more after close', () => {
+    const hosts = new NativeHostStreams();
+    assert.throws(() => hosts.native.poll(12345, 1), { code: 'VNET_ERR_INVALID_ARG' });
+    assert.throws(() => hosts.native.connect('not an address', 80), { code: 'VNET_ERR_INVALID_ARG' });
+    assert.throws(() => hosts.native.connect('127.0.0.1', 0), { code: 'VNET_ERR_INVALID_ARG' });
+    hosts.close();
+    assert.throws(() => hosts.native.connect('127.0.0.1', 80), { code: 'VNET_ERR_CLOSED' });
+  });
+});
