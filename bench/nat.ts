@@ -17,8 +17,9 @@
  * Per MTU all engines are up at once; each rep runs every test on every engine
  * before the next test (the engine that goes first rotates per rep), so all of
  * them see the same machine. Before each measurement a quiet gate waits (at
- * most QUIET_MAX_MS) until other processes use < QUIET_PCT % of a core; a
- * measurement during which they used more than NOISY_PCT is flagged `noisy`
+ * most QUIET_MAX_MS) until other processes, and the hypervisor's steal, use
+ * < QUIET_PCT % of a core; a measurement during which either took more than
+ * NOISY_PCT is flagged `noisy`
  * (and re-run once if the gate had found the machine quiet). The table uses
  * noisy measurements only where no clean one exists.
  * After each connection-rate test the suite pauses CRR_SETTLE_MS: libslirp
@@ -27,7 +28,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { foreignCpuPct, markLoad, waitQuiet } from './host-load.js';
+import { foreignCpuPct, markLoad, stealPct, waitQuiet } from './host-load.js';
 import { sleep, waitFor, type Lab } from './lab.js';
 import { FWD_PORT_OFFSET, GUEST_PORTS, NatEngines, type NatEngine, type NatEngineName } from './nat-engines.js';
 import { REPO } from './pairs.js';
@@ -84,10 +85,12 @@ export interface NatMeasurement {
   at: string;
   /** 1 = first try; 2 = re-run because the first was noisy. */
   attempt: number;
-  /** Other processes used more than NOISY_PCT % of a core during the measurement. */
+  /** Other processes, or the hypervisor's steal, took more than NOISY_PCT % of a core during the measurement. */
   noisy: boolean;
   /** CPU other processes used during the measurement, % of one core. */
   foreignCpuPct: number;
+  /** Time the hypervisor took from our vCPUs, % of a core (host-load.ts). */
+  stealPct: number;
   /** The same over the last second of the quiet gate, just before (≥ QUIET_PCT: the gate gave up waiting). */
   quietBeforePct?: number;
   // tcp
@@ -207,7 +210,7 @@ async function measureQuietly(lab: Lab, engine: NatEngine, test: NatTest, rep: n
     m.quietBeforePct = round(quietBeforePct, 1);
     const retry = m.noisy && !m.error && attempt <= RETRIES && quietBeforePct < QUIET_PCT && Date.now() < deadline;
     if (!retry) return m;
-    console.error(`${progressHead(m)} noisy (others used ${m.foreignCpuPct.toFixed(0)} % of a core), re-running`);
+    console.error(`${progressHead(m)} noisy (others used ${m.foreignCpuPct.toFixed(0)} %, steal ${m.stealPct.toFixed(0)} % of a core), re-running`);
   }
 }
 
@@ -240,8 +243,10 @@ async function measure(lab: Lab, engine: NatEngine, test: NatTest, rep: number, 
   }
 
   const foreign = foreignCpuPct(load0, load1, allPids);
+  const steal = stealPct(load0, load1);
   const usage = engineUsage(cpu0, cpu1, engine.pids);
-  return { ...base, at: new Date().toISOString(), noisy: foreign > NOISY_PCT, foreignCpuPct: round(foreign, 1), ...metrics, ...usage };
+  const noisy = foreign > NOISY_PCT || steal > NOISY_PCT;
+  return { ...base, at: new Date().toISOString(), noisy, foreignCpuPct: round(foreign, 1), stealPct: round(steal, 1), ...metrics, ...usage };
 }
 
 /** CPU (% of one core, summed over the engine's processes) and memory (summed). */
@@ -391,6 +396,6 @@ export function natProgressLine(m: NatMeasurement): string {
     : m.rtPerS !== undefined ? `${Math.round(m.rtPerS)} RT/s p50 ${m.p50Us} µs p99 ${m.p99Us} µs`
     : `${Math.round(m.connPerS ?? NaN)} conn/s p50 ${m.p50Us} µs failed ${m.failed}`;
   const cpu = m.engineCpuPct == null ? '' : `  CPU ${m.engineCpuPct.toFixed(0)} % (sys ${m.engineSysCpuPct?.toFixed(0)})  RSS ${m.engineRssMb?.toFixed(0)} MB`;
-  const noise = m.noisy ? `  NOISY (others ${m.foreignCpuPct.toFixed(0)} % of a core)` : '';
+  const noise = m.noisy ? `  NOISY (others ${m.foreignCpuPct.toFixed(0)} %, steal ${m.stealPct.toFixed(0)} % of a core)` : '';
   return `${head} ${figure}${cpu}${noise}`;
 }

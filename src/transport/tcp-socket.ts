@@ -33,6 +33,7 @@ const READS_PER_EVENT = 32;
 export class NativeHostStreams {
   readonly native: NativeTcpSockets;
   private readonly streams: Array<NativeHostStream | undefined> = [];
+  private closed = false;
 
   constructor() {
     this.native = new (nativeAddon().TcpSockets)(this.onEvent);
@@ -40,7 +41,12 @@ export class NativeHostStreams {
 
   /** An `OpenHostStream` (src/nat/tcp/host-stream.ts). */
   readonly open = (host: string, port: number, events: HostStreamEvents): HostStream => {
-    const id = this.native.connect(host, port);
+    let id: number;
+    try {
+      id = this.closed ? -constants.errno.ECANCELED : this.native.connect(host, port);
+    } catch {
+      id = -constants.errno.EINVAL; // not an IPv4 address: a refusal for the guest, not a crash
+    }
     if (id < 0) return NativeHostStream.failed(id, events);
     const connected = this.native.state(id) === TCP_STATE.ESTABLISHED;
     return this.register(new NativeHostStream(this, id, events, !connected));
@@ -49,16 +55,19 @@ export class NativeHostStreams {
   /** An `AdoptHostStream`: the accepted socket's fd moves to a slot; the net.Socket is closed. */
   readonly adopt = (socket: net.Socket, events: HostStreamEvents): HostStream => {
     const fd = (socket as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0 || socket.readableLength > 0) return netHostStream(socket, events);
+    if (this.closed || typeof fd !== 'number' || fd < 0 || socket.readableLength > 0) return netHostStream(socket, events);
     const id = this.native.adopt(fd);
     if (id < 0) return netHostStream(socket, events);
     socket.destroy();
     return this.register(new NativeHostStream(this, id, events, false));
   };
 
-  /** Closes every stream (no events follow). */
+  /** Closes every stream, those still held elsewhere too (no events follow). */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.native.closeAll();
+    for (const stream of this.streams) stream?.markClosed();
     this.streams.length = 0;
   }
 
@@ -271,6 +280,14 @@ class NativeHostStream implements HostStream {
     this.close(false);
     this.events.onHostError(errnoName(negativeErrno));
     this.events.onHostClose();
+  }
+
+  /** Its NAT closed every socket: nothing to release, nothing more to do. */
+  markClosed(): void {
+    this.closed = true;
+    this.pending = [];
+    this.callbacks = [];
+    this.pendingBytes = 0;
   }
 
   private close(reset: boolean): void {

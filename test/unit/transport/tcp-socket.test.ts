@@ -203,6 +203,24 @@ describe('NativeHostStreams', () => {
     await until(() => Buffer.concat(back).toString() === 'pong', 'the answer');
   });
 
+  it('refuses a host that is not an IPv4 address without throwing; closing the lot closes held streams', async () => {
+    const hosts = new NativeHostStreams();
+    const events = new Recorder();
+    hosts.open('example.invalid', 80, events);
+    await until(() => events.log.includes('close'), 'close');
+    assert.deepEqual(events.log, ['error EINVAL', 'close']);
+    const port = await server(() => {});
+    const held = hosts.open('127.0.0.1', port, new Recorder());
+    hosts.close();
+    assert.equal(held.destroyed, true);
+    held.destroy();
+    held.write(Buffer.from('ignored'));
+    const late = new Recorder();
+    hosts.open('127.0.0.1', port, late);
+    await until(() => late.log.includes('close'), 'close');
+    assert.deepEqual(late.log, ['error ECANCELED', 'close']);
+  });
+
   it('rejects bad calls with one clear error and serves no more after close', () => {
     const hosts = new NativeHostStreams();
     assert.throws(() => hosts.native.poll(12345, 1), { code: 'VNET_ERR_INVALID_ARG' });
