@@ -15,12 +15,15 @@
  *   (libuv reports POLLERR, a pending socket error, as EBADF: SO_ERROR,
  *   connectError(), has the real one).
  * - connect(host, port) → id, or a negative errno (nothing is left open):
- *   a non-blocking IPv4 socket, TCP_NODELAY, connect(2) under way (on
+ *   a non-blocking socket (IPv4 or IPv6 by the address), TCP_NODELAY, connect(2) under way (on
  *   loopback it is already established on return; state() tells).
- * - adopt(fd) → id, or a negative errno: a duplicate of an accepted socket's
- *   fd (non-blocking, TCP_NODELAY) in a slot. Node's net.Server hands over
- *   what it accepts already wrapped; the caller closes that wrapper and the
- *   connection lives on in the duplicate.
+ * - listen(host, port) → id, or a negative errno: a listening socket (IPv4,
+ *   or IPv6 dual-stack for an IPv6 host; SO_REUSEADDR as Node's) for port
+ *   forwards; localPort(id) says which port it got. When it polls readable,
+ *   accept(id) → the new connection's id (non-blocking, TCP_NODELAY), or a
+ *   negative errno (-EAGAIN: none left); peer(id) → the client as
+ *   address·65536 + port (address 0 for an IPv6 client). No net.Socket is
+ *   made for what is accepted.
  * - poll(id, events): what to be told about; 0 stops polling. Polling is
  *   level-triggered: a readable socket JS does not read reports again.
  * - read(id, buffer) → bytes read, 0 at end of file, or a negative errno
@@ -36,7 +39,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -52,7 +54,9 @@ typedef struct {
   tcp_sockets *owner;
   int fd;
   int32_t id;
-  int events; /* what uv_poll was started with; 0 = stopped */
+  int events;       /* what uv_poll was started with; 0 = stopped */
+  uint32_t peer_ip; /* accepted sockets: the client (IPv4; 0 for IPv6) */
+  uint16_t peer_port;
 } tcp_socket;
 
 struct tcp_sockets {
@@ -200,30 +204,52 @@ static napi_value int_value(napi_env env, int32_t value) {
   tcp_socket *s = socket_arg(env, o, argv[0]);                 \
   if (s == NULL) return NULL;
 
+/* An IPv4 or IPv6 address and a port as a sockaddr; false (and thrown) when `host` is neither. */
+static bool socket_address(napi_env env, napi_value host_value, napi_value port_value, bool port_zero_ok,
+                           struct sockaddr_storage *out, socklen_t *len) {
+  char host[64];
+  uint32_t port;
+  if (!vnet_arg_string(env, host_value, "host", host, sizeof host, NULL) ||
+      !vnet_arg_uint32(env, port_value, "port", &port)) {
+    return false;
+  }
+  memset(out, 0, sizeof *out);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+  if (port <= 65535 && (port != 0 || port_zero_ok)) {
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons((uint16_t)port);
+      *len = sizeof *v4;
+      return true;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons((uint16_t)port);
+      *len = sizeof *v6;
+      return true;
+    }
+  }
+  vnet_throw(env, "VNET_ERR_INVALID_ARG", "host must be an IP address and port 0-65535 (1-65535 to connect)");
+  return false;
+}
+
 static napi_value sockets_connect(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   tcp_sockets *o = sockets_this(env, info, &argc, argv);
   if (o == NULL) return NULL;
-  char host[64];
-  uint32_t port;
+  struct sockaddr_storage to;
+  socklen_t len;
   if (argc < 2) {
     vnet_throw(env, "VNET_ERR_INVALID_ARG", "host and port are required");
     return NULL;
   }
-  if (!vnet_arg_string(env, argv[0], "host", host, sizeof host, NULL) ||
-      !vnet_arg_uint32(env, argv[1], "port", &port)) {
-    return NULL;
-  }
-  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (port == 0 || port > 65535 || inet_pton(AF_INET, host, &to.sin_addr) != 1) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "host must be an IPv4 address and port 1-65535");
-    return NULL;
-  }
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (!socket_address(env, argv[0], argv[1], false, &to, &len)) return NULL;
+  int fd = socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return int_value(env, -errno);
   set_no_delay(fd);
-  if (connect(fd, (struct sockaddr *)&to, sizeof to) != 0 && errno != EINPROGRESS) {
+  if (connect(fd, (struct sockaddr *)&to, len) != 0 && errno != EINPROGRESS) {
     int err = errno;
     close(fd);
     return int_value(env, -err);
@@ -233,28 +259,34 @@ static napi_value sockets_connect(napi_env env, napi_callback_info info) {
   return int_value(env, id);
 }
 
-static napi_value sockets_adopt(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+static napi_value sockets_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
   tcp_sockets *o = sockets_this(env, info, &argc, argv);
   if (o == NULL) return NULL;
-  int32_t fd;
-  if (argc < 1) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "fd is required");
+  struct sockaddr_storage at;
+  socklen_t len;
+  if (argc < 2) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "host and port are required");
     return NULL;
   }
-  if (!vnet_arg_int32(env, argv[0], "fd", &fd)) return NULL;
-  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (copy < 0) return int_value(env, -errno);
-  int flags = fcntl(copy, F_GETFL);
-  if (flags < 0 || fcntl(copy, F_SETFL, flags | O_NONBLOCK) != 0) {
+  if (!socket_address(env, argv[0], argv[1], true, &at, &len)) return NULL;
+  int fd = socket(at.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return int_value(env, -errno);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* Like Node's: a listener on an IPv6 address takes IPv4 clients too (v4-mapped). */
+  if (at.ss_family == AF_INET6) {
+    int zero = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  }
+  if (bind(fd, (struct sockaddr *)&at, len) != 0 || listen(fd, SOMAXCONN) != 0) {
     int err = errno;
-    close(copy);
+    close(fd);
     return int_value(env, -err);
   }
-  set_no_delay(copy);
-  int32_t id = add_socket(o, copy);
-  if (id < 0) close(copy);
+  int32_t id = add_socket(o, fd);
+  if (id < 0) close(fd);
   return int_value(env, id);
 }
 
@@ -333,6 +365,52 @@ static napi_value sockets_state(napi_env env, napi_callback_info info) {
   return int_value(env, tcpi.tcpi_state);
 }
 
+static napi_value sockets_accept(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(1)
+  struct sockaddr_storage from;
+  socklen_t len = sizeof from;
+  int fd = accept4(s->fd, (struct sockaddr *)&from, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) return int_value(env, -errno);
+  set_no_delay(fd);
+  int32_t id = add_socket(o, fd);
+  if (id < 0) {
+    close(fd);
+    return int_value(env, id);
+  }
+  tcp_socket *child = o->slots[id];
+  if (from.ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&from;
+    child->peer_ip = ntohl(v4->sin_addr.s_addr);
+    child->peer_port = ntohs(v4->sin_port);
+  } else if (from.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&from;
+    if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      uint32_t v4;
+      memcpy(&v4, &v6->sin6_addr.s6_addr[12], 4);
+      child->peer_ip = ntohl(v4);
+    }
+    child->peer_port = ntohs(v6->sin6_port);
+  }
+  return int_value(env, id);
+}
+
+static napi_value sockets_peer(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(1)
+  napi_value result;
+  napi_create_double(env, (double)s->peer_ip * 65536.0 + s->peer_port, &result);
+  return result;
+}
+
+static napi_value sockets_local_port(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(1)
+  struct sockaddr_storage at;
+  socklen_t len = sizeof at;
+  if (getsockname(s->fd, (struct sockaddr *)&at, &len) != 0) return int_value(env, -errno);
+  uint16_t port = at.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&at)->sin6_port
+                                           : ((struct sockaddr_in *)&at)->sin_port;
+  return int_value(env, ntohs(port));
+}
+
 static napi_value sockets_close(napi_env env, napi_callback_info info) {
   SOCKET_METHOD(2)
   bool reset;
@@ -409,7 +487,10 @@ static napi_value sockets_new(napi_env env, napi_callback_info info) {
 bool vnet_init_tcp_sockets(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"connect", NULL, sockets_connect, NULL, NULL, NULL, napi_default, NULL},
-      {"adopt", NULL, sockets_adopt, NULL, NULL, NULL, napi_default, NULL},
+      {"listen", NULL, sockets_listen, NULL, NULL, NULL, napi_default, NULL},
+      {"accept", NULL, sockets_accept, NULL, NULL, NULL, napi_default, NULL},
+      {"peer", NULL, sockets_peer, NULL, NULL, NULL, napi_default, NULL},
+      {"localPort", NULL, sockets_local_port, NULL, NULL, NULL, napi_default, NULL},
       {"poll", NULL, sockets_poll, NULL, NULL, NULL, napi_default, NULL},
       {"read", NULL, sockets_read, NULL, NULL, NULL, napi_default, NULL},
       {"write", NULL, sockets_write, NULL, NULL, NULL, napi_default, NULL},

@@ -76,7 +76,7 @@ export class NatLan {
   readonly switch: Switch;
   readonly gateway: Gateway;
   readonly tcp: TcpNat;
-  /** The TCP NAT's host sockets (the addon's, no net.Socket each). */
+  /** The TCP NAT's host sockets and the port forwards' listeners (the addon's, no net.Socket each). */
   private readonly hostStreams = new NativeHostStreams();
   readonly udp: UdpNat;
   readonly icmp: IcmpEchoNat;
@@ -110,7 +110,6 @@ export class NatLan {
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
       connect: this.hostStreams.open,
-      adopt: this.hostStreams.adopt,
     });
     this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
@@ -143,6 +142,7 @@ export class NatLan {
       gatewayIp: this.gatewayIp,
       defaultGuestIp: () => this.dhcp?.leases().find((l) => l.state === 'bound')?.ip ?? at(config.defaultGuestHost),
       openUdpSockets: openNativeUdpSockets,
+      listenTcp: this.hostStreams.listen,
     });
   }
 

@@ -16,11 +16,11 @@
  *   listener cannot bind (port in use), everything it opened is closed again
  *   and the error says which port — no rule is half-applied.
  */
-import { createServer, type Server, type Socket } from 'node:net';
 import { VnetError } from '../errors.js';
 import { parseIpv4 } from '../wire/address.js';
 import type { Ipv4View } from '../wire/ipv4.js';
 import type { UdpView } from '../wire/udp.js';
+import { listenNetHostTcp, type AcceptedHostSocket, type ListenHostTcp } from './tcp/host-stream.js';
 import {
   maxUdpPayload,
   sendUdpToGuest,
@@ -47,7 +47,7 @@ export const MAPPING_IDLE_MS = 5 * 60_000;
 
 /** Where accepted TCP connections go (the TCP NAT). */
 export interface TcpForwardTarget {
-  forward(socket: Socket, guestIp: number, guestPort: number, sourceIp: number, sourcePort: number): void;
+  forward(accepted: AcceptedHostSocket, guestIp: number, guestPort: number, sourceIp: number, sourcePort: number): void;
 }
 
 export interface PortForwarderOptions {
@@ -59,6 +59,8 @@ export interface PortForwarderOptions {
   defaultGuestIp: () => number;
   /** Opens the host UDP sockets (the daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts). */
   openUdpSockets: OpenHostUdpSockets;
+  /** Opens TCP listeners; default `listenNetHostTcp` (a net.Server; the daemon passes the addon's). */
+  listenTcp?: ListenHostTcp;
 }
 
 /** A client of a UDP forward, where the guest's replies go. */
@@ -151,31 +153,22 @@ export class PortForwarder {
     return rule.guestIp ? parseIpv4(rule.guestIp) : this.options.defaultGuestIp();
   }
 
-  /** What a client's address looks like to the guest. */
-  /** What a TCP client's address (Node's text form) looks like to the guest. */
-  private visibleSource(address: string): number {
-    const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
-    return this.visibleSourceOf(/^\d+\.\d+\.\d+\.\d+$/.test(v4) ? parseIpv4(v4) : 0);
-  }
-
   private open(rule: PortForward, key: string): Promise<Listener> {
     return rule.protocol === 'tcp' ? this.openTcp(rule, key) : this.openUdp(rule, key);
   }
 
-  private openTcp(rule: PortForward, key: string): Promise<Listener> {
-    const server: Server = createServer((socket) => {
-      this.counters.accepted++;
-      const source = this.visibleSource(socket.remoteAddress ?? '127.0.0.1');
-      this.options.tcp.forward(socket, this.guestIp(rule), rule.guestPort, source, socket.remotePort ?? 0);
-    });
-    return new Promise((resolve, reject) => {
-      server.once('error', (err) => reject(bindError(rule, err)));
-      server.listen({ host: rule.hostIp || '127.0.0.1', port: rule.hostPort, exclusive: true }, () => {
-        server.removeAllListeners('error');
-        server.on('error', () => {});
-        resolve({ rule, key, close: () => server.close() });
+  private async openTcp(rule: PortForward, key: string): Promise<Listener> {
+    const listen = this.options.listenTcp ?? listenNetHostTcp;
+    try {
+      const listener = await listen(rule.hostIp || '127.0.0.1', rule.hostPort, (accepted) => {
+        this.counters.accepted++;
+        const source = this.visibleSourceOf(accepted.peerIp);
+        this.options.tcp.forward(accepted, this.guestIp(rule), rule.guestPort, source, accepted.peerPort);
       });
-    });
+      return { rule, key, close: () => listener.close() };
+    } catch (err) {
+      throw bindError(rule, err as Error);
+    }
   }
 
   private openUdp(rule: PortForward, key: string): Promise<Listener> {

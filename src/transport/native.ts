@@ -227,10 +227,16 @@ export interface NativeTcpSocketsConstructor {
 
 /** Host TCP sockets by slot number (native/src/tcp_sockets.c). Negative results are negated errnos. */
 export interface NativeTcpSockets {
-  /** A non-blocking connect to an IPv4 host under way: the slot, or a negative errno (nothing left open). */
+  /** A non-blocking connect under way: the slot, or a negative errno (nothing left open). Throws for a host that is not an IP address. */
   connect(host: string, port: number): number;
-  /** A duplicate of an accepted socket's fd in a slot, or a negative errno; the caller closes the original. */
-  adopt(fd: number): number;
+  /** A listening socket (an IPv6 host takes IPv4 clients too): the slot, or a negative errno (EADDRINUSE…). */
+  listen(host: string, port: number): number;
+  /** The next connection of a listening slot: its slot, or a negative errno (-EAGAIN: none). */
+  accept(id: number): number;
+  /** An accepted slot's client: IPv4 address·65536 + port (address 0 for an IPv6 client). */
+  peer(id: number): number;
+  /** The slot's local port, or a negative errno. */
+  localPort(id: number): number;
   /** What onEvent reports for the slot (TCP_POLL bits; 0: nothing). */
   poll(id: number, events: number): void;
   /** Bytes read into `buffer`, 0 at end of file, or a negative errno (-EAGAIN: nothing now). */

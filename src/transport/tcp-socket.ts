@@ -4,8 +4,9 @@
  *
  * Theory of operation
  * - One `NativeHostStreams` per NAT owns a native `TcpSockets`; each stream
- *   is a slot in it. The addon reports poll events per slot; the stream
- *   reads, writes and shuts down through plain calls.
+ *   is a slot in it, and so is each port forward's listener. The addon
+ *   reports poll events per slot; the stream reads, writes and shuts down
+ *   through plain calls; a listener accepts into new slots.
  * - Connect: connect(2) runs at once. On loopback the handshake is done when
  *   it returns: the stream is connected from the start and says so on the
  *   next tick (before the NAT's end-of-batch flush, which asks too).
@@ -20,10 +21,9 @@
  *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
  *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
  */
-import type net from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { netHostStream, type HostStream, type HostStreamEvents } from '../nat/tcp/host-stream.js';
+import type { AcceptedHostSocket, HostStream, HostStreamEvents, HostTcpListener } from '../nat/tcp/host-stream.js';
 import { nativeAddon, TCP_POLL, TCP_STATE, type NativeTcpSockets } from './native.js';
 
 const EAGAIN = -constants.errno.EAGAIN;
@@ -32,7 +32,8 @@ const READS_PER_EVENT = 32;
 
 export class NativeHostStreams {
   readonly native: NativeTcpSockets;
-  private readonly streams: Array<NativeHostStream | undefined> = [];
+  /** What each slot is: a connection's stream or a listener. */
+  private readonly slots: Array<Slot | undefined> = [];
   private closed = false;
 
   constructor() {
@@ -52,39 +53,124 @@ export class NativeHostStreams {
     return this.register(new NativeHostStream(this, id, events, !connected));
   };
 
-  /** An `AdoptHostStream`: the accepted socket's fd moves to a slot; the net.Socket is closed. */
-  readonly adopt = (socket: net.Socket, events: HostStreamEvents): HostStream => {
-    const fd = (socket as { _handle?: { fd?: number } })._handle?.fd;
-    if (this.closed || typeof fd !== 'number' || fd < 0 || socket.readableLength > 0) return netHostStream(socket, events);
-    const id = this.native.adopt(fd);
-    if (id < 0) return netHostStream(socket, events);
-    socket.destroy();
-    return this.register(new NativeHostStream(this, id, events, false));
+  /** A `ListenHostTcp`: a listening slot whose connections are slots too, never net.Sockets. */
+  readonly listen = (host: string, port: number, onAccept: (socket: AcceptedHostSocket) => void): Promise<HostTcpListener> => {
+    let id: number;
+    try {
+      id = this.closed ? -constants.errno.ECANCELED : this.native.listen(host, port);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (id < 0) return Promise.reject(errnoError(id, `listen ${host}:${port}`));
+    const listener = new NativeListener(this, id, onAccept);
+    this.slots[id] = listener;
+    this.native.poll(id, TCP_POLL.READABLE);
+    return Promise.resolve(listener);
   };
+
+  /** An accepted slot becomes a connection's stream. */
+  openAccepted(id: number, events: HostStreamEvents): HostStream {
+    return this.register(new NativeHostStream(this, id, events, false));
+  }
 
   /** Closes every stream, those still held elsewhere too (no events follow). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.native.closeAll();
-    for (const stream of this.streams) stream?.markClosed();
-    this.streams.length = 0;
+    for (const slot of this.slots) slot?.markClosed();
+    this.slots.length = 0;
   }
 
-  /** The stream leaves its slot (closed). */
+  /** The slot was closed. */
   forget(id: number): void {
-    this.streams[id] = undefined;
+    this.slots[id] = undefined;
   }
 
   private register(stream: NativeHostStream): NativeHostStream {
-    this.streams[stream.id] = stream;
+    this.slots[stream.id] = stream;
     stream.start();
     return stream;
   }
 
   private readonly onEvent = (id: number, events: number): void => {
-    this.streams[id]?.onPoll(events);
+    this.slots[id]?.onPoll(events);
   };
+}
+
+interface Slot {
+  onPoll(events: number): void;
+  /** Its NAT closed every socket: nothing to release, nothing more to do. */
+  markClosed(): void;
+}
+
+function errnoError(negativeErrno: number, what: string): NodeJS.ErrnoException {
+  const code = errnoName(negativeErrno);
+  return Object.assign(new Error(`${what}: ${code}`), { code, errno: negativeErrno });
+}
+
+/** Connections a listener takes per readable event at most (then the loop runs others). */
+const ACCEPTS_PER_EVENT = 64;
+/** A listener that cannot accept (out of fds) rests this long instead of spinning on its readable socket. */
+const ACCEPT_BACKOFF_MS = 100;
+
+class NativeListener implements Slot, HostTcpListener {
+  readonly port: number;
+  private closed = false;
+  private backoff: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly owner: NativeHostStreams,
+    private readonly id: number,
+    private readonly onAccept: (socket: AcceptedHostSocket) => void,
+  ) {
+    this.port = owner.native.localPort(id);
+  }
+
+  onPoll(events: number): void {
+    const native = this.owner.native;
+    for (let i = 0; i < ACCEPTS_PER_EVENT && !this.closed; i++) {
+      const child = native.accept(this.id);
+      if (child < 0) {
+        // ECONNABORTED: that client gave up, the next may be there; EMFILE and the like: rest.
+        if (child === -constants.errno.ECONNABORTED) continue;
+        if (child !== EAGAIN || events < 0) this.rest();
+        return;
+      }
+      const peer = native.peer(child);
+      const owner = this.owner;
+      this.onAccept({
+        peerIp: Math.floor(peer / 65536),
+        peerPort: peer % 65536,
+        open: (streamEvents) => owner.openAccepted(child, streamEvents),
+        close: () => {
+          native.close(child, false);
+          owner.forget(child);
+        },
+      });
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.markClosed();
+    this.owner.native.close(this.id, false);
+    this.owner.forget(this.id);
+  }
+
+  markClosed(): void {
+    this.closed = true;
+    if (this.backoff !== undefined) clearTimeout(this.backoff);
+  }
+
+  private rest(): void {
+    this.owner.native.poll(this.id, 0);
+    this.backoff = setTimeout(() => {
+      this.backoff = undefined;
+      if (!this.closed) this.owner.native.poll(this.id, TCP_POLL.READABLE);
+    }, ACCEPT_BACKOFF_MS);
+    this.backoff.unref();
+  }
 }
 
 function errnoName(negativeErrno: number): string {
@@ -95,7 +181,7 @@ function errnoName(negativeErrno: number): string {
   }
 }
 
-class NativeHostStream implements HostStream {
+class NativeHostStream implements HostStream, Slot {
   private mask = 0;
   private paused = false;
   private readEnded = false;

@@ -1,9 +1,10 @@
 /**
  * The host side of a NAT'd TCP connection, as a Connection sees it: a byte
- * stream that reports to one `HostStreamEvents`. Two kinds exist: the
- * addon's sockets (src/transport/tcp-socket.ts, what the daemon uses: no
- * net.Socket per connection) and `netHostStream` below (a net.Socket; the
- * default, and what tests use to play odd hosts).
+ * stream that reports to one `HostStreamEvents`; and the host listeners of
+ * port forwards, whose connections become such streams. Two kinds exist:
+ * the addon's sockets (src/transport/tcp-socket.ts, what the daemon uses: no
+ * net.Socket per connection) and net.Socket-based ones below (the defaults,
+ * and what tests use to play odd hosts).
  */
 import net from 'node:net';
 
@@ -51,10 +52,31 @@ export interface HostStream {
   wasReset(): boolean;
 }
 
-/** Opens a stream to host:port (an IPv4 address) reporting to `events`. */
+/** Opens a stream to host:port (an IP address) reporting to `events`. */
 export type OpenHostStream = (host: string, port: number, events: HostStreamEvents) => HostStream;
-/** Takes over an accepted socket (a port forward's) as a stream reporting to `events`. */
-export type AdoptHostStream = (socket: net.Socket, events: HostStreamEvents) => HostStream;
+
+/** A connection a host listener accepted (a port forward's), not yet anyone's stream. */
+export interface AcceptedHostSocket {
+  /** The client: IPv4 address (0 for an IPv6 client) and port. */
+  readonly peerIp: number;
+  readonly peerPort: number;
+  /** Becomes the stream of a connection, reporting to `events`. */
+  open(events: HostStreamEvents): HostStream;
+  /** Turned away: closed at once. */
+  close(): void;
+}
+
+export interface HostTcpListener {
+  /** The port it listens on (the one asked for, or the kernel's pick for 0). */
+  readonly port: number;
+  close(): void;
+}
+
+/**
+ * Listens on host:port; `onAccept` gets each connection and must open or
+ * close it. Rejects with an Error whose `code` is the errno name (EADDRINUSE).
+ */
+export type ListenHostTcp = (host: string, port: number, onAccept: (socket: AcceptedHostSocket) => void) => Promise<HostTcpListener>;
 
 /** A net.Socket as a HostStream: reads into the NAT's blocks when `socket` is made here, else through 'data'. */
 class NetHostStream implements HostStream {
@@ -122,6 +144,35 @@ class NetHostStream implements HostStream {
 export function netHostStream(socket: net.Socket, events: HostStreamEvents): HostStream {
   return new NetHostStream(socket, events);
 }
+
+/** A client address as Node writes it (`1.2.3.4`, `::ffff:1.2.3.4`, `::1`): IPv4 as a number, else 0. */
+function ipv4Of(address: string | undefined): number {
+  const v4 = address?.startsWith('::ffff:') ? address.slice(7) : address;
+  if (v4 === undefined || !net.isIPv4(v4)) return 0;
+  return v4.split('.').reduce((ip, part) => ip * 256 + Number(part), 0);
+}
+
+/** An accepted net.Socket as an AcceptedHostSocket. */
+export function acceptedNetSocket(socket: net.Socket): AcceptedHostSocket {
+  return {
+    peerIp: ipv4Of(socket.remoteAddress),
+    peerPort: socket.remotePort ?? 0,
+    open: (events) => netHostStream(socket, events),
+    close: () => socket.destroy(),
+  };
+}
+
+/** The default listener: a net.Server (a net.Socket per connection). */
+export const listenNetHostTcp: ListenHostTcp = (host, port, onAccept) =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => onAccept(acceptedNetSocket(socket)));
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.removeListener('error', reject);
+      server.on('error', () => {});
+      resolve({ port: (server.address() as net.AddressInfo).port, close: () => server.close() });
+    });
+  });
 
 /** The default opener: net.connect, reading into the NAT's blocks. */
 export const openNetHostStream: OpenHostStream = (host, port, events) =>

@@ -26,14 +26,13 @@
  */
 
 import { formatIpv4 } from '../../wire/address.js';
-import type net from 'node:net';
 import type { Clock, GuestLink } from '../../stack/guest-link.js';
 import { fold, pseudoHeaderSum, sum } from '../../wire/checksum.js';
 import { WireError } from '../../wire/errors.js';
 import { IpProtocol, type Ipv4View } from '../../wire/ipv4.js';
 import { parseTcpOptions, TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { Connection, type ConnectionHost, type TcpState } from './connection.js';
-import { netHostStream, openNetHostStream, type AdoptHostStream, type HostStreamEvents, type OpenHostStream } from './host-stream.js';
+import { openNetHostStream, type AcceptedHostSocket, type HostStreamEvents, type OpenHostStream } from './host-stream.js';
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, newSegmentFrame } from './segment.js';
@@ -50,8 +49,6 @@ export interface TcpNatOptions {
   clock?: Clock;
   /** Opens host connections; default `openNetHostStream` (a net.Socket each; the daemon passes the addon's). */
   connect?: OpenHostStream;
-  /** Takes over a port forward's accepted sockets; default `netHostStream` (the socket as it is). */
-  adopt?: AdoptHostStream;
   /** Emits ICMP destination unreachable (`code`) quoting the guest's IPv4 packet. Without it the guest gets RST instead. */
   sendIcmpUnreachable?: (original: Uint8Array, code: number) => void;
   /** Overrides of `DEFAULT_TCP_LIMITS`. */
@@ -107,7 +104,6 @@ export class TcpNat implements ConnectionHost {
 
   private readonly clock: Clock;
   private readonly openHost: OpenHostStream;
-  private readonly adoptHost: AdoptHostStream;
   private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
   private readonly verifyChecksum: boolean;
 
@@ -131,7 +127,6 @@ export class TcpNat implements ConnectionHost {
     this.link = options.link;
     this.clock = options.clock ?? Date.now;
     this.openHost = options.connect ?? openNetHostStream;
-    this.adoptHost = options.adopt ?? netHostStream;
     this.sendIcmp = options.sendIcmpUnreachable;
     this.limits = { ...DEFAULT_TCP_LIMITS, ...options.limits };
     this.verifyChecksum = options.verifyChecksum ?? true;
@@ -191,23 +186,23 @@ export class TcpNat implements ConnectionHost {
   }
 
   /**
-   * Port forward: relays an accepted host socket to guestIp:guestPort; the
-   * guest sees the connection come from sourceIp:sourcePort. The NAT owns
-   * the socket from now on (destroys it when the guest refuses or vanishes).
+   * Port forward: relays a connection a host listener accepted to
+   * guestIp:guestPort; the guest sees it come from sourceIp:sourcePort. The
+   * NAT owns it from now on (closes it when the guest refuses or vanishes).
    */
-  forward(socket: net.Socket, guestIp: number, guestPort: number, sourceIp: number, sourcePort: number): void {
+  forward(accepted: AcceptedHostSocket, guestIp: number, guestPort: number, sourceIp: number, sourcePort: number): void {
     if (this.closed || this.count >= this.limits.maxFlows) {
       this.drop('tcp:table-full');
-      socket.destroy();
+      accepted.close();
       return;
     }
     if (this.lookup(guestIp * 65536 + guestPort, sourceIp, sourcePort) !== undefined) {
       this.drop('tcp:forward-in-use');
-      socket.destroy();
+      accepted.close();
       return;
     }
-    const adopt = (events: HostStreamEvents) => this.adoptHost(socket, events);
-    const connection = new Connection(this, guestIp >>> 0, guestPort, sourceIp >>> 0, sourcePort, adopt, 'synSent');
+    const open = (events: HostStreamEvents) => accepted.open(events);
+    const connection = new Connection(this, guestIp >>> 0, guestPort, sourceIp >>> 0, sourcePort, open, 'synSent');
     this.insert(connection);
     connection.startForward();
   }

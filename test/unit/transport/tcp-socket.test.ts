@@ -182,28 +182,40 @@ describe('NativeHostStreams', () => {
     assert.deepEqual(second.log, ['connect'], 'no event after our own reset');
   });
 
-  it('adopts an accepted socket: the net.Socket is closed, the connection lives on in the slot', async () => {
+  it('listens without net.Sockets: accepted connections carry their client and become streams', async () => {
     const hosts = streams();
     const events = new Recorder();
     let adopted: HostStream | undefined;
-    let wrapper: net.Socket | undefined;
-    const port = await server((s) => {
-      wrapper = s;
-      adopted = hosts.adopt(s, events);
+    let client: net.Socket | undefined;
+    const listener = await hosts.listen('127.0.0.1', 0, (accepted) => {
+      assert.equal(accepted.peerIp, 0x7f000001);
+      assert.equal(accepted.peerPort, client!.localPort);
+      adopted = accepted.open(events);
     });
-    const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    cleanups.push(() => client.destroy());
+    cleanups.push(() => listener.close());
+    client = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
+    cleanups.push(() => client!.destroy());
     const back: Buffer[] = [];
     client.on('data', (d: Buffer) => back.push(d));
-    await until(() => adopted !== undefined, 'accept');
-    assert.equal(wrapper!.destroyed, true);
     client.write('ping');
     await until(() => events.received.toString() === 'ping', 'the bytes');
     adopted!.write(Buffer.from('pong'));
     await until(() => Buffer.concat(back).toString() === 'pong', 'the answer');
+    await assert.rejects(hosts.listen('127.0.0.1', listener.port, () => {}), { code: 'EADDRINUSE' });
+    await assert.rejects(hosts.listen('not an address', 1, () => {}), { code: 'VNET_ERR_INVALID_ARG' });
   });
 
-  it('refuses a host that is not an IPv4 address without throwing; closing the lot closes held streams', async () => {
+  it('turns a connection away when told to close it', async () => {
+    const hosts = streams();
+    const listener = await hosts.listen('127.0.0.1', 0, (accepted) => accepted.close());
+    cleanups.push(() => listener.close());
+    const client = net.connect({ port: listener.port, host: '127.0.0.1' });
+    cleanups.push(() => client.destroy());
+    client.on('error', () => {});
+    await new Promise((r) => client.once('close', r));
+  });
+
+  it('refuses a host that is not an IP address without throwing; closing the lot closes held streams', async () => {
     const hosts = new NativeHostStreams();
     const events = new Recorder();
     hosts.open('example.invalid', 80, events);

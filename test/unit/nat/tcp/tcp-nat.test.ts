@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
 import { TcpFlags } from '../../../../src/wire/tcp.js';
-import { netHostStream } from '../../../../src/nat/tcp/host-stream.js';
+import { acceptedNetSocket, listenNetHostTcp, netHostStream } from '../../../../src/nat/tcp/host-stream.js';
 import { NativeHostStreams } from '../../../../src/transport/tcp-socket.js';
 import {
   FakeGuest,
@@ -60,6 +60,8 @@ interface Rig {
   nat: TcpNat;
   guest: FakeGuest;
   icmps: Array<{ original: Uint8Array; code: number }>;
+  /** The host sockets (absent with `net: true`). */
+  streams: NativeHostStreams | undefined;
 }
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -78,7 +80,7 @@ function rig(options: Partial<TcpNatOptions> & { mtu?: number; net?: boolean } =
   const nat = new TcpNat({
     link,
     sendIcmpUnreachable: (original, code) => icmps.push({ original: Uint8Array.from(original), code }),
-    ...(streams && { connect: streams.open, adopt: streams.adopt }),
+    ...(streams && { connect: streams.open }),
     ...options,
   });
   const guest = new FakeGuest(nat, link);
@@ -87,7 +89,7 @@ function rig(options: Partial<TcpNatOptions> & { mtu?: number; net?: boolean } =
     streams?.close();
     assert.deepEqual(link.errors, [], 'every emitted frame is well-formed');
   });
-  return { link, nat, guest, icmps };
+  return { link, nat, guest, icmps, streams };
 }
 
 async function server(onSocket?: (s: net.Socket) => void): Promise<Server> {
@@ -552,9 +554,12 @@ describe('TcpNat closing', () => {
 });
 
 describe('TcpNat port forward', () => {
-  async function forwardRig(options: Partial<TcpNatOptions> = {}): Promise<Rig & { client: net.Socket; clientPort: number }> {
+  /** A forward as the daemon makes it: the addon's listener (`net: true`: a net.Server). */
+  async function forwardRig(options: Partial<TcpNatOptions> & { net?: boolean } = {}): Promise<Rig & { client: net.Socket; clientPort: number }> {
     const r = rig(options);
-    const listener = await server((s) => r.nat.forward(s, GUEST_IP, 8080, GATEWAY_IP, s.remotePort!));
+    const listen = r.streams?.listen ?? listenNetHostTcp;
+    const listener = await listen('127.0.0.1', 0, (a) => r.nat.forward(a, GUEST_IP, 8080, GATEWAY_IP, a.peerPort));
+    cleanups.push(() => listener.close());
     const client = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
     client.on('error', () => {});
     cleanups.push(() => void client.destroy());
@@ -562,8 +567,8 @@ describe('TcpNat port forward', () => {
     return { ...r, client, clientPort: client.localPort! };
   }
 
-  it('opens toward the guest with a SYN and relays both ways after its SYN-ACK', async () => {
-    const { guest, client, clientPort, nat } = await forwardRig();
+  it('opens toward the guest with a SYN and relays both ways after its SYN-ACK (net.Server listener, the default)', async () => {
+    const { guest, client, clientPort, nat } = await forwardRig({ net: true });
     const syn = await guest.next((s) => has(s, TcpFlags.SYN));
     assert.equal(syn.flags, TcpFlags.SYN);
     assert.equal(syn.srcIp, GATEWAY_IP);
@@ -584,7 +589,7 @@ describe('TcpNat port forward', () => {
     assert.equal(nat.stats().states.established, 1);
   });
 
-  it('adopts the accepted socket into the addon\'s, reading into the NAT\'s blocks', async () => {
+  it('moves 1 MB through a forward, reading into the NAT\'s blocks', async () => {
     const { guest, client, clientPort, nat } = await forwardRig();
     const syn = await guest.next((s) => has(s, TcpFlags.SYN));
     const payload = randomBytes(1 << 20);
@@ -624,7 +629,7 @@ describe('TcpNat port forward', () => {
   it('retries the SYN and gives up on a silent guest', async () => {
     const time = fakeClock();
     const r = rig({ clock: time.clock });
-    const listener = await server((s) => r.nat.forward(s, GUEST_IP, 8080, GATEWAY_IP, s.remotePort!));
+    const listener = await server((s) => r.nat.forward(acceptedNetSocket(s), GUEST_IP, 8080, GATEWAY_IP, s.remotePort!));
     const client = net.connect({ port: listener.port, host: '127.0.0.1' });
     client.on('error', () => {});
     let closed = false;
