@@ -63,9 +63,14 @@ bool vnet_polled_call(vnet_polled *o, napi_ref fn_ref, size_t argc, const napi_v
     napi_get_undefined(env, &recv);
   }
   o->dispatching = true;
-  napi_status status = napi_make_callback(env, o->async_context, recv, fn, argc, argv, NULL);
+  bool ok = vnet_make_callback(env, o->async_context, recv, fn, argc, argv);
   o->dispatching = false;
-  if (status == napi_ok) return true;
+  return ok;
+}
+
+bool vnet_make_callback(napi_env env, napi_async_context context, napi_value recv, napi_value fn, size_t argc,
+                        const napi_value *argv) {
+  if (napi_make_callback(env, context, recv, fn, argc, argv, NULL) == napi_ok) return true;
   bool pending = false;
   napi_is_exception_pending(env, &pending);
   if (pending) {

@@ -35,7 +35,7 @@
  *   No event for the slot follows, even from inside its own callback.
  * - closeAll(): every slot closed; the object serves no more.
  */
-#include "polled.h" /* vnet_delete_ref */
+#include "polled.h" /* vnet_delete_ref, vnet_make_callback */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -104,17 +104,8 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
       napi_create_int32(env, s->id, &argv[0]) == napi_ok &&
       napi_create_int32(env, status < 0 ? status : events & (UV_READABLE | UV_WRITABLE), &argv[1]) == napi_ok) {
     o->dispatching = true;
-    napi_status status_of_call = napi_make_callback(env, o->async_context, recv, fn, 2, argv, NULL);
+    vnet_make_callback(env, o->async_context, recv, fn, 2, argv);
     o->dispatching = false;
-    if (status_of_call != napi_ok) {
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) {
-        napi_value exception;
-        napi_get_and_clear_last_exception(env, &exception);
-        napi_fatal_exception(env, exception);
-      }
-    }
   }
   napi_close_handle_scope(env, scope);
   /* A closeAll() from inside the callback left the context to us. */
@@ -234,45 +225,57 @@ static bool socket_address(napi_env env, napi_value host_value, napi_value port_
   return false;
 }
 
-static napi_value sockets_connect(napi_env env, napi_callback_info info) {
+/*
+ * What connect() and listen() start with: `this`, their (host, port) as a
+ * sockaddr, and a new non-blocking socket of its family in `*fd` (or a
+ * negated errno). False when something was thrown.
+ */
+static bool address_and_socket(napi_env env, napi_callback_info info, bool port_zero_ok, tcp_sockets **o,
+                               struct sockaddr_storage *at, socklen_t *len, int *fd) {
   size_t argc = 2;
   napi_value argv[2];
-  tcp_sockets *o = sockets_this(env, info, &argc, argv);
-  if (o == NULL) return NULL;
-  struct sockaddr_storage to;
-  socklen_t len;
+  *o = sockets_this(env, info, &argc, argv);
+  if (*o == NULL) return false;
   if (argc < 2) {
     vnet_throw(env, "VNET_ERR_INVALID_ARG", "host and port are required");
-    return NULL;
+    return false;
   }
-  if (!socket_address(env, argv[0], argv[1], false, &to, &len)) return NULL;
-  int fd = socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return int_value(env, -errno);
+  if (!socket_address(env, argv[0], argv[1], port_zero_ok, at, len)) return false;
+  *fd = socket(at->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (*fd < 0) *fd = -errno;
+  return true;
+}
+
+/* How connect() and listen() end: after `err` (an errno), fd is closed and -err returned; else fd's new slot. */
+static napi_value slot_or_close(napi_env env, tcp_sockets *o, int fd, int err) {
+  if (err == 0) {
+    int32_t id = add_socket(o, fd);
+    if (id >= 0) return int_value(env, id);
+    err = -id;
+  }
+  close(fd);
+  return int_value(env, -err);
+}
+
+static napi_value sockets_connect(napi_env env, napi_callback_info info) {
+  tcp_sockets *o;
+  struct sockaddr_storage to;
+  socklen_t len;
+  int fd;
+  if (!address_and_socket(env, info, false, &o, &to, &len, &fd)) return NULL;
+  if (fd < 0) return int_value(env, fd);
   set_no_delay(fd);
-  if (connect(fd, (struct sockaddr *)&to, len) != 0 && errno != EINPROGRESS) {
-    int err = errno;
-    close(fd);
-    return int_value(env, -err);
-  }
-  int32_t id = add_socket(o, fd);
-  if (id < 0) close(fd);
-  return int_value(env, id);
+  int err = connect(fd, (struct sockaddr *)&to, len) != 0 && errno != EINPROGRESS ? errno : 0;
+  return slot_or_close(env, o, fd, err);
 }
 
 static napi_value sockets_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  tcp_sockets *o = sockets_this(env, info, &argc, argv);
-  if (o == NULL) return NULL;
+  tcp_sockets *o;
   struct sockaddr_storage at;
   socklen_t len;
-  if (argc < 2) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "host and port are required");
-    return NULL;
-  }
-  if (!socket_address(env, argv[0], argv[1], true, &at, &len)) return NULL;
-  int fd = socket(at.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return int_value(env, -errno);
+  int fd;
+  if (!address_and_socket(env, info, true, &o, &at, &len, &fd)) return NULL;
+  if (fd < 0) return int_value(env, fd);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   /* Like Node's: a listener on an IPv6 address takes IPv4 clients too (v4-mapped). */
@@ -280,14 +283,8 @@ static napi_value sockets_listen(napi_env env, napi_callback_info info) {
     int zero = 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
   }
-  if (bind(fd, (struct sockaddr *)&at, len) != 0 || listen(fd, SOMAXCONN) != 0) {
-    int err = errno;
-    close(fd);
-    return int_value(env, -err);
-  }
-  int32_t id = add_socket(o, fd);
-  if (id < 0) close(fd);
-  return int_value(env, id);
+  int err = bind(fd, (struct sockaddr *)&at, len) != 0 || listen(fd, SOMAXCONN) != 0 ? errno : 0;
+  return slot_or_close(env, o, fd, err);
 }
 
 static napi_value sockets_poll(napi_env env, napi_callback_info info) {

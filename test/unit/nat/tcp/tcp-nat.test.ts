@@ -148,22 +148,6 @@ describe('TcpNat handshake', () => {
     assert.ok(link.sent.some((s) => s.flags === (TcpFlags.SYN | TcpFlags.ACK)), 'SYN-ACK before any I/O round');
   });
 
-  it('relays through net.Socket host streams too (TcpNat\'s default)', async () => {
-    const { nat, guest } = rig({ net: true, limits: { timeWaitMs: 20 } });
-    const srv = await server((s) => {
-      const parts: Buffer[] = [];
-      s.on('data', (d: Buffer) => parts.push(d));
-      s.on('end', () => s.end(Buffer.concat(parts).toString().toUpperCase()));
-    });
-    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
-    await c.connect();
-    c.write(Buffer.from('shout'));
-    c.end();
-    await until(() => c.finReceived);
-    assert.equal(c.receivedData.toString(), 'SHOUT');
-    await until(() => nat.flowCount === 0, 2000, 'the flow to drain');
-  });
-
   it('does not offer window scaling to a guest that did not', async () => {
     const { link, guest } = rig();
     const srv = await server();
@@ -438,24 +422,26 @@ describe('TcpNat data', () => {
 });
 
 describe('TcpNat closing', () => {
-  it('half-closes guest → host: guest FIN ends the socket, the host still answers', async () => {
-    // The addon's reset probe: after our FIN and the host's, Linux also reports TCP_CLOSE.
-    const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
-    const srv = await server((s) => {
-      const parts: Buffer[] = [];
-      s.on('data', (d: Buffer) => parts.push(d));
-      s.on('end', () => s.end(Buffer.concat(parts).toString().toUpperCase()));
+  for (const kind of ['the addon\'s sockets', 'net.Sockets (TcpNat\'s default)']) {
+    it(`half-closes guest → host: guest FIN ends the socket, the host still answers (${kind})`, async () => {
+      // The addon's reset probe: after our FIN and the host's, Linux also reports TCP_CLOSE.
+      const { nat, guest } = rig({ limits: { timeWaitMs: 20 }, net: kind.startsWith('net') });
+      const srv = await server((s) => {
+        const parts: Buffer[] = [];
+        s.on('data', (d: Buffer) => parts.push(d));
+        s.on('end', () => s.end(Buffer.concat(parts).toString().toUpperCase()));
+      });
+      const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+      await c.connect();
+      c.write(Buffer.from('shout'));
+      c.end();
+      await until(() => c.finReceived);
+      assert.equal(c.receivedData.toString(), 'SHOUT');
+      assert.equal(c.rstReceived, false, 'a host FIN after the guest FIN is a FIN, not a reset');
+      assert.equal(nat.counters.resets, 0);
+      await until(() => nat.flowCount === 0, 2000, 'the flow to drain');
     });
-    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
-    await c.connect();
-    c.write(Buffer.from('shout'));
-    c.end();
-    await until(() => c.finReceived);
-    assert.equal(c.receivedData.toString(), 'SHOUT');
-    assert.equal(c.rstReceived, false, 'a host FIN after the guest FIN is a FIN, not a reset');
-    assert.equal(nat.counters.resets, 0);
-    await until(() => nat.flowCount === 0, 2000, 'the flow to drain');
-  });
+  }
 
   it('half-closes host → guest: host FIN reaches the guest, which can still send', async () => {
     const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
