@@ -111,6 +111,16 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
   });
 
+  test('a connection to a host the host has no route to fails at once (ICMP network unreachable)', async () => {
+    // 203.0.113.0/24 (TEST-NET-3): the host namespace routes only 198.51.100.0/24, so its connect(2) fails at once.
+    const started = Date.now();
+    const connect = `import socket; s = socket.socket(); s.settimeout(5); s.connect(('203.0.113.7', 80))`;
+    const result = await lab.exec(guest, 'python3', ['-c', connect]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /Network is unreachable|No route to host/);
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  });
+
   test('UDP echo and ping through the NAT', async () => {
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'udp-echo-server', INTERNET_IP, '7000', '60']);
     await lab.waitListening(world.internetNs, 7000, 'udp');
