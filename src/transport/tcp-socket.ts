@@ -16,7 +16,8 @@
  *   connection does not starve the others).
  * - Writing: straight to the kernel; what it does not take waits in a queue
  *   polled for writability, and `end()` shuts down once that is empty. A
- *   failed write is reported on the next tick, never inside `write()`.
+ *   failed write or shutdown is reported on the next tick, never inside
+ *   `write()` or `end()`.
  * - Closing: a stream whose both directions ended closes its fd, as Node's
  *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
  *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
@@ -46,7 +47,7 @@ export class NativeHostStreams {
     try {
       id = this.closed ? -constants.errno.ECANCELED : this.native.connect(host, port);
     } catch {
-      id = -constants.errno.EINVAL; // not an IPv4 address: a refusal for the guest, not a crash
+      id = -constants.errno.EINVAL; // not an IP address: a refusal for the guest, not a crash
     }
     if (id < 0) return NativeHostStream.failed(id, events);
     const connected = this.native.state(id) === TCP_STATE.ESTABLISHED;
@@ -85,6 +86,13 @@ export class NativeHostStreams {
   /** The slot was closed. */
   forget(id: number): void {
     this.slots[id] = undefined;
+  }
+
+  /** Closes an accepted slot nobody took (unless everything is closed already). */
+  closeUnclaimed(id: number): void {
+    if (this.closed) return;
+    this.native.close(id, false);
+    this.forget(id);
   }
 
   private register(stream: NativeHostStream): NativeHostStream {
@@ -143,10 +151,7 @@ class NativeListener implements Slot, HostTcpListener {
         peerIp: Math.floor(peer / 65536),
         peerPort: peer % 65536,
         open: (streamEvents) => owner.openAccepted(child, streamEvents),
-        close: () => {
-          native.close(child, false);
-          owner.forget(child);
-        },
+        close: () => owner.closeUnclaimed(child),
       });
     }
   }
@@ -164,6 +169,7 @@ class NativeListener implements Slot, HostTcpListener {
   }
 
   private rest(): void {
+    if (this.backoff !== undefined) return;
     this.owner.native.poll(this.id, 0);
     this.backoff = setTimeout(() => {
       this.backoff = undefined;
@@ -236,6 +242,7 @@ class NativeHostStream implements HostStream, Slot {
         return;
       }
       if (n < 0 && n !== EAGAIN) {
+        written?.(); // the bytes are dropped with the connection: their buffer is free
         process.nextTick(() => this.fail(n));
         return;
       }
@@ -345,7 +352,8 @@ class NativeHostStream implements HostStream, Slot {
 
   private shutdown(): void {
     const err = this.owner!.native.shutdown(this.id);
-    if (err < 0) return this.fail(err);
+    // On the next tick: `end()` comes from inside the connection's own state change.
+    if (err < 0) return void process.nextTick(() => this.fail(err));
     this.shutDown = true;
     this.finishIfDone();
   }
