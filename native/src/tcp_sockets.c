@@ -115,7 +115,7 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   }
 }
 
-/* A slot for `fd`: 0, or a negative errno (the fd is then still the caller's). */
+/* A slot for `fd`: its id (≥ 0), or a negative errno (the fd is then still the caller's). */
 static int32_t add_socket(tcp_sockets *o, int fd) {
   if (o->free_count == 0 && o->used == o->capacity) {
     uint32_t capacity = o->capacity == 0 ? 256 : o->capacity * 2;
