@@ -87,8 +87,6 @@ import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } fro
 import type { TimerItem } from './timer-heap.js';
 import type { HostStream, HostStreamEvents } from './host-stream.js';
 
-/** Opens the host socket of a guest-initiated connection, reading through `onread`. */
-
 export type TcpState =
   | 'connecting'
   | 'synSent'

@@ -7,6 +7,7 @@
  * and what tests use to play odd hosts).
  */
 import net from 'node:net';
+import { parseIpv4 } from '../../wire/address.js';
 
 /** What a stream reports; each connection is its own receiver. */
 export interface HostStreamEvents {
@@ -82,6 +83,7 @@ export type ListenHostTcp = (host: string, port: number, onAccept: (socket: Acce
 class NetHostStream implements HostStream {
   constructor(readonly socket: net.Socket, events: HostStreamEvents) {
     socket.allowHalfOpen = true;
+    socket.setNoDelay(true); // as the addon's sockets: a relay must not hold back small writes
     socket.once('connect', () => events.onHostConnect());
     socket.on('data', (chunk: Buffer) => events.onHostData(chunk));
     socket.on('end', () => events.onHostEnd());
@@ -148,8 +150,7 @@ export function netHostStream(socket: net.Socket, events: HostStreamEvents): Hos
 /** A client address as Node writes it (`1.2.3.4`, `::ffff:1.2.3.4`, `::1`): IPv4 as a number, else 0. */
 function ipv4Of(address: string | undefined): number {
   const v4 = address?.startsWith('::ffff:') ? address.slice(7) : address;
-  if (v4 === undefined || !net.isIPv4(v4)) return 0;
-  return v4.split('.').reduce((ip, part) => ip * 256 + Number(part), 0);
+  return v4 !== undefined && net.isIPv4(v4) ? parseIpv4(v4) : 0;
 }
 
 /** An accepted net.Socket as an AcceptedHostSocket. */
