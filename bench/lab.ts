@@ -97,10 +97,17 @@ export class Lab {
 
   /** Create a namespace `vnb-<label>-<id>` with `lo` up; deleted by cleanup(). */
   async netns(label: string): Promise<string> {
+    if (this.closing) throw new Error('interrupted');
     const name = `vnb-${label}-${this.id}`;
     if (existsSync(`/var/run/netns/${name}`)) throw new Error(`namespace ${name} already exists; refusing to reuse it`);
     this.namespaces.add(name);
     await must('ip', ['netns', 'add', name]);
+    if (this.closing) {
+      // cleanup() began while `ip netns add` ran and may have looked before it existed.
+      await run('ip', ['netns', 'delete', name]);
+      this.namespaces.delete(name);
+      throw new Error('interrupted');
+    }
     await must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     return name;
   }

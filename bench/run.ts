@@ -122,8 +122,10 @@ async function main(): Promise<number> {
     console.error(`\nbench: ${signal}, tearing down`);
     void lab.cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: a second signal (timeout(1) forwards one, a user presses ^C twice)
+  // must join the teardown, not kill the process in the middle of it.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   const out = new JsonlWriter(options.out, `bench-${options.suite}`, runMetadata(REPO, options));
   const results: Measurement[] = [];
