@@ -9,7 +9,8 @@
  *   through plain calls; a listener accepts into new slots.
  * - Connect: connect(2) runs at once. On loopback the handshake is done when
  *   it returns: the stream is connected from the start and says so on the
- *   next tick (before the NAT's end-of-batch flush, which asks too).
+ *   next tick, so the guest's SYN-ACK leaves with the SYN's batch (ticks run
+ *   before the batch's microtasks).
  * - Reading: level-triggered polling while neither paused nor at end of
  *   file; each readable event reads into the connection's block until the
  *   kernel has no more (at most READS_PER_EVENT reads, so that one busy
@@ -276,10 +277,6 @@ class NativeHostStream implements HostStream, Slot {
 
   reset(): void {
     this.close(true);
-  }
-
-  isConnected(): boolean {
-    return !this.connecting && !this.closed;
   }
 
   wasReset(): boolean {

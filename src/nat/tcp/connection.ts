@@ -308,13 +308,6 @@ export class Connection implements TimerItem, HostStreamEvents {
   flush(): void {
     this.dirty = false;
     if (this.state === 'closed') return;
-    if (this.state === 'connecting') {
-      // A connect to a nearby host (loopback above all) completes inside
-      // connect(2): answer the guest's SYN at the end of this batch rather
-      // than when the stream reports it (then ignored).
-      if (this.socket.isConnected()) this.onHostConnect();
-      return;
-    }
     this.flushStaging();
     if (this.ackPending) this.sendBare(TcpFlags.ACK, this.sndNxt);
   }

@@ -362,7 +362,6 @@ export class TcpNat implements ConnectionHost {
     this.insert(connection);
     this.connecting++;
     connection.startFromGuest(tcp, options, ip.bytes.slice(0, ip.totalLength));
-    this.markDirty(connection);
   }
 
   private insert(connection: Connection): void {
