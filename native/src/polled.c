@@ -100,24 +100,33 @@ bool vnet_polled_close(vnet_polled *o, bool finalizing) {
   return true;
 }
 
-vnet_polled *vnet_polled_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
-                              bool require_open, const char *kind) {
+void *vnet_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, const char *kind) {
   napi_value self;
   void *data = NULL;
   size_t none = 0;
-  char message[64];
   if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) {
     return NULL;
   }
   if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+    char message[64];
     snprintf(message, sizeof message, "not a %s", kind);
     vnet_throw(env, "VNET_ERR_INVALID_ARG", message);
     return NULL;
   }
-  vnet_polled *o = data;
-  if (require_open && o->closed) {
-    snprintf(message, sizeof message, "the %s is closed", kind);
-    vnet_throw(env, "VNET_ERR_CLOSED", message);
+  return data;
+}
+
+void vnet_throw_closed(napi_env env, const char *kind) {
+  char message[64];
+  snprintf(message, sizeof message, "the %s is closed", kind);
+  vnet_throw(env, "VNET_ERR_CLOSED", message);
+}
+
+vnet_polled *vnet_polled_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
+                              bool require_open, const char *kind) {
+  vnet_polled *o = vnet_this(env, info, argc, argv, kind);
+  if (o != NULL && require_open && o->closed) {
+    vnet_throw_closed(env, kind);
     return NULL;
   }
   return o;

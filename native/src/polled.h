@@ -49,6 +49,14 @@ bool vnet_polled_call(vnet_polled *o, napi_ref fn, size_t argc, const napi_value
  */
 bool vnet_polled_close(vnet_polled *o, bool finalizing);
 /*
+ * The native object behind `this` of a method call (napi_unwrap), with its
+ * arguments (argc/argv may be NULL). Throws VNET_ERR_INVALID_ARG ("not a
+ * <kind>") and returns NULL when there is none.
+ */
+void *vnet_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, const char *kind);
+/* Throws VNET_ERR_CLOSED: "the <kind> is closed". */
+void vnet_throw_closed(napi_env env, const char *kind);
+/*
  * The owner behind `this` of a method call, with its arguments (argc/argv may
  * be NULL). Throws VNET_ERR_INVALID_ARG ("not a <kind>") or, if
  * `require_open`, VNET_ERR_CLOSED ("the <kind> is closed") and returns NULL.

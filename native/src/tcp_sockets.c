@@ -35,7 +35,7 @@
  *   No event for the slot follows, even from inside its own callback.
  * - closeAll(): every slot closed; the object serves no more.
  */
-#include "polled.h" /* vnet_delete_ref, vnet_make_callback */
+#include "polled.h" /* vnet_this, vnet_delete_ref, vnet_make_callback */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -149,17 +149,9 @@ static void set_no_delay(int fd) {
 
 /* The object behind `this`, with its arguments; throws and returns NULL when it is not one or is closed. */
 static tcp_sockets *sockets_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
-  napi_value self;
-  void *data = NULL;
-  size_t none = 0;
-  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) return NULL;
-  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not a TcpSockets");
-    return NULL;
-  }
-  tcp_sockets *o = data;
-  if (o->closed) {
-    vnet_throw(env, "VNET_ERR_CLOSED", "the TcpSockets is closed");
+  tcp_sockets *o = vnet_this(env, info, argc, argv, "TcpSockets");
+  if (o != NULL && o->closed) {
+    vnet_throw_closed(env, "TcpSockets");
     return NULL;
   }
   return o;
@@ -430,15 +422,8 @@ static void close_all(tcp_sockets *o, bool finalizing) {
 }
 
 static napi_value sockets_close_all(napi_env env, napi_callback_info info) {
-  napi_value self;
-  void *data = NULL;
-  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
-  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "not a TcpSockets");
-    return NULL;
-  }
-  tcp_sockets *o = data;
-  if (!o->closed) close_all(o, false);
+  tcp_sockets *o = vnet_this(env, info, NULL, NULL, "TcpSockets");
+  if (o != NULL && !o->closed) close_all(o, false);
   return NULL;
 }
 
