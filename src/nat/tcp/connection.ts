@@ -33,10 +33,12 @@
  * - ACKs toward the guest are coalesced: data segments carry them; otherwise
  *   one ACK per batch (the NAT's microtask), immediately for out-of-order
  *   data, FIN, probes, or when a quarter of the buffer is unacknowledged.
- *   (A delayed ACK that a reply could carry was tried twice: request/response
- *   got slower — p99 ~0.5 → 2–4 ms the first time; with the addon's sockets
- *   and a 1 ms timer, p50 +20–40 µs and more CPU per round trip from the
- *   timer churn — so ACKs are not delayed.)
+ *   (A delayed ACK that a reply could carry was tried three times:
+ *   request/response got slower — p99 ~0.5 → 2–4 ms the first time; with the
+ *   addon's sockets and a 1 ms timer, p50 +20–40 µs and more CPU per round
+ *   trip; owed to the next batch or a 1 ms timer not moved per ACK, 1.1
+ *   frames per round trip instead of 2 but no gain in CPU or rate in five
+ *   A/B pairs — so ACKs are not delayed. See docs/performance.md.)
  * - Loss toward the guest: RTO per RFC 6298 (Karn's rule, backoff, min 200 ms),
  *   fast retransmit on the third duplicate ACK with NewReno-style partial-ACK
  *   retransmission (RFC 6582), zero-window probes. No congestion window: the
