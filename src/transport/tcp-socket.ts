@@ -304,6 +304,12 @@ class NativeHostStream implements HostStream, Slot {
     if (!this.closed) this.updatePoll();
   }
 
+  readNow(): void {
+    if (this.closed || this.connecting) return;
+    this.read();
+    if (!this.closed) this.updatePoll();
+  }
+
   private read(): void {
     const native = this.owner!.native;
     for (let i = 0; i < READS_PER_EVENT && !this.paused && !this.readEnded && !this.closed; i++) {

@@ -43,6 +43,12 @@ export interface HostStream {
   /** Stop and restart reading (backpressure toward the host). */
   pause(): void;
   resume(): void;
+  /**
+   * Reads at once what the kernel already holds, as a readable event would
+   * (nothing when paused). A stream that cannot does nothing: its next event
+   * brings the data.
+   */
+  readNow(): void;
   /** Close now, quietly. */
   destroy(): void;
   /** Close now with a RST. */
@@ -116,6 +122,10 @@ class NetHostStream implements HostStream {
 
   resume(): void {
     this.socket.resume();
+  }
+
+  readNow(): void {
+    // net.Socket reads on its own once resumed.
   }
 
   destroy(): void {

@@ -594,6 +594,21 @@ describe('TcpNat port forward', () => {
     await until(() => c.finReceived, 2000, 'the client FIN');
   });
 
+  it('sends what the client wrote during the handshake with the ACK of the guest\'s SYN-ACK, not after a bare ACK', async () => {
+    const { guest, link, client, clientPort } = await forwardRig();
+    const syn = await guest.next((s) => has(s, TcpFlags.SYN));
+    await new Promise<void>((res) => client.write('HELO', () => res()));
+    await new Promise((res) => setTimeout(res, 20)); // in the accepted socket's queue, not yet read
+    const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
+    const before = link.sent.length;
+    c.accept(syn);
+    await until(() => c.receivedBytes === 4);
+    const first = link.sent[before]!;
+    assert.equal(first.payload.toString(), 'HELO', 'the first segment after the SYN-ACK carries the data');
+    assert.equal(first.flags & (TcpFlags.ACK | TcpFlags.SYN), TcpFlags.ACK);
+    assert.equal(first.ack, (c.iss + 1) >>> 0, 'and acknowledges the guest\'s SYN');
+  });
+
   it('resets the host client when the guest refuses', async () => {
     const { guest, client, nat } = await forwardRig();
     const syn = await guest.next((s) => has(s, TcpFlags.SYN));
