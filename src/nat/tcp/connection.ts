@@ -10,7 +10,8 @@
  *   host connect; only when it succeeds do we answer SYN-ACK (`synReceived`),
  *   so a closed port is refused with RST, an unreachable one with ICMP. A port
  *   forward hands us an accepted host socket: we send the SYN (`synSent`) and
- *   keep the socket paused until the guest's SYN-ACK.
+ *   keep the socket paused until the guest's SYN-ACK; then what the client
+ *   sent meanwhile is read at once and its segment carries our ACK.
  * - Host → guest. The socket reads into blocks of the NAT's pool
  *   (block-pool.ts); chunks are queued as read (`ByteQueue`, no
  *   copy; short reads are copied out so they do not pin a block) and cut into
