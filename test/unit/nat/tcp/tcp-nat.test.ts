@@ -609,6 +609,30 @@ describe('TcpNat port forward', () => {
     assert.equal(first.ack, (c.iss + 1) >>> 0, 'and acknowledges the guest\'s SYN');
   });
 
+  it('passes on a client that wrote and closed, or reset, before the guest answered', async () => {
+    {
+      const { guest, client, clientPort, nat } = await forwardRig();
+      const syn = await guest.next((s) => has(s, TcpFlags.SYN));
+      await new Promise<void>((res) => client.end('BYE', () => res()));
+      await new Promise((res) => setTimeout(res, 20));
+      const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
+      c.accept(syn);
+      await until(() => c.finReceived && c.receivedBytes === 3, 2000, 'the data and the FIN');
+      assert.equal(c.receivedData.toString(), 'BYE');
+      c.end();
+      await until(() => nat.flowCount === 0 || nat.stats().states.timeWait === 1, 2000, 'the close');
+    }
+    {
+      const { guest, client, clientPort } = await forwardRig();
+      const syn = await guest.next((s) => has(s, TcpFlags.SYN));
+      client.resetAndDestroy();
+      await new Promise((res) => setTimeout(res, 20));
+      const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
+      c.accept(syn);
+      await until(() => c.rstReceived, 2000, 'the RST');
+    }
+  });
+
   it('resets the host client when the guest refuses', async () => {
     const { guest, client, nat } = await forwardRig();
     const syn = await guest.next((s) => has(s, TcpFlags.SYN));
