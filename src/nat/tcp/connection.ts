@@ -1079,7 +1079,7 @@ export class Connection implements TimerItem, HostStreamEvents {
   }
 
   /** The shared segment buffer with this connection's headers: from the remote end to the guest. */
-  private newFrame(seq: number, ack: number, flags: number, window: number, tcpHeaderLength: number, payloadLength: number): Buffer {
+  private newFrame(seq: number, ack: number, flags: number, window: number, tcpHeaderLength: number, payloadLength: number): Uint8Array {
     return newSegmentFrame(this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength, payloadLength);
   }
 

@@ -30,9 +30,11 @@ const DF = 0x4000;
  * past `sendIpv4` (GuestLink's contract: whatever keeps it copies it), and JS
  * builds and sends one segment at a time, so no segment needs its own
  * allocation — at 64 KiB a segment, that is most of the garbage collector's
- * work gone.
+ * work gone. A plain Uint8Array, as the frames the transports read: the
+ * switch and gateway see one class of frame either way, and a view of it
+ * costs less to make than a Buffer's.
  */
-const SCRATCH = Buffer.allocUnsafe(LINK_HEADROOM + 0xffff);
+const SCRATCH = new Uint8Array(LINK_HEADROOM + 0xffff);
 
 /**
  * Returns the shared segment buffer with the IPv4 header (with checksum) and the TCP
@@ -52,7 +54,7 @@ export function newSegmentFrame(
   window: number,
   tcpHeaderLength: number,
   payloadLength: number,
-): Buffer {
+): Uint8Array {
   const tcpLength = tcpHeaderLength + payloadLength;
   const totalLength = IPV4_HEADER_LENGTH + tcpLength;
   const frame = SCRATCH.subarray(0, LINK_HEADROOM + totalLength);
