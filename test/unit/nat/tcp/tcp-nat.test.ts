@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
 import { TcpFlags } from '../../../../src/wire/tcp.js';
+import { sleep } from '../../../helpers/lab.js';
 import { acceptedNetSocket, listenNetHostTcp, netHostStream } from '../../../../src/nat/tcp/host-stream.js';
 import { NativeHostStreams } from '../../../../src/transport/tcp-socket.js';
 import {
@@ -598,7 +599,7 @@ describe('TcpNat port forward', () => {
     const { guest, link, client, clientPort } = await forwardRig();
     const syn = await guest.next((s) => has(s, TcpFlags.SYN));
     await new Promise<void>((res) => client.write('HELO', () => res()));
-    await new Promise((res) => setTimeout(res, 20)); // in the accepted socket's queue, not yet read
+    await sleep(20); // in the accepted socket's queue, not yet read
     const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
     const before = link.sent.length;
     c.accept(syn);
@@ -614,7 +615,7 @@ describe('TcpNat port forward', () => {
       const { guest, client, clientPort, nat } = await forwardRig();
       const syn = await guest.next((s) => has(s, TcpFlags.SYN));
       await new Promise<void>((res) => client.end('BYE', () => res()));
-      await new Promise((res) => setTimeout(res, 20));
+      await sleep(20);
       const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
       c.accept(syn);
       await until(() => c.finReceived && c.receivedBytes === 3, 2000, 'the data and the FIN');
@@ -626,7 +627,7 @@ describe('TcpNat port forward', () => {
       const { guest, client, clientPort } = await forwardRig();
       const syn = await guest.next((s) => has(s, TcpFlags.SYN));
       client.resetAndDestroy();
-      await new Promise((res) => setTimeout(res, 20));
+      await sleep(20);
       const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7 });
       c.accept(syn);
       await until(() => c.rstReceived, 2000, 'the RST');
