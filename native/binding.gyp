@@ -12,7 +12,8 @@
         "src/poller_write.c",
         "src/icmp.c",
         "src/udp.c",
-        "src/tcp_sockets.c"
+        "src/tcp_sockets.c",
+        "src/busy_poll.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_c": ["-std=gnu11"],

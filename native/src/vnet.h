@@ -8,6 +8,7 @@
  * - icmp.c        ICMP echo sockets (ping or raw) for the NAT: open, sendto, batched receive
  * - udp.c         UDP sockets for the NAT and port forwards: open, recvmmsg/sendmmsg in batches
  * - tcp_sockets.c TCP sockets for the NAT: connect or adopt, poll, read, write, shutdown, close
+ * - busy_poll.c  keep the loop polling, not sleeping, for a short budget after fd events
  * - errors.c      errors with a stable code and errno text; argument helpers
  *
  * Everything runs on the JS thread; nothing here starts threads.
@@ -58,5 +59,6 @@ bool vnet_init_poller(napi_env env, napi_value exports);
 bool vnet_init_icmp(napi_env env, napi_value exports);
 bool vnet_init_udp(napi_env env, napi_value exports);
 bool vnet_init_tcp_sockets(napi_env env, napi_value exports);
+bool vnet_init_busy_poll(napi_env env, napi_value exports);
 
 #endif

@@ -89,7 +89,7 @@ const ROUTES: Record<string, OpSpec> = {
   'POST /v1/natnetworks/{name}/stop': { tag: 'networks', summary: 'Stop a NAT network started by hand' },
 
   'GET /v1/leases': { tag: 'leases', summary: 'DHCP leases vnet handed out', query: { network: 'only this network (key or NAT network name)' }, response: arrayOf(ref('Lease')) },
-  'GET /v1/stats': { tag: 'stats', summary: 'Engine counters: per NIC, per NAT LAN, per switch' },
+  'GET /v1/stats': { tag: 'stats', summary: 'Engine counters: per NIC, per NAT LAN, per switch, and the event loop\'s busy polling' },
 
   'GET /v1/hostonlyifs': { tag: 'networks', summary: 'Host-only interfaces (vboxnetN) with address, MAC and status' },
   'POST /v1/hostonlyifs': { tag: 'networks', summary: 'Create a host-only interface (next vboxnetN, or `name`) with its default DHCP server', body: { type: 'object', properties: { name: str } } },

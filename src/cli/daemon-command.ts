@@ -5,16 +5,35 @@
  *   --listen tcp:HOST:PORT      also serve the API on TCP, bearer token required
  *   --ui HOST:PORT | off        the dashboard (default 127.0.0.1:8080; a busy
  *                               default port only logs a warning)
+ *   --busy-poll-us N            after each fd event, poll instead of sleeping
+ *                               for up to N µs (default 200, or VNET_BUSY_POLL_US;
+ *                               0 = off): see native/src/busy_poll.c
  */
 import type { Server } from 'node:http';
 import { resolveHome, socketPath } from '../model/home.js';
 import { buildRoutes } from '../api/routes.js';
 import { boundPort, ensureToken, listenTcp, listenUnix } from '../api/server.js';
 import { Daemon } from '../daemon/daemon.js';
+import { setBusyPoll } from '../transport/busy-poll.js';
 import { parseArgs, single, usageError } from './argv.js';
 
 /** Where the dashboard listens unless `--ui` says otherwise. */
 export const DEFAULT_UI = '127.0.0.1:8080';
+
+/**
+ * Busy-poll budget when neither `--busy-poll-us` nor VNET_BUSY_POLL_US says,
+ * KVM's default halt_poll_ns. The window adapts below it (busy_poll.c): it
+ * covers the daemon's idle gap in a request/response exchange (the peer's
+ * turn, tens of µs) and shrinks away when traffic is sparse. With 50 µs the
+ * guest's slower turns (p90 ~60 µs here) kept halving the window.
+ */
+export const DEFAULT_BUSY_POLL_US = 200;
+
+/** `--busy-poll-us` / VNET_BUSY_POLL_US: whole microseconds, 0 to 10,000. */
+export function parseBusyPoll(text: string, source: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 10000) throw usageError(`${source} ${text}: expected microseconds from 0 to 10000`);
+  return Number(text);
+}
 
 /** `HOST:PORT`, `[V6]:PORT`, with an optional `tcp:` in front. */
 export function parseListenAddress(text: string, option: string): { host: string; port: number } {
@@ -28,16 +47,20 @@ export function parseListenAddress(text: string, option: string): { host: string
 /** `vnet daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off]`; `globalHome` is a `--home` given before the command. */
 export async function runDaemon(args: string[], globalHome?: string): Promise<void> {
   const parsed = parseArgs(args);
-  const unknown = parsed.options.find((o) => !['home', 'listen', 'ui'].includes(o.key)) ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);
+  const unknown = parsed.options.find((o) => !['home', 'listen', 'ui', 'busy-poll-us'].includes(o.key)) ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);
   if (unknown) throw usageError(`daemon: unexpected argument ${unknown.spelling}`);
   const home = resolveHome(single(parsed, 'home') ?? globalHome);
   const listen = single(parsed, 'listen');
   const uiText = single(parsed, 'ui');
   if (listen !== undefined && !listen.startsWith('tcp:')) throw usageError(`--listen ${listen}: expected tcp:HOST:PORT`);
   const api = listen !== undefined ? parseListenAddress(listen, '--listen') : null;
+  const busyPollText = single(parsed, 'busy-poll-us');
+  const busyPollUs = busyPollText !== undefined ? parseBusyPoll(busyPollText, '--busy-poll-us')
+    : process.env.VNET_BUSY_POLL_US ? parseBusyPoll(process.env.VNET_BUSY_POLL_US, 'VNET_BUSY_POLL_US') : DEFAULT_BUSY_POLL_US;
   const ui = uiText === 'off' ? null : parseListenAddress(uiText ?? DEFAULT_UI, '--ui');
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   const daemon = new Daemon(home, log);
+  setBusyPoll(busyPollUs);
   const router = buildRoutes(daemon);
   const servers: Server[] = [await listenUnix(router, socketPath(home))];
   await daemon.resume();

@@ -26,6 +26,7 @@ import { formatIpv4 } from '../wire/address.js';
 import { EventBus, Sampler, type ForwardEventData } from './events.js';
 import type { NicRuntime } from './nic-runtime.js';
 import type { PortForward } from '../model/types.js';
+import { busyPollStats } from '../transport/busy-poll.js';
 
 export interface CreateVmRequest {
   name: string;
@@ -208,13 +209,14 @@ export class Daemon {
     return this.view(vm);
   }
 
-  /** Per-NIC counters of every running VM, and per-network switch counters. */
+  /** Per-NIC counters of every running VM, per-network switch counters, and the event loop's busy polling. */
   stats() {
     const nat = [...this.guests.values()].flatMap((g) => g.nicStats().map((s) => g.nic(s.slot)?.natLan)).filter((l) => l !== null && l !== undefined);
     return {
       vms: Object.fromEntries([...this.guests].map(([name, guest]) => [name, guest.nicStats()])),
       nat: [...new Set([...nat, ...this.natLans.list()])].map((lan) => ({ ...lan.stats(), switch: lan.switch.snapshot() })),
       networks: this.registry.list().map((n) => ({ key: n.key, kind: n.kind, ...n.switch.snapshot(), name: n.name })),
+      busyPoll: busyPollStats(),
     };
   }
 

@@ -215,6 +215,22 @@ export interface NativeAddon {
   UdpBuffers: NativeUdpBuffersConstructor;
   UdpSocket: NativeUdpSocketConstructor;
   TcpSockets: NativeTcpSocketsConstructor;
+  /**
+   * After each fd event, keep the event loop polling instead of sleeping for
+   * `microseconds` (0: off, at most 10,000), so the next frame needs no
+   * wake-up (native/src/busy_poll.c).
+   */
+  setBusyPoll(microseconds: number): void;
+  /** The busy poller's budget and current window (µs), and loop turns with events that came while polling (`polled`) or after a sleep (`slept`). */
+  busyPollStats(): BusyPollStats;
+}
+
+/** What `busyPollStats` returns. */
+export interface BusyPollStats {
+  budgetUs: number;
+  windowUs: number;
+  polled: number;
+  slept: number;
 }
 
 /** What TcpSockets' onEvent reports (uv_poll's UV_READABLE, UV_WRITABLE). */

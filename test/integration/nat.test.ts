@@ -9,16 +9,24 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab } from '../helpers/lab.js';
-import { VnetDaemon } from '../helpers/vnet.js';
+import { Lab, sleep } from '../helpers/lab.js';
+import { REPO, VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 import { dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
+
+const TCPLOAD = join(REPO, 'bench', 'tools', 'tcpload.py');
 
 const lab = new Lab();
 let vnet: VnetDaemon;
 let world: World;
 let guest: string;
 let lease: Record<string, string>;
+
+/** The daemon's user + system CPU time so far, in ms (/proc/PID/stat, 10 ms ticks). */
+function daemonCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -131,6 +139,26 @@ describe('NAT', { timeout: 300_000 }, () => {
     const echo = await lab.mustExec(guest, 'python3', [NET_TOOLS, 'udp-echo-client', INTERNET_IP, '7000', 'marco']);
     assert.equal(echo.trim(), 'marco');
     await ping(lab, guest, INTERNET_IP, 3);
+  });
+
+  test('busy polling: a request/response exchange finds its frames while the daemon polls; idle, it sleeps', async () => {
+    const roundTrips = 3000;
+    lab.spawn(world.hostNs, 'python3', [TCPLOAD, 'rr-server', '--port', '18901']);
+    await lab.waitListening(world.hostNs, 18901);
+    const before = (await vnet.stats()).busyPoll;
+    assert.equal(before.budgetUs, 200, 'the default budget');
+    const result = JSON.parse(await lab.mustExec(guest, 'python3', [TCPLOAD, 'rr-client', '--host', '10.0.2.2', '--port', '18901', '--count', String(roundTrips), '--size', '64'], { timeoutMs: 60_000 }));
+    assert.equal(result.count, roundTrips);
+    const after = (await vnet.stats()).busyPoll;
+    const polled = after.polled - before.polled;
+    const slept = after.slept - before.slept;
+    // Two hops per round trip (request in, reply back); most find the loop still polling.
+    assert.ok(polled > roundTrips / 2, `polled ${polled}, slept ${slept} in ${roundTrips} round trips`);
+    await sleep(200);
+    const cpu = daemonCpuMs(vnet.pid);
+    await sleep(1000);
+    const idle = daemonCpuMs(vnet.pid) - cpu;
+    assert.ok(idle < 100, `an idle daemon used ${idle} ms of CPU in 1 s`);
   });
 
   test('port forwards: a rule from modifyvm, one added and deleted with controlvm, a UDP one', async () => {

@@ -1,0 +1,15 @@
+/* Busy polling after fd events (busy_poll.c). */
+#ifndef VNET_BUSY_POLL_H
+#define VNET_BUSY_POLL_H
+
+#include "vnet.h"
+
+#include <uv.h>
+
+/* The largest budget setBusyPoll takes, in microseconds. */
+#define VNET_BUSY_POLL_MAX_US 10000
+
+/* An fd event is being handled: keep the loop polling until the budget after now. */
+void vnet_busy_poll_touch(napi_env env);
+
+#endif
