@@ -3,6 +3,8 @@
  * nothing changed (the VM's whole configuration is compared before and after).
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Lab } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
@@ -68,5 +70,23 @@ describe('CLI errors', { timeout: 120_000 }, () => {
     const result = await run(process.execPath, [VNET_BIN, '--home', home, 'list', 'vms']);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /^vnet: error: no vnet daemon at .*vnet\.sock/);
+  });
+
+  test('a daemon given a bad busy-poll budget stops with one line and starts nothing', async () => {
+    const { run } = await import('../helpers/lab.js');
+    const { VNET_BIN } = await import('../helpers/vnet.js');
+    const home = lab.tempDir('badpoll');
+    for (const [args, env, message] of [
+      [['--busy-poll-us', '10001'], {}, /--busy-poll-us 10001: expected microseconds from 0 to 10000/],
+      [['--busy-poll-us', 'fast'], {}, /--busy-poll-us fast: expected microseconds/],
+      [[], { VNET_BUSY_POLL_US: '-5' }, /VNET_BUSY_POLL_US -5: expected microseconds/],
+    ] as const) {
+      const result = await run(process.execPath, [VNET_BIN, 'daemon', '--home', home, '--ui', 'off', ...args], { env: { ...process.env, ...env }, timeoutMs: 10_000 });
+      assert.notEqual(result.code, 0);
+      const lines = result.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line, got:\n${result.stderr}`);
+      assert.match(lines[0]!, message);
+      assert.ok(!existsSync(join(home, 'vnet.sock')), 'no API socket was made');
+    }
   });
 });
