@@ -47,14 +47,14 @@ export function parseListenAddress(text: string, option: string): { host: string
 /** `vnet daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off]`; `globalHome` is a `--home` given before the command. */
 export async function runDaemon(args: string[], globalHome?: string): Promise<void> {
   const parsed = parseArgs(args);
-  const unknown = parsed.options.find((o) => !['home', 'listen', 'ui', 'busy-poll-us'].includes(o.key)) ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);
+  const unknown = parsed.options.find((o) => !['home', 'listen', 'ui', 'busypollus'].includes(o.key)) ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);
   if (unknown) throw usageError(`daemon: unexpected argument ${unknown.spelling}`);
   const home = resolveHome(single(parsed, 'home') ?? globalHome);
   const listen = single(parsed, 'listen');
   const uiText = single(parsed, 'ui');
   if (listen !== undefined && !listen.startsWith('tcp:')) throw usageError(`--listen ${listen}: expected tcp:HOST:PORT`);
   const api = listen !== undefined ? parseListenAddress(listen, '--listen') : null;
-  const busyPollText = single(parsed, 'busy-poll-us');
+  const busyPollText = single(parsed, 'busypollus');
   const busyPollUs = busyPollText !== undefined ? parseBusyPoll(busyPollText, '--busy-poll-us')
     : process.env.VNET_BUSY_POLL_US ? parseBusyPoll(process.env.VNET_BUSY_POLL_US, 'VNET_BUSY_POLL_US') : DEFAULT_BUSY_POLL_US;
   const ui = uiText === 'off' ? null : parseListenAddress(uiText ?? DEFAULT_UI, '--ui');

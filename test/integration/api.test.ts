@@ -41,7 +41,7 @@ function assertError(res: { status: number; json: any; text: string }, status: n
 describe('REST API', { timeout: 240_000 }, () => {
   before(async () => {
     hostNs = await lab.netns('host');
-    api = await ApiDaemon.start(lab, hostNs, lab.tempDir('home'), ['--listen', `tcp:127.0.0.1:${TCP_PORT}`, '--ui', 'off']);
+    api = await ApiDaemon.start(lab, hostNs, lab.tempDir('home'), ['--listen', `tcp:127.0.0.1:${TCP_PORT}`, '--ui', 'off', '--busy-poll-us', '350']);
     assert.equal((await api.request('POST', '/v1/vms', { name: 'g' })).status, 200);
     guest = lab.name('g');
     const started = await api.request('POST', '/v1/vms/g/start', { type: 'netns', netns: guest });
@@ -154,7 +154,9 @@ describe('REST API', { timeout: 240_000 }, () => {
     assert.equal(leases.length, 1);
     assert.equal(leases[0].ip, '10.0.2.15');
     assert.equal(leases[0].vm, 'g');
-    assert.ok((await api.request('GET', '/v1/stats')).json.vms.g);
+    const stats = (await api.request('GET', '/v1/stats')).json;
+    assert.ok(stats.vms.g);
+    assert.equal(stats.busyPoll.budgetUs, 350, 'the daemon took --busy-poll-us');
     const topo = (await api.request('GET', '/v1/topology')).json;
     assert.deepEqual(topo.vms.map((v: { name: string; state: string }) => [v.name, v.state]), [['g', 'running'], ['h', 'poweroff']]);
     assert.equal(typeof topo.vms[0].nics[0].runtime.fromGuestBps, 'number');
