@@ -172,15 +172,27 @@ interface OutOfOrder {
   fin: boolean;
 }
 
+/**
+ * The NAT's table key for a flow: both ports whole and 21 bits of the two
+ * addresses, within a safe integer (2^53), built without strings. Every
+ * forwarded connection to one guest server shares the guest's address and
+ * port, and every guest connection to one host service the remote's, so
+ * both ports are in; flows that still collide (same ports, addresses equal
+ * in their low 21 bits after XOR) are chained and told apart by `lookup`.
+ */
+export function flowKey(guestIp: number, guestPort: number, remoteIp: number, remotePort: number): number {
+  return ((guestIp ^ remoteIp) & 0x1fffff) * 0x1_0000_0000 + guestPort * 65536 + remotePort;
+}
+
 export class Connection implements TimerItem, HostStreamEvents {
   timerAt = Infinity;
   timerIndex = -1;
-  /** Next connection with the same guest address and port (rare). */
+  /** Next connection with the same table key (rare: see flowKey). */
   next: Connection | undefined = undefined;
   /** Set while queued for `flush` at the end of the batch. */
   dirty = false;
   state: TcpState;
-  /** Guest ip·65536 + guest port: the NAT's table key. */
+  /** The NAT's table key (flowKey). */
   readonly key: number;
 
   // Toward the guest (RFC 9293 §3.3.1 send sequence variables).
@@ -257,7 +269,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     initialState: 'connecting' | 'synSent',
   ) {
     this.sendQueue = new ByteQueue(host.readBlocks.give);
-    this.key = guestIp * 65536 + guestPort;
+    this.key = flowKey(guestIp, guestPort, remoteIp, remotePort);
     this.state = initialState;
     this.pseudoBase = pseudoHeaderSum(remoteIp, guestIp, IpProtocol.TCP, 0);
     this.iss = (Math.random() * 0x1_0000_0000) >>> 0;

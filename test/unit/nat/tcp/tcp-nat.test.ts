@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
+import { flowKey } from '../../../../src/nat/tcp/connection.js';
 import { TcpFlags } from '../../../../src/wire/tcp.js';
 import { sleep } from '../../../helpers/lab.js';
 import { acceptedNetSocket, listenNetHostTcp, netHostStream } from '../../../../src/nat/tcp/host-stream.js';
@@ -632,6 +633,38 @@ describe('TcpNat port forward', () => {
       c.accept(syn);
       await until(() => c.rstReceived, 2000, 'the RST');
     }
+  });
+
+  it('tells apart two forwarded flows that share a table key', async () => {
+    // Same ports, and sources that differ only above the key's 21 address bits.
+    const sources = [GATEWAY_IP, (GATEWAY_IP ^ (1 << 21)) >>> 0];
+    assert.equal(flowKey(GUEST_IP, 8080, sources[0]!, 5555), flowKey(GUEST_IP, 8080, sources[1]!, 5555));
+    assert.ok(Number.isSafeInteger(flowKey(0xffffffff, 65535, 0, 65535)), 'the largest key is a safe integer');
+    const r = rig();
+    let n = 0;
+    const listener = await r.streams!.listen('127.0.0.1', 0, (a) => r.nat.forward(a, GUEST_IP, 8080, sources[n++]!, 5555));
+    cleanups.push(() => listener.close());
+    const guestSides: GuestTcp[] = [];
+    const clients: net.Socket[] = [];
+    for (const source of sources) {
+      const client = net.connect({ port: listener.port, host: '127.0.0.1' });
+      client.on('error', () => {});
+      cleanups.push(() => void client.destroy());
+      clients.push(client);
+      const syn = await r.guest.next((s) => has(s, TcpFlags.SYN) && s.srcIp === source);
+      const c = new GuestTcp(r.guest, { localPort: 8080, remotePort: 5555, remoteIp: source, shift: 7 });
+      c.accept(syn);
+      guestSides.push(c);
+    }
+    await until(() => r.nat.stats().states.established === 2, 2000, 'both established');
+    const replies = ['', ''];
+    clients.forEach((client, i) => {
+      client.on('data', (d: Buffer) => (replies[i] += d.toString()));
+      client.write(`to guest ${i}`);
+    });
+    guestSides.forEach((c, i) => c.write(Buffer.from(`from guest ${i}`)));
+    await until(() => guestSides.every((c, i) => c.receivedData.toString() === `to guest ${i}`), 2000, 'each client\'s bytes on its own flow');
+    await until(() => replies.every((reply, i) => reply === `from guest ${i}`), 2000, 'each guest side\'s bytes to its own client');
   });
 
   it('resets the host client when the guest refuses', async () => {
