@@ -39,7 +39,9 @@
  *   addon's sockets and a 1 ms timer, p50 +20–40 µs and more CPU per round
  *   trip; owed to the next batch or a 1 ms timer not moved per ACK, 1.1
  *   frames per round trip instead of 2 but no gain in CPU or rate in five
- *   A/B pairs — so ACKs are not delayed. See docs/performance.md.)
+ *   A/B pairs; a fourth time with busy polling, the ACK of one sub-MSS
+ *   segment waiting up to 1 ms, no gain in three pairs either — so ACKs
+ *   are not delayed. See docs/performance.md.)
  * - Loss toward the guest: RTO per RFC 6298 (Karn's rule, backoff, min 200 ms),
  *   fast retransmit on the third duplicate ACK with NewReno-style partial-ACK
  *   retransmission (RFC 6582), zero-window probes. No congestion window: the
