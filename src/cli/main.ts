@@ -6,7 +6,7 @@ import { COMMANDS } from './commands.js';
 import { runDaemon } from './daemon-command.js';
 
 const USAGE = `usage: vnet [--home DIR] COMMAND ...
-  daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off]
+  daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off] [--busy-poll-us N]
                                       run the engine (API on DIR/vnet.sock; dashboard on 127.0.0.1:8080)
   createvm --name NAME [--register]   create and register a VM
   modifyvm VM --nic<N> none|null|intnet|generic --intnet<N> NAME
