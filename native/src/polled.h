@@ -38,7 +38,10 @@ int vnet_polled_init(vnet_polled *o, napi_env env, int fd);
 bool vnet_polled_wrap(vnet_polled *o, napi_value self, const char *name, napi_finalize finalize);
 /* Construction failed: release the handle (the fd stays the caller's); the owner is freed once it closed. */
 void vnet_polled_abandon(vnet_polled *o);
-/* napi_make_callback; false if `fn` threw (the exception goes to 'uncaughtException'). */
+/*
+ * napi_make_callback; false if `fn` threw (the exception goes to 'uncaughtException').
+ * Every fd event reaches JS through here, so it also tells the busy poller (busy_poll.c).
+ */
 bool vnet_make_callback(napi_env env, napi_async_context context, napi_value recv, napi_value fn, size_t argc,
                         const napi_value *argv);
 /* Calls `fn` with the object as `this` in its async context; false if it threw (sent to 'uncaughtException'). */

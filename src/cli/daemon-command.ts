@@ -44,7 +44,7 @@ export function parseListenAddress(text: string, option: string): { host: string
   return { host: match[1] ?? match[2]!, port };
 }
 
-/** `vnet daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off]`; `globalHome` is a `--home` given before the command. */
+/** `vnet daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off] [--busy-poll-us N]`; `globalHome` is a `--home` given before the command. */
 export async function runDaemon(args: string[], globalHome?: string): Promise<void> {
   const parsed = parseArgs(args);
   const unknown = parsed.options.find((o) => !['home', 'listen', 'ui', 'busypollus'].includes(o.key)) ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);

@@ -217,8 +217,8 @@ export interface NativeAddon {
   TcpSockets: NativeTcpSocketsConstructor;
   /**
    * After each fd event, keep the event loop polling instead of sleeping for
-   * `microseconds` (0: off, at most 10,000), so the next frame needs no
-   * wake-up (native/src/busy_poll.c).
+   * up to `microseconds` (0: off, at most 10,000; the window adapts below
+   * it), so the next frame needs no wake-up (native/src/busy_poll.c).
    */
   setBusyPoll(microseconds: number): void;
   /** The busy poller's budget and current window (µs), and loop turns with events that came while polling (`polled`) or after a sleep (`slept`). */
