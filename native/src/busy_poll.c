@@ -105,25 +105,23 @@ static busy_poll *state_of(napi_env env) {
   busy_poll *b = NULL;
   if (napi_get_instance_data(env, (void **)&b) == napi_ok && b != NULL) return b;
   uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || (b = calloc(1, sizeof *b)) == NULL) {
-    vnet_throw(env, "VNET_ERR_BUSY_POLL", "cannot set up busy polling");
-    return NULL;
-  }
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || (b = calloc(1, sizeof *b)) == NULL) goto failed;
   b->loop = loop;
   if (uv_idle_init(loop, &b->idle) != 0) {
     free(b);
-    vnet_throw(env, "VNET_ERR_BUSY_POLL", "cannot set up busy polling");
-    return NULL;
+    goto failed;
   }
   b->idle.data = b;
   uv_unref((uv_handle_t *)&b->idle);
   if (napi_set_instance_data(env, b, NULL, NULL) != napi_ok ||
       napi_add_env_cleanup_hook(env, cleanup, b) != napi_ok) {
     uv_close((uv_handle_t *)&b->idle, free_on_close);
-    vnet_throw(env, "VNET_ERR_BUSY_POLL", "cannot set up busy polling");
-    return NULL;
+    goto failed;
   }
   return b;
+failed:
+  vnet_throw(env, "VNET_ERR_BUSY_POLL", "cannot set up busy polling");
+  return NULL;
 }
 
 /* setBusyPoll(microseconds): the longest window after an event; 0 turns busy polling off. */
