@@ -113,8 +113,13 @@ static busy_poll *state_of(napi_env env) {
   }
   b->idle.data = b;
   uv_unref((uv_handle_t *)&b->idle);
-  if (napi_set_instance_data(env, b, NULL, NULL) != napi_ok ||
-      napi_add_env_cleanup_hook(env, cleanup, b) != napi_ok) {
+  if (napi_add_env_cleanup_hook(env, cleanup, b) != napi_ok) {
+    uv_close((uv_handle_t *)&b->idle, free_on_close);
+    goto failed;
+  }
+  /* Last: nothing may find the state before it is whole, nor after it is gone. */
+  if (napi_set_instance_data(env, b, NULL, NULL) != napi_ok) {
+    napi_remove_env_cleanup_hook(env, cleanup, b);
     uv_close((uv_handle_t *)&b->idle, free_on_close);
     goto failed;
   }
