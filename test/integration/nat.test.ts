@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { Lab, sleep } from '../helpers/lab.js';
 import { REPO, VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
+import { markCpu } from '../../bench/proc-usage.js';
 import { dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
 
 const TCPLOAD = join(REPO, 'bench', 'tools', 'tcpload.py');
@@ -21,12 +22,6 @@ let vnet: VnetDaemon;
 let world: World;
 let guest: string;
 let lease: Record<string, string>;
-
-/** The daemon's user + system CPU time so far, in ms (/proc/PID/stat, 10 ms ticks). */
-function daemonCpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -155,10 +150,10 @@ describe('NAT', { timeout: 300_000 }, () => {
     // Two hops per round trip (request in, reply back); most find the loop still polling.
     assert.ok(polled > roundTrips / 2, `polled ${polled}, slept ${slept} in ${roundTrips} round trips`);
     await sleep(200);
-    const cpu = daemonCpuMs(vnet.pid);
+    const cpu = markCpu(vnet.pid)!;
     await sleep(1000);
-    const idle = daemonCpuMs(vnet.pid) - cpu;
-    assert.ok(idle < 100, `an idle daemon used ${idle} ms of CPU in 1 s`);
+    const idleMs = Math.round((markCpu(vnet.pid)!.cpuSeconds - cpu.cpuSeconds) * 1000);
+    assert.ok(idleMs < 100, `an idle daemon used ${idleMs} ms of CPU in 1 s`);
   });
 
   test('port forwards: a rule from modifyvm, one added and deleted with controlvm, a UDP one', async () => {

@@ -11,13 +11,12 @@ import { after, describe, it } from 'node:test';
 import { busyPollStats, setBusyPoll } from '../../../src/transport/busy-poll.js';
 import { nativeAddon, type BusyPollStats } from '../../../src/transport/native.js';
 import { UnixDgramTransport } from '../../../src/transport/unix-dgram.js';
+import { sleep } from '../../helpers/lab.js';
 
 const ROUND_TRIPS = 2_000;
 const WAIT_LIMIT_MS = 10_000;
 
 const FRAME = new Uint8Array(60).fill(0xaa);
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('busy polling', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vnt-busy-'));
