@@ -388,6 +388,7 @@ bool vnet_init_poller(napi_env env, napi_value exports) {
       {"close", NULL, poller_close, NULL, NULL, NULL, napi_default, NULL},
       vnet_poller_write_methods[0],
       vnet_poller_write_methods[1],
+      vnet_poller_write_methods[2],
   };
   napi_value cls;
   if (napi_define_class(env, "Poller", NAPI_AUTO_LENGTH, poller_new, NULL,

@@ -44,10 +44,15 @@ typedef struct vnet_poller {
 
 _Static_assert(offsetof(vnet_poller, base) == 0, "vnet_polled must come first (polled.h)");
 
-/* Writes frames (pointer/length pairs) until EAGAIN; returns how many were consumed (written or failed). */
-uint32_t vnet_poller_write(vnet_poller *p, const struct iovec *frames, uint32_t count);
-/* Adds writeSlab and writeFrames to the Poller prototype's property list. */
-extern const napi_property_descriptor vnet_poller_write_methods[2];
+/*
+ * Writes frames (pointer/length pairs) until EAGAIN; returns how many were
+ * consumed (written or failed). `header` goes before each frame; NULL: the
+ * Poller's default (zeros of headerLength, or nothing when JS puts it in the frame).
+ */
+uint32_t vnet_poller_write(vnet_poller *p, const struct iovec *frames, uint32_t count,
+                           const struct iovec *header);
+/* Adds writeSlab, writeFrames and writeFrame to the Poller prototype's property list. */
+extern const napi_property_descriptor vnet_poller_write_methods[3];
 
 /* Unwraps `this` of a Poller method and its arguments; throws and returns NULL if `this` is
  * not a Poller, or if it is closed and `require_open`. */

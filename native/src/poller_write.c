@@ -1,7 +1,7 @@
 /*
  * Poller writes: frames toward the guest, as many as the fd takes now.
  *
- * Both calls return how many frames were consumed: written, or failed for a
+ * All three calls return how many frames were consumed: written, or failed for a
  * reason other than EAGAIN (those are dropped and counted in
  * status[STATUS_FAILED] with the last errno). JS keeps the unconsumed rest.
  *
@@ -39,19 +39,18 @@ static bool is_peer_gone(int err) {
   return err == ECONNREFUSED || err == ENOTCONN || err == EDESTADDRREQ || err == ENOENT;
 }
 
-/* Bytes of header write() must add in front of each frame: none when JS put it there. */
-static size_t added_header(const vnet_poller *p) {
-  return p->tx_header_in_frame ? 0 : p->header_length;
+/* The header write() adds in front of each frame by default: none when JS put it there. */
+static struct iovec added_header(const vnet_poller *p) {
+  return (struct iovec){(void *)zero_header, p->tx_header_in_frame ? 0 : p->header_length};
 }
 
 static uint32_t write_device(vnet_poller *p, const struct iovec *frames, uint32_t count,
-                             write_result *result) {
+                             struct iovec header, write_result *result) {
   uint32_t i = 0;
-  size_t header = added_header(p);
   while (i < count) {
-    struct iovec iov[2] = {{(void *)zero_header, header}, frames[i]};
-    ssize_t written = header > 0 ? writev(p->base.fd, iov, 2)
-                                           : write(p->base.fd, frames[i].iov_base, frames[i].iov_len);
+    struct iovec iov[2] = {header, frames[i]};
+    ssize_t written = header.iov_len > 0 ? writev(p->base.fd, iov, 2)
+                                         : write(p->base.fd, frames[i].iov_base, frames[i].iov_len);
     if (written >= 0) {
       result->bytes += (uint32_t)frames[i].iov_len;
       i++;
@@ -68,17 +67,15 @@ static uint32_t write_device(vnet_poller *p, const struct iovec *frames, uint32_
 }
 
 static uint32_t write_socket(vnet_poller *p, const struct iovec *frames, uint32_t count,
-                             write_result *result) {
+                             struct iovec header, write_result *result) {
   struct mmsghdr messages[TX_BATCH_FRAMES];
   struct iovec iov[TX_BATCH_FRAMES][2];
   memset(messages, 0, sizeof messages[0] * count);
-  size_t header = added_header(p);
   for (uint32_t k = 0; k < count; k++) {
-    iov[k][0].iov_base = (void *)zero_header;
-    iov[k][0].iov_len = header;
+    iov[k][0] = header;
     iov[k][1] = frames[k];
-    messages[k].msg_hdr.msg_iov = header > 0 ? iov[k] : &iov[k][1];
-    messages[k].msg_hdr.msg_iovlen = header > 0 ? 2 : 1;
+    messages[k].msg_hdr.msg_iov = header.iov_len > 0 ? iov[k] : &iov[k][1];
+    messages[k].msg_hdr.msg_iovlen = header.iov_len > 0 ? 2 : 1;
   }
   uint32_t i = 0;
   bool reconnected = false;
@@ -118,10 +115,12 @@ static uint32_t write_socket(vnet_poller *p, const struct iovec *frames, uint32_
   return i;
 }
 
-uint32_t vnet_poller_write(vnet_poller *p, const struct iovec *frames, uint32_t count) {
+uint32_t vnet_poller_write(vnet_poller *p, const struct iovec *frames, uint32_t count,
+                           const struct iovec *header) {
   write_result result = {0, 0, 0};
-  uint32_t consumed = p->is_socket ? write_socket(p, frames, count, &result)
-                                   : write_device(p, frames, count, &result);
+  struct iovec before = header != NULL ? *header : added_header(p);
+  uint32_t consumed = p->is_socket ? write_socket(p, frames, count, before, &result)
+                                   : write_device(p, frames, count, before, &result);
   p->status[STATUS_FAILED] = result.failed;
   p->status[STATUS_BYTES] = result.bytes;
   p->status[STATUS_ERRNO] = (uint32_t)result.last_errno;
@@ -158,7 +157,24 @@ static napi_value write_slab(napi_env env, napi_callback_info info) {
     frames[i].iov_base = p->tx_slab + offset;
     frames[i].iov_len = length;
   }
-  return consumed_value(env, vnet_poller_write(p, frames, count));
+  return consumed_value(env, vnet_poller_write(p, frames, count, NULL));
+}
+
+/* The bytes of a Uint8Array argument as an iovec; false (and thrown) otherwise. */
+static bool frame_arg(napi_env env, napi_value value, struct iovec *out) {
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  napi_is_typedarray(env, value, &is_typedarray);
+  if (!is_typedarray || napi_get_typedarray_info(env, value, &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "frames must be Uint8Arrays");
+    return false;
+  }
+  out->iov_base = data;
+  out->iov_len = length;
+  return true;
 }
 
 /* writeFrames(frames: Uint8Array[], start) → consumed: at most TX_BATCH_FRAMES from `start`. */
@@ -180,26 +196,37 @@ static napi_value write_frames(napi_env env, napi_callback_info info) {
   struct iovec frames[TX_BATCH_FRAMES];
   for (uint32_t i = 0; i < count; i++) {
     napi_value element;
-    napi_typedarray_type type;
-    size_t element_count;
-    void *data;
-    bool is_typedarray = false;
     if (napi_get_element(env, argv[0], start + i, &element) != napi_ok) return NULL;
-    napi_is_typedarray(env, element, &is_typedarray);
-    if (!is_typedarray ||
-        napi_get_typedarray_info(env, element, &type, &element_count, &data, NULL, NULL) !=
-            napi_ok ||
-        type != napi_uint8_array) {
-      vnet_throw(env, "VNET_ERR_INVALID_ARG", "frames must hold only Uint8Arrays");
-      return NULL;
-    }
-    frames[i].iov_base = data;
-    frames[i].iov_len = element_count;
+    if (!frame_arg(env, element, &frames[i])) return NULL;
   }
-  return consumed_value(env, vnet_poller_write(p, frames, count));
+  return consumed_value(env, vnet_poller_write(p, frames, count, NULL));
 }
 
-const napi_property_descriptor vnet_poller_write_methods[2] = {
+/*
+ * writeFrame(frame, header) → consumed (0 or 1): one frame straight from its
+ * JS buffer, `header` (a virtio-net header) written before it in the same
+ * writev; an empty `header` means the Poller's own default.
+ */
+static napi_value write_frame(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  struct iovec frame, header;
+  vnet_poller *p = vnet_poller_this(env, info, &argc, argv, true);
+  if (p == NULL) return NULL;
+  if (argc < 2) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "writeFrame(frame: Uint8Array, header: Uint8Array)");
+    return NULL;
+  }
+  if (!frame_arg(env, argv[0], &frame) || !frame_arg(env, argv[1], &header)) return NULL;
+  if (header.iov_len > VNET_MAX_HEADER) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "header is longer than a virtio-net header");
+    return NULL;
+  }
+  return consumed_value(env, vnet_poller_write(p, &frame, 1, header.iov_len > 0 ? &header : NULL));
+}
+
+const napi_property_descriptor vnet_poller_write_methods[3] = {
     {"writeSlab", NULL, write_slab, NULL, NULL, NULL, napi_default, NULL},
     {"writeFrames", NULL, write_frames, NULL, NULL, NULL, napi_default, NULL},
+    {"writeFrame", NULL, write_frame, NULL, NULL, NULL, napi_default, NULL},
 };

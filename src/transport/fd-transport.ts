@@ -12,6 +12,8 @@
  *   flush as a microtask. The native poller runs microtasks after each batch
  *   it delivers, so the replies to one input batch leave in one native call.
  *   A full slab (TX_BATCH_FRAMES frames or its byte size) flushes at once.
+ *   A large frame (DIRECT_WRITE_MIN) is not copied: what the slab holds is
+ *   flushed, then the frame is written from the caller's buffer at once.
  * - Backpressure: frames the fd did not take (EAGAIN) are copied to
  *   `backlog`, at most BACKLOG_LIMIT frames (beyond: `dropsOut`), and the
  *   poller watches for writability to drain it. While the backlog is not
@@ -33,6 +35,15 @@ export const BACKLOG_LIMIT = 1024;
 /** Frames are packed into txSlab at this alignment. */
 const TX_ALIGN = 8;
 
+/**
+ * Frames from this length on are written straight from the caller's buffer
+ * instead of being copied into txSlab: a copy of a 64 KiB segment costs far
+ * more than the native call it saves (docs/performance.md, "Copies").
+ */
+export const DIRECT_WRITE_MIN = 8192;
+
+const NO_HEADER = new Uint8Array(0);
+
 /** Shared transport over a non-blocking fd; subclasses open the fd and name the kind. */
 export abstract class FdTransport implements FrameTransport {
   abstract readonly kind: string;
@@ -51,6 +62,8 @@ export abstract class FdTransport implements FrameTransport {
   private readonly rxMeta: Uint32Array;
   private readonly txBytes: Uint8Array;
   private readonly txMeta: Uint32Array;
+  /** The virtio-net header of a frame written directly. */
+  private readonly txHeader = new Uint8Array(VIRTIO_NET_HDR_LENGTH);
   /** Frames txMeta can describe. */
   private readonly txBatchLimit: number;
   private txCount = 0;
@@ -95,6 +108,10 @@ export abstract class FdTransport implements FrameTransport {
     }
     const header = this.vnetHeader ? VIRTIO_NET_HDR_LENGTH : 0;
     const length = header + frameLength;
+    if (frameLength >= DIRECT_WRITE_MIN && this.backlog.length === 0) {
+      this.flush(); // what came before leaves first
+      if (this.backlog.length === 0) return this.writeDirect(frame, offload);
+    }
     const slabFull = this.txCount === this.txBatchLimit || this.txUsed + length > this.txBytes.byteLength;
     if (slabFull && this.backlog.length === 0) this.flush();
     if (this.backlog.length > 0) {
@@ -115,6 +132,23 @@ export abstract class FdTransport implements FrameTransport {
       this.flushQueued = true;
       queueMicrotask(this.flushTask);
     }
+  }
+
+  /** Writes `frame` now from its own buffer; if the fd is full, a copy waits in the backlog. */
+  private writeDirect(frame: Uint8Array, offload: FrameOffload | undefined): void {
+    let header = NO_HEADER;
+    if (this.vnetHeader) {
+      header = this.txHeader;
+      writeVirtioNetHeader(offload, header, 0);
+    }
+    const consumed = this.poller.writeFrame(frame, header);
+    this.account(consumed);
+    if (consumed === 1) return;
+    const owned = new Uint8Array(header.length + frame.length);
+    owned.set(header, 0);
+    owned.set(frame, header.length);
+    this.enqueue(owned);
+    this.poller.watchWritable(true);
   }
 
   close(): void {

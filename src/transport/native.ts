@@ -59,6 +59,12 @@ export interface NativePoller {
   writeSlab(count: number): number;
   /** Writes up to 64 frames from `frames[start]`; returns how many were consumed before EAGAIN. */
   writeFrames(frames: readonly Uint8Array[], start: number): number;
+  /**
+   * Writes one frame from its own buffer, `header` (a virtio-net header)
+   * before it; an empty `header` means the Poller's default. Returns 1 if
+   * consumed, 0 on EAGAIN.
+   */
+  writeFrame(frame: Uint8Array, header: Uint8Array): number;
   /** Stops polling and closes the fd. Idempotent; no callback runs after it. */
   close(): void;
 }

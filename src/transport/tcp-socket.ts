@@ -16,7 +16,8 @@
  *   kernel has no more (at most READS_PER_EVENT reads, so that one busy
  *   connection does not starve the others).
  * - Writing: straight to the kernel; what it does not take waits in a queue
- *   polled for writability, and `end()` shuts down once that is empty. A
+ *   polled for writability, and `end()` shuts down once that is empty (at
+ *   the end of the I/O round: setImmediate). A
  *   failed write or shutdown is reported on the next tick, never inside
  *   `write()` or `end()`.
  * - Closing: a stream whose both directions ended closes its fd, as Node's
@@ -255,11 +256,26 @@ class NativeHostStream implements HostStream, Slot {
     this.updatePoll();
   }
 
+  tryWrite(data: Uint8Array): number {
+    if (this.closed || this.ended || this.connecting || this.pending.length > 0) return 0;
+    const n = this.owner!.native.write(this.id, data, 0, data.length);
+    if (n >= 0) return n;
+    if (n !== EAGAIN) process.nextTick(() => this.fail(n));
+    return 0;
+  }
+
   end(): void {
     if (this.closed || this.ended) return;
     this.ended = true;
-    if (this.pending.length === 0 && !this.connecting) this.shutdown();
+    // The FIN leaves after this I/O round: its shutdown(2) runs the peer's
+    // side of loopback inline, and the frames this round sends the guest
+    // (the next connection's handshake, often) should not wait for that.
+    if (this.pending.length === 0 && !this.connecting) setImmediate(this.shutdownLater);
   }
+
+  private readonly shutdownLater = (): void => {
+    if (!this.closed && !this.shutDown) this.shutdown();
+  };
 
   pause(): void {
     this.paused = true;

@@ -156,6 +156,13 @@ const STAGING_FIRST = 2048;
  * block goes back to its pool when that write completes.
  */
 const STAGING_MIN_TAIL = 0xffff;
+/**
+ * A guest segment from this length on goes to the host socket at once when
+ * nothing is staged or queued before it: the kernel copies it from the
+ * transport's read buffer, and staging would only add a copy of its own
+ * (docs/performance.md, "Copies"). Shorter ones are staged and coalesced.
+ */
+const DIRECT_WRITE_MIN = 8192;
 /** A host read this long probably has more behind it in the same I/O round. */
 const FULL_READ = 64 * 1024;
 /** Lower bound of the host → guest queue before the socket is paused. */
@@ -1008,8 +1015,17 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.sendBare(TcpFlags.ACK, this.sndNxt);
   }
 
-  /** Copies guest bytes into the staging buffer; written to the host at the end of the batch. */
+  /**
+   * Copies guest bytes into the staging buffer, written to the host at the
+   * end of the batch; a large segment with nothing before it goes to the
+   * kernel at once, and only what it does not take is staged.
+   */
   private stage(data: Uint8Array): void {
+    if (data.length >= DIRECT_WRITE_MIN && this.stagingUsed === 0) {
+      const taken = this.socket.tryWrite(data);
+      if (taken === data.length) return;
+      data = data.subarray(taken);
+    }
     if (this.staging.length - this.stagingUsed < data.length) {
       this.flushStaging();
       if (this.staging.length < data.length) {

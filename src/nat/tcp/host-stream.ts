@@ -38,6 +38,12 @@ export interface HostStream {
   readonly writableEnded: boolean;
   /** Queues `data` after what is queued; `written` runs once the kernel has all of it. */
   write(data: Uint8Array, written?: () => void): void;
+  /**
+   * Writes what the kernel takes of `data` now, if nothing is queued before
+   * it; returns the bytes taken. The rest stays the caller's: the stream keeps
+   * no reference. A stream that cannot returns 0.
+   */
+  tryWrite(data: Uint8Array): number;
   /** FIN once the queued bytes are written. */
   end(): void;
   /** Stop and restart reading (backpressure toward the host). */
@@ -110,6 +116,10 @@ class NetHostStream implements HostStream {
 
   write(data: Uint8Array, written?: () => void): void {
     this.socket.write(data, written);
+  }
+
+  tryWrite(): number {
+    return 0; // net.Socket keeps what it is given
   }
 
   end(): void {

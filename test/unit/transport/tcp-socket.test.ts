@@ -147,6 +147,30 @@ describe('NativeHostStreams', () => {
     assert.equal(sha(Buffer.concat(got)), sha(payload));
   });
 
+  it('tryWrite gives the kernel what it takes now, keeps nothing, and yields to a queue', async () => {
+    let peer: net.Socket | undefined;
+    const port = await server((s) => {
+      peer = s;
+      s.pause();
+    });
+    const stream = streams().open('127.0.0.1', port, new Recorder());
+    await until(() => peer !== undefined, 'accept');
+    const payload = randomBytes(8 << 20);
+    const first = stream.tryWrite(payload);
+    assert.ok(first > 0 && first < payload.length, `a paused peer takes some, not all (${first})`);
+    assert.equal(stream.writableLength, 0, 'the rest stays the caller\'s');
+    stream.write(payload.subarray(first));
+    assert.ok(stream.writableLength > 0);
+    assert.equal(stream.tryWrite(payload), 0, 'nothing jumps the queue');
+    const got: Buffer[] = [];
+    peer!.on('data', (d: Buffer) => got.push(d));
+    peer!.resume();
+    await until(() => Buffer.concat(got).length === payload.length, 'all bytes');
+    assert.equal(sha(Buffer.concat(got)), sha(payload));
+    stream.end();
+    assert.equal(stream.tryWrite(payload), 0, 'nothing after end()');
+  });
+
   it('stops reading while paused and goes on when resumed', async () => {
     let peer: net.Socket | undefined;
     const port = await server((s) => (peer = s));

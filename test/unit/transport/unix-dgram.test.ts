@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { BACKLOG_LIMIT } from '../../../src/transport/fd-transport.js';
+import { BACKLOG_LIMIT, DIRECT_WRITE_MIN } from '../../../src/transport/fd-transport.js';
 import { UnixDgramTransport } from '../../../src/transport/unix-dgram.js';
 
 const run = promisify(execFile);
@@ -95,6 +95,36 @@ describe('UnixDgramTransport', () => {
     for (const size of [18, 1514, 9000, 65535 + 18]) a.send(frame(size, size));
     await waitFor('all sizes', () => sizes.length === 4);
     assert.deepEqual(sizes, [18, 1514, 9000, 65553]);
+  });
+
+  it('writes a large frame at once, after the small ones before it, and never reads its buffer again', async () => {
+    const { a, b } = pair();
+    const got: Array<[number, number]> = [];
+    b.onFrame = (bytes) => got.push([tagOf(bytes), bytes.length]);
+    b.start();
+    const large = frame(2, DIRECT_WRITE_MIN);
+    a.send(frame(1));
+    a.send(large);
+    assert.equal(a.stats.framesOut, 2, 'the small frame went with the large one, before it');
+    new DataView(large.buffer).setUint32(14, 999); // the caller reuses its buffer
+    a.send(frame(3));
+    await waitFor('three frames', () => got.length === 3);
+    assert.deepEqual(got, [[1, 60], [2, DIRECT_WRITE_MIN], [3, 60]]);
+  });
+
+  it('keeps a copy of a large frame the peer cannot take yet', async () => {
+    const { a, b } = pair();
+    const total = 200;
+    const reused = frame(0, 4 * DIRECT_WRITE_MIN); // one buffer for every send, as the TCP NAT's segments
+    for (let tag = 0; tag < total; tag++) {
+      new DataView(reused.buffer).setUint32(14, tag);
+      a.send(reused);
+    }
+    assert.ok(a.stats.framesOut < total, 'the receiver queue filled up');
+    const atB = collect(b);
+    await waitFor('every frame', () => atB.length === total);
+    assert.deepEqual(atB, Array.from({ length: total }, (_, tag) => tag));
+    assert.equal(a.stats.dropsOut, 0);
   });
 
   it('talks to a QEMU-like peer: counts runts as dropsIn, answers to its path', async () => {
