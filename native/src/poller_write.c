@@ -169,7 +169,7 @@ static bool frame_arg(napi_env env, napi_value value, struct iovec *out) {
   napi_is_typedarray(env, value, &is_typedarray);
   if (!is_typedarray || napi_get_typedarray_info(env, value, &type, &length, &data, NULL, NULL) != napi_ok ||
       type != napi_uint8_array) {
-    vnet_throw(env, "VNET_ERR_INVALID_ARG", "frames must be Uint8Arrays");
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "frames and headers must be Uint8Arrays");
     return false;
   }
   out->iov_base = data;

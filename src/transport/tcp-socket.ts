@@ -17,9 +17,9 @@
  *   connection does not starve the others).
  * - Writing: straight to the kernel; what it does not take waits in a queue
  *   polled for writability, and `end()` shuts down once that is empty (at
- *   the end of the I/O round: setImmediate). A
- *   failed write or shutdown is reported on the next tick, never inside
- *   `write()` or `end()`.
+ *   the end of the I/O round: setImmediate). `tryWrite()` gives the kernel
+ *   what it takes now and keeps nothing. A failed write or shutdown is
+ *   reported on the next tick, never inside `write()` or `end()`.
  * - Closing: a stream whose both directions ended closes its fd, as Node's
  *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
  *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
