@@ -4,11 +4,12 @@
  * staging buffer per 256 KiB written) kept V8's garbage collector busier than
  * the NAT itself.
  *
- * - Reads (Node's `onread`): a connection reads into one block at a time. A
- *   long read keeps the block: it goes into the send queue as it is (no
- *   copy) and comes back when the guest has acknowledged all of it. A short
- *   read is copied out and the same block is read into again, so a queue of
- *   small reads never pins a block each.
+ * - Reads: a connection reads into one block at a time, after room for a
+ *   segment's headers (SEGMENT_HEADROOM). A long read keeps the block: it
+ *   goes into the send queue as it is (no copy), its segment is built around
+ *   it in the block, and the block comes back when the guest has
+ *   acknowledged all of it. A short read is copied out and the same block is
+ *   read into again, so a queue of small reads never pins a block each.
  * - Writes: guest bytes are staged in a block and written to the socket in
  *   pieces; the block comes back when the write of its last piece completes.
  *

@@ -5,7 +5,9 @@
  * acknowledges them.
  *
  * A cursor remembers where the last copy ended, so cutting a window into
- * segments walks the chunks once rather than once per segment.
+ * segments walks the chunks once rather than once per segment. `chunkAt`
+ * hands out a chunk itself when a segment is exactly one chunk's front, so
+ * the segment can be built around it without a copy.
  *
  * `release` gets each chunk once no byte of it is queued any more (consumed
  * or cleared), so its buffer can be reused.
@@ -59,17 +61,10 @@ export class ByteQueue {
 
   /** Copies `length` bytes starting `offset` bytes from the front into `into` at `at`. The range must be queued. */
   copyTo(offset: number, length: number, into: Uint8Array, at: number): void {
-    if (offset < this.cursorStart) this.resetCursor();
+    this.seek(offset);
     const chunks = this.chunks;
     let c = this.cursorChunk;
-    let start = this.cursorStart;
-    while (start + chunks[c]!.length <= offset) {
-      start += chunks[c]!.length;
-      c++;
-    }
-    this.cursorChunk = c;
-    this.cursorStart = start;
-    let from = offset - start;
+    let from = offset - this.cursorStart;
     let left = length;
     while (left > 0) {
       const chunk = chunks[c]!;
@@ -82,6 +77,17 @@ export class ByteQueue {
     }
   }
 
+  /**
+   * The chunk whose first byte is `offset` bytes from the front, if the
+   * `length` bytes from there lie within it; otherwise undefined. The range
+   * must be queued.
+   */
+  chunkAt(offset: number, length: number): Uint8Array | undefined {
+    this.seek(offset);
+    const chunk = this.chunks[this.cursorChunk]!;
+    return this.cursorStart === offset && length <= chunk.length ? chunk : undefined;
+  }
+
   /** Drops everything. */
   clear(): void {
     for (let i = this.head; i < this.chunks.length; i++) this.release(this.chunks[i]!);
@@ -90,6 +96,20 @@ export class ByteQueue {
     this.headOffset = 0;
     this.length = 0;
     this.resetCursor();
+  }
+
+  /** Moves the cursor to the chunk that holds the byte `offset` from the front (which must be queued). */
+  private seek(offset: number): void {
+    if (offset < this.cursorStart) this.resetCursor();
+    const chunks = this.chunks;
+    let c = this.cursorChunk;
+    let start = this.cursorStart;
+    while (start + chunks[c]!.length <= offset) {
+      start += chunks[c]!.length;
+      c++;
+    }
+    this.cursorChunk = c;
+    this.cursorStart = start;
   }
 
   private resetCursor(): void {

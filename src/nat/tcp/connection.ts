@@ -86,8 +86,8 @@ import { IpProtocol } from '../../wire/ipv4.js';
 import { TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
-import { SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
-import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, newSegmentFrame, offloadSegment, SYN_OPTIONS_LENGTH, TCP_AT, writeSynOptions } from './segment.js';
+import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
+import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, newSegmentFrame, offloadSegment, SEGMENT_HEADROOM, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
 import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
 import type { HostStream, HostStreamEvents } from './host-stream.js';
@@ -163,6 +163,12 @@ const STAGING_MIN_TAIL = 0xffff;
  * (docs/performance.md, "Copies"). Shorter ones are staged and coalesced.
  */
 const DIRECT_WRITE_MIN = 8192;
+/**
+ * Segments from this length on are built around their payload in its read
+ * block rather than copied into the shared segment buffer; reads are cut to
+ * the segment size when segments are at least this large.
+ */
+const IN_PLACE_MIN = 8192;
 /** A host read this long probably has more behind it in the same I/O round. */
 const FULL_READ = 64 * 1024;
 /** Lower bound of the host → guest queue before the socket is paused. */
@@ -712,34 +718,42 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.setRto(this.host.now() + this.rto);
   }
 
-  /** Where the stream reads next: the block in use until the send queue took it. */
+  /**
+   * Where the stream reads next: the block in use until the send queue took
+   * it, after SEGMENT_HEADROOM bytes. When segments are large, a read is at
+   * most one segment long, so each long read becomes a segment built around
+   * it in the block (`sendData`), with no copy.
+   */
   nextReadBlock(): Buffer {
     let block = this.readBlock;
     if (block === undefined || this.readBlockQueued) {
       block = this.readBlock = this.host.readBlocks.take();
       this.readBlockQueued = false;
     }
-    return block;
+    const limit = this.segmentLimit();
+    const room = READ_BLOCK_SIZE - SEGMENT_HEADROOM;
+    return block.subarray(SEGMENT_HEADROOM, SEGMENT_HEADROOM + (limit >= IN_PLACE_MIN && limit < room ? limit : room));
   }
 
-  /** `length` bytes arrived in `block`. */
-  onHostRead(length: number, block: Buffer): void {
+  /** `length` bytes arrived in `view` (what nextReadBlock gave). */
+  onHostRead(length: number, view: Buffer): void {
     if (length < SHORT_READ) {
-      this.onHostData(Buffer.from(block.subarray(0, length)));
+      this.onHostData(Buffer.from(view.subarray(0, length)));
     } else {
       this.readBlockQueued = true;
-      this.onHostData(block.subarray(0, length));
+      // A read that filled what was offered probably has more behind it in this I/O round.
+      this.onHostData(view.subarray(0, length), length === view.length);
     }
   }
 
-  onHostData(chunk: Uint8Array): void {
+  /** Host bytes for the guest; `full`: the read took all it could, so more is likely queued in the kernel. */
+  onHostData(chunk: Uint8Array, full = chunk.length >= FULL_READ): void {
     if (this.state === 'closed' || this.state === 'timeWait') return;
     const now = this.host.now();
     this.lastActivity = now;
     this.sendQueue.push(chunk);
-    // A full read (libuv reads 64 KiB) means more is likely queued in the kernel and will be
-    // read in this same I/O round: don't cut a tiny segment from the end of this chunk.
-    this.holdTail = chunk.length >= FULL_READ;
+    // More will likely be read in this same I/O round: don't cut a tiny segment from the end of this chunk.
+    this.holdTail = full;
     if (!this.hostPaused && this.sendQueue.length >= this.sendTarget()) {
       this.socket.pause();
       this.hostPaused = true;
@@ -1084,12 +1098,25 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.host.link.sendIpv4(frame, this.guestIp);
   }
 
-  /** A data segment cut from the send queue at `offset`; carries our ACK and window. */
+  /**
+   * A data segment cut from the send queue at `offset`; carries our ACK and
+   * window. A large one that is the front of one read block's chunk is built
+   * around it, in the headroom the read left (nextReadBlock); any other is
+   * copied into the shared segment buffer.
+   */
   private sendData(seq: number, offset: number, length: number, fin: boolean): void {
     const last = offset + length === this.sendQueue.length;
     const flags = TcpFlags.ACK | (fin ? TcpFlags.FIN : 0) | (last ? TcpFlags.PSH : 0);
-    const frame = this.newFrame(seq, this.rcvNxt, flags, this.windowField(), TCP_HEADER_LENGTH, length);
-    this.sendQueue.copyTo(offset, length, frame, TCP_AT + TCP_HEADER_LENGTH);
+    const window = this.windowField();
+    const chunk = length >= IN_PLACE_MIN ? this.sendQueue.chunkAt(offset, length) : undefined;
+    let frame: Uint8Array;
+    if (chunk !== undefined && chunk.byteOffset === SEGMENT_HEADROOM && chunk.buffer.byteLength === READ_BLOCK_SIZE) {
+      frame = new Uint8Array(chunk.buffer, 0, SEGMENT_HEADROOM + length);
+      writeSegmentHeaders(frame, this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, this.rcvNxt, flags, window, TCP_HEADER_LENGTH);
+    } else {
+      frame = this.newFrame(seq, this.rcvNxt, flags, window, TCP_HEADER_LENGTH, length);
+      this.sendQueue.copyTo(offset, length, frame, TCP_AT + TCP_HEADER_LENGTH);
+    }
     this.ackPending = false;
     this.unackedBytes = 0;
     const link = this.host.link;

@@ -36,6 +36,9 @@ const DF = 0x4000;
  */
 const SCRATCH = new Uint8Array(LINK_HEADROOM + 0xffff);
 
+/** Bytes in front of a data segment's payload: link headroom, IPv4 and TCP headers without options. */
+export const SEGMENT_HEADROOM = TCP_AT + TCP_HEADER_LENGTH;
+
 /**
  * Returns the shared segment buffer with the IPv4 header (with checksum) and the TCP
  * header (checksum left zero) for `tcpHeaderLength + payloadLength` bytes of
@@ -55,9 +58,32 @@ export function newSegmentFrame(
   tcpHeaderLength: number,
   payloadLength: number,
 ): Uint8Array {
-  const tcpLength = tcpHeaderLength + payloadLength;
-  const totalLength = IPV4_HEADER_LENGTH + tcpLength;
-  const frame = SCRATCH.subarray(0, LINK_HEADROOM + totalLength);
+  const frame = SCRATCH.subarray(0, TCP_AT + tcpHeaderLength + payloadLength);
+  writeSegmentHeaders(frame, ipId, source, destination, sourcePort, destinationPort, seq, ack, flags, window, tcpHeaderLength);
+  return frame;
+}
+
+/**
+ * Writes the IPv4 header (with checksum) and the TCP header (checksum left
+ * zero) at the front of `frame`, after LINK_HEADROOM: for a segment whose
+ * payload is the rest of `frame`. `newSegmentFrame` builds in the shared
+ * buffer with it; a data segment can also be built around payload that has
+ * the headroom in front of it (see Connection.sendData).
+ */
+export function writeSegmentHeaders(
+  frame: Uint8Array,
+  ipId: number,
+  source: number,
+  destination: number,
+  sourcePort: number,
+  destinationPort: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  window: number,
+  tcpHeaderLength: number,
+): void {
+  const totalLength = frame.length - LINK_HEADROOM;
   const i = LINK_HEADROOM;
   frame[i] = 0x45;
   frame[i + 1] = 0;
@@ -83,7 +109,6 @@ export function newSegmentFrame(
   set16(frame, t + 14, window);
   set16(frame, t + 16, 0);
   set16(frame, t + 18, 0);
-  return frame;
 }
 
 /** Writes MSS and window-scale options right after the fixed TCP header; `shift` < 0 leaves window scale out (NOPs). */

@@ -19,6 +19,22 @@ describe('ByteQueue', () => {
     assert.deepEqual([...again], [5, 6, 7, 8, 9]);
   });
 
+  it('hands out a chunk only for a range that starts at its first byte and stays inside it', () => {
+    const q = new ByteQueue();
+    const a = Uint8Array.of(1, 2, 3);
+    const b = Uint8Array.of(4, 5);
+    q.push(a);
+    q.push(b);
+    assert.equal(q.chunkAt(0, 3), a);
+    assert.equal(q.chunkAt(0, 2), a, 'a front part of it');
+    assert.equal(q.chunkAt(3, 2), b);
+    assert.equal(q.chunkAt(0, 4), undefined, 'spans two chunks');
+    assert.equal(q.chunkAt(1, 2), undefined, 'starts inside one');
+    q.consume(1);
+    assert.equal(q.chunkAt(0, 2), undefined, 'its first byte is gone');
+    assert.equal(q.chunkAt(2, 2), b);
+  });
+
   it('releases each chunk once no byte of it is queued, on consume and on clear', () => {
     const released: number[] = [];
     const q = new ByteQueue((chunk) => released.push(chunk[0]!));

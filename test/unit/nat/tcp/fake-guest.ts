@@ -52,6 +52,9 @@ export class FakeLink implements GuestLink {
   readonly offload = false;
   readonly errors: string[] = [];
   readonly sent: Segment[] = [];
+  /** Frames that were built in a buffer of `buildersOf`'s size (a read block: no copy of the payload). */
+  inBlocks = 0;
+  buildersOf = -1;
   /** Called for each segment, in batches on a later macrotask (like a transport). */
   deliver: (segment: Segment) => void = () => {};
   /** Return true to drop a segment before the guest sees it (it is still in `sent`). */
@@ -62,6 +65,7 @@ export class FakeLink implements GuestLink {
   constructor(readonly mtu = 1500) {}
 
   sendIpv4(frame: Uint8Array, dstIp: number): void {
+    if (frame.buffer.byteLength === this.buildersOf) this.inBlocks++;
     const bytes = frame.subarray(LINK_HEADROOM);
     let ip: Ipv4View;
     let tcp: TcpView;

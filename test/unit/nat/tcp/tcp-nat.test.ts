@@ -5,6 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import { READ_BLOCK_SIZE } from '../../../../src/nat/tcp/block-pool.js';
 import { TcpNat, type TcpNatOptions } from '../../../../src/nat/tcp/tcp-nat.js';
 import { flowKey } from '../../../../src/nat/tcp/connection.js';
 import { TcpFlags } from '../../../../src/wire/tcp.js';
@@ -313,8 +314,9 @@ describe('TcpNat data', () => {
     await until(() => nat.flowCount === 0, 3000, 'the flow to go');
   });
 
-  it('moves large segments at MTU 65520', async () => {
+  it('moves large segments at MTU 65520, built around the host reads in their blocks', async () => {
     const { guest, link } = rig({ mtu: 65520 });
+    link.buildersOf = READ_BLOCK_SIZE;
     const payload = randomBytes(2 << 20);
     const chunks: Buffer[] = [];
     const srv = await server((s) => {
@@ -329,6 +331,7 @@ describe('TcpNat data', () => {
     assert.equal(sha256(Buffer.concat(chunks)), sha256(payload));
     assert.equal(sha256(c.receivedData), sha256(payload));
     assert.ok(link.sent.some((s) => s.payload.length > 32 * 1024), 'segments larger than 32 KiB');
+    assert.ok(link.inBlocks > 0, 'some segments were built in place, not copied');
   });
 
   it('retransmits a lost segment after the RTO (fake clock)', async () => {
