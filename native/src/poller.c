@@ -28,6 +28,8 @@
  */
 #include "poller.h"
 
+#include "busy_poll.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -137,12 +139,20 @@ static int read_batch(vnet_poller *p, uint32_t *count, bool *drained) {
   return 0;
 }
 
+/* The bytes of the batch's `count` frames. */
+static size_t bytes_read(const vnet_poller *p, uint32_t count) {
+  size_t bytes = 0;
+  for (uint32_t i = 0; i < count; i++) bytes += p->rx_meta[2 * i + 1];
+  return bytes;
+}
+
 static void read_batches(vnet_poller *p) {
   for (int batch = 0; batch < BATCHES_PER_WAKEUP && p->base.reading && !p->base.closed; batch++) {
     uint32_t count;
     bool drained;
     int err = read_batch(p, &count, &drained);
     if (count > 0) {
+      if (bytes_read(p, count) >= VNET_BULK_BYTES) vnet_busy_poll_bulk(p->base.env);
       napi_value argv[1];
       if (napi_create_uint32(p->base.env, count, &argv[0]) != napi_ok) return;
       if (!vnet_polled_call(&p->base, p->on_frames, 1, argv)) return;

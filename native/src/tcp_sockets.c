@@ -35,6 +35,7 @@
  *   No event for the slot follows, even from inside its own callback.
  * - closeAll(): every slot closed; the object serves no more.
  */
+#include "busy_poll.h"
 #include "polled.h" /* vnet_this, vnet_delete_ref, vnet_make_callback */
 
 #include <arpa/inet.h>
@@ -313,6 +314,7 @@ static napi_value sockets_read(napi_env env, napi_callback_info info) {
   size_t length;
   if (!bytes_arg(env, argv[1], &data, &length)) return NULL;
   ssize_t n = read(s->fd, data, length);
+  if (n >= VNET_BULK_BYTES) vnet_busy_poll_bulk(env);
   return int_value(env, n >= 0 ? (int32_t)n : -errno);
 }
 

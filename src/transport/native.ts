@@ -227,7 +227,11 @@ export interface NativeAddon {
    * it), so the next frame needs no wake-up (native/src/busy_poll.c).
    */
   setBusyPoll(microseconds: number): void;
-  /** The busy poller's budget and current window (µs), and loop turns with events that came while polling (`polled`) or after a sleep (`slept`). */
+  /**
+   * The busy poller's budget and current window (µs), loop turns with events
+   * that came while polling (`polled`) or after a sleep (`slept`), and bulk
+   * reads, after which no window starts for a while (`bulk`).
+   */
   busyPollStats(): BusyPollStats;
 }
 
@@ -237,6 +241,7 @@ export interface BusyPollStats {
   windowUs: number;
   polled: number;
   slept: number;
+  bulk: number;
 }
 
 /** What TcpSockets' onEvent reports (uv_poll's UV_READABLE, UV_WRITABLE). */

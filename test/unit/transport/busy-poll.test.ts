@@ -33,7 +33,7 @@ describe('busy polling', () => {
   });
 
   /** Bounces a frame between two transports `ROUND_TRIPS` times; resolves when done. */
-  async function pingPong(): Promise<void> {
+  async function pingPong(frame = FRAME): Promise<void> {
     const n = next++;
     const b = UnixDgramTransport.open({ localPath: join(dir, `b${n}.sock`), remotePath: null });
     const a = UnixDgramTransport.open({ localPath: join(dir, `a${n}.sock`), remotePath: join(dir, `b${n}.sock`) });
@@ -47,13 +47,13 @@ describe('busy polling', () => {
           clearTimeout(timer);
           resolve();
         } else {
-          a.send(FRAME);
+          a.send(frame);
         }
       };
     });
     a.start();
     b.start();
-    a.send(FRAME);
+    a.send(frame);
     await done;
   }
 
@@ -89,6 +89,16 @@ describe('busy polling', () => {
     // Each round trip is at least one loop turn with an event; the first few grow the window.
     assert.ok(polled >= ROUND_TRIPS / 2, `polled ${polled}, slept ${slept}`);
     assert.ok(slept < polled, `polled ${polled}, slept ${slept}`);
+  });
+
+  it('does not poll after bulk reads: a stream keeps the loop busy without it', async () => {
+    setBusyPoll(10_000);
+    const before = busyPollStats()!;
+    await pingPong(new Uint8Array(20_000).fill(0xbb)); // every read is a bulk one (16 KiB or more)
+    const now = busyPollStats()!;
+    const { polled, slept } = delta(before, now);
+    assert.ok(now.bulk - before.bulk >= ROUND_TRIPS, `bulk reads counted (${now.bulk - before.bulk})`);
+    assert.ok(polled < ROUND_TRIPS / 10, `polled ${polled}, slept ${slept}`);
   });
 
   it('an idle loop stops polling: no CPU burnt once events stop', async () => {
