@@ -87,7 +87,7 @@ import { TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../.
 import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
-import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, newSegmentFrame, offloadSegment, SEGMENT_HEADROOM, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
+import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, offloadSegment, SEGMENT_HEADROOM, sharedSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
 import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
 import type { HostStream, HostStreamEvents } from './host-stream.js';
@@ -1111,8 +1111,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     const chunk = length >= IN_PLACE_MIN ? this.sendQueue.chunkAt(offset, length) : undefined;
     let frame: Uint8Array;
     if (chunk !== undefined && chunk.byteOffset === SEGMENT_HEADROOM && chunk.buffer.byteLength === READ_BLOCK_SIZE) {
-      frame = new Uint8Array(chunk.buffer, 0, SEGMENT_HEADROOM + length);
-      writeSegmentHeaders(frame, this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, this.rcvNxt, flags, window, TCP_HEADER_LENGTH);
+      frame = this.writeHeaders(new Uint8Array(chunk.buffer, 0, SEGMENT_HEADROOM + length), seq, this.rcvNxt, flags, window, TCP_HEADER_LENGTH);
     } else {
       frame = this.newFrame(seq, this.rcvNxt, flags, window, TCP_HEADER_LENGTH, length);
       this.sendQueue.copyTo(offset, length, frame, TCP_AT + TCP_HEADER_LENGTH);
@@ -1137,7 +1136,12 @@ export class Connection implements TimerItem, HostStreamEvents {
 
   /** The shared segment buffer with this connection's headers: from the remote end to the guest. */
   private newFrame(seq: number, ack: number, flags: number, window: number, tcpHeaderLength: number, payloadLength: number): Uint8Array {
-    return newSegmentFrame(this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength, payloadLength);
+    return this.writeHeaders(sharedSegmentFrame(tcpHeaderLength + payloadLength), seq, ack, flags, window, tcpHeaderLength);
+  }
+
+  /** This connection's IPv4 and TCP headers, from the remote end to the guest, at the front of `frame`. */
+  private writeHeaders(frame: Uint8Array, seq: number, ack: number, flags: number, window: number, tcpHeaderLength: number): Uint8Array {
+    return writeSegmentHeaders(frame, this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength);
   }
 
   /** A segment without data: ACK, window update, RST. */

@@ -26,7 +26,8 @@ const TTL = 64;
 const DF = 0x4000;
 
 /**
- * The one buffer every segment is built in. The link does not keep a frame
+ * The buffer segments are built in (all but large data segments, which are
+ * built around their payload in its read block). The link does not keep a frame
  * past `sendIpv4` (GuestLink's contract: whatever keeps it copies it), and JS
  * builds and sends one segment at a time, so no segment needs its own
  * allocation — at 64 KiB a segment, that is most of the garbage collector's
@@ -40,35 +41,21 @@ const SCRATCH = new Uint8Array(LINK_HEADROOM + 0xffff);
 export const SEGMENT_HEADROOM = TCP_AT + TCP_HEADER_LENGTH;
 
 /**
- * Returns the shared segment buffer with the IPv4 header (with checksum) and the TCP
- * header (checksum left zero) for `tcpHeaderLength + payloadLength` bytes of
- * TCP. The caller writes options and payload, then calls `fillTcpChecksum`,
- * then sends it before building the next one.
+ * The shared segment buffer, sized for `tcpLength` bytes of TCP (header,
+ * options and payload) after the link headroom and IPv4 header. Fill it with
+ * `writeSegmentHeaders`, options and payload, then `fillTcpChecksum`, and
+ * send it before building the next one.
  */
-export function newSegmentFrame(
-  ipId: number,
-  source: number,
-  destination: number,
-  sourcePort: number,
-  destinationPort: number,
-  seq: number,
-  ack: number,
-  flags: number,
-  window: number,
-  tcpHeaderLength: number,
-  payloadLength: number,
-): Uint8Array {
-  const frame = SCRATCH.subarray(0, TCP_AT + tcpHeaderLength + payloadLength);
-  writeSegmentHeaders(frame, ipId, source, destination, sourcePort, destinationPort, seq, ack, flags, window, tcpHeaderLength);
-  return frame;
+export function sharedSegmentFrame(tcpLength: number): Uint8Array {
+  return SCRATCH.subarray(0, TCP_AT + tcpLength);
 }
 
 /**
  * Writes the IPv4 header (with checksum) and the TCP header (checksum left
  * zero) at the front of `frame`, after LINK_HEADROOM: for a segment whose
- * payload is the rest of `frame`. `newSegmentFrame` builds in the shared
- * buffer with it; a data segment can also be built around payload that has
- * the headroom in front of it (see Connection.sendData).
+ * options and payload are the rest of `frame` (the shared buffer, or a
+ * payload with SEGMENT_HEADROOM in front of it: Connection.sendData).
+ * Returns `frame`.
  */
 export function writeSegmentHeaders(
   frame: Uint8Array,
@@ -82,7 +69,7 @@ export function writeSegmentHeaders(
   flags: number,
   window: number,
   tcpHeaderLength: number,
-): void {
+): Uint8Array {
   const totalLength = frame.length - LINK_HEADROOM;
   const i = LINK_HEADROOM;
   frame[i] = 0x45;
@@ -109,6 +96,7 @@ export function writeSegmentHeaders(
   set16(frame, t + 14, window);
   set16(frame, t + 16, 0);
   set16(frame, t + 18, 0);
+  return frame;
 }
 
 /** Writes MSS and window-scale options right after the fixed TCP header; `shift` < 0 leaves window scale out (NOPs). */
@@ -155,7 +143,7 @@ export function offloadSegment(frame: Uint8Array, pseudoBase: number, mss: numbe
 }
 
 /**
- * Fills the TCP checksum of a frame from `newSegmentFrame` once options and
+ * Fills the TCP checksum of a frame from `writeSegmentHeaders` once options and
  * payload are in. `pseudoBase` is `pseudoHeaderSum(source, destination, 6, 0)`.
  */
 export function fillTcpChecksum(frame: Uint8Array, pseudoBase: number): void {

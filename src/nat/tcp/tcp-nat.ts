@@ -38,7 +38,7 @@ import { Connection, flowKey, type ConnectionHost, type TcpState } from './conne
 import { openNetHostStream, type AcceptedHostSocket, type HostStreamEvents, type OpenHostStream } from './host-stream.js';
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
-import { fillTcpChecksum, newSegmentFrame } from './segment.js';
+import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segment.js';
 import { seqAdd, seqGt } from './seq.js';
 import { TimerHeap } from './timer-heap.js';
 
@@ -397,7 +397,8 @@ export class TcpNat implements ConnectionHost {
     }
     const source = ip.destination;
     const destination = ip.source;
-    const frame = newSegmentFrame(
+    const frame = writeSegmentHeaders(
+      sharedSegmentFrame(TCP_HEADER_LENGTH),
       this.nextIpId(),
       source,
       destination,
@@ -408,7 +409,6 @@ export class TcpNat implements ConnectionHost {
       replyFlags,
       0,
       TCP_HEADER_LENGTH,
-      0,
     );
     fillTcpChecksum(frame, pseudoHeaderSum(source, destination, IpProtocol.TCP, 0));
     this.link.sendIpv4(frame, destination);
