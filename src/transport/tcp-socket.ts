@@ -181,6 +181,11 @@ class NativeListener implements Slot, HostTcpListener {
   }
 }
 
+/** end()'s deferred shutdown: a plain function, so that a stream carries no closure for it. */
+function shutdownLater(stream: NativeHostStream): void {
+  stream.shutdownIfOpen();
+}
+
 function errnoName(negativeErrno: number): string {
   try {
     return getSystemErrorName(negativeErrno);
@@ -270,12 +275,13 @@ class NativeHostStream implements HostStream, Slot {
     // The FIN leaves after this I/O round: its shutdown(2) runs the peer's
     // side of loopback inline, and the frames this round sends the guest
     // (the next connection's handshake, often) should not wait for that.
-    if (this.pending.length === 0 && !this.connecting) setImmediate(this.shutdownLater);
+    if (this.pending.length === 0 && !this.connecting) setImmediate(shutdownLater, this);
   }
 
-  private readonly shutdownLater = (): void => {
+  /** shutdownLater's part: unless closed or shut down meanwhile. */
+  shutdownIfOpen(): void {
     if (!this.closed && !this.shutDown) this.shutdown();
-  };
+  }
 
   pause(): void {
     this.paused = true;
