@@ -32,11 +32,11 @@
  * Not for streams: a bulk read (a TAP batch or a host socket read of
  * VNET_BULK_BYTES or more) ends the window, and none starts for
  * BULK_HOLD_NS after it, so the small turns between a stream's reads (its
- * ACKs) do not poll either. A stream
- * keeps the daemon busy anyway, and spinning between its batches only takes
- * the CPU from the processes at both ends: measured, guest→host iperf3 ran
- * 11–13 Gbit/s with polling against 13–15 without, at a quarter more CPU per
- * byte (docs/performance.md).
+ * ACKs) do not poll either. A stream keeps the daemon busy anyway, and
+ * spinning between its batches only takes the CPU from the processes at
+ * both ends: measured, guest→host iperf3 ran 11–13 Gbit/s with polling
+ * against 13–15 without, at a quarter more CPU per byte
+ * (docs/performance.md).
  *
  * State is per Node environment (napi instance data); the addon is used on
  * the main thread only, but a worker loading it gets its own handle.

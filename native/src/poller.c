@@ -103,11 +103,12 @@ static ssize_t read_one(vnet_poller *p, uint8_t *buf, size_t size) {
   return n;
 }
 
-/* Reads at most one batch; returns 0, or an errno (END_OF_FILE) that ends the fd. */
-static int read_batch(vnet_poller *p, uint32_t *count, bool *drained) {
+/* Reads at most one batch (`*count` frames, `*bytes` of them); returns 0, or an errno (END_OF_FILE) that ends the fd. */
+static int read_batch(vnet_poller *p, uint32_t *count, size_t *bytes, bool *drained) {
   uint32_t n = 0;
   uint32_t transient = 0;
   size_t offset = 0;
+  *bytes = 0;
   *drained = false;
   while (n < RX_BATCH_FRAMES && offset + RX_READ_MAX <= RX_SLAB_SIZE) {
     ssize_t got = read_one(p, p->rx_slab + offset, RX_READ_MAX);
@@ -131,6 +132,7 @@ static int read_batch(vnet_poller *p, uint32_t *count, bool *drained) {
     size_t header = p->header_length;
     p->rx_meta[2 * n] = (uint32_t)(offset + header);
     p->rx_meta[2 * n + 1] = (size_t)got >= header ? (uint32_t)((size_t)got - header) : 0;
+    *bytes += p->rx_meta[2 * n + 1];
     n++;
     size_t stored = (size_t)got < RX_READ_MAX ? (size_t)got : RX_READ_MAX;
     offset += (stored + 7) & ~(size_t)7;
@@ -139,20 +141,14 @@ static int read_batch(vnet_poller *p, uint32_t *count, bool *drained) {
   return 0;
 }
 
-/* The bytes of the batch's `count` frames. */
-static size_t bytes_read(const vnet_poller *p, uint32_t count) {
-  size_t bytes = 0;
-  for (uint32_t i = 0; i < count; i++) bytes += p->rx_meta[2 * i + 1];
-  return bytes;
-}
-
 static void read_batches(vnet_poller *p) {
   for (int batch = 0; batch < BATCHES_PER_WAKEUP && p->base.reading && !p->base.closed; batch++) {
     uint32_t count;
+    size_t bytes;
     bool drained;
-    int err = read_batch(p, &count, &drained);
+    int err = read_batch(p, &count, &bytes, &drained);
     if (count > 0) {
-      if (bytes_read(p, count) >= VNET_BULK_BYTES) vnet_busy_poll_bulk(p->base.env);
+      if (bytes >= VNET_BULK_BYTES) vnet_busy_poll_bulk(p->base.env);
       napi_value argv[1];
       if (napi_create_uint32(p->base.env, count, &argv[0]) != napi_ok) return;
       if (!vnet_polled_call(&p->base, p->on_frames, 1, argv)) return;

@@ -114,13 +114,7 @@ export abstract class FdTransport implements FrameTransport {
     }
     const slabFull = this.txCount === this.txBatchLimit || this.txUsed + length > this.txBytes.byteLength;
     if (slabFull && this.backlog.length === 0) this.flush();
-    if (this.backlog.length > 0) {
-      const owned = new Uint8Array(length);
-      if (header) writeVirtioNetHeader(offload, owned, 0);
-      owned.set(frame, header);
-      this.enqueue(owned);
-      return;
-    }
+    if (this.backlog.length > 0) return this.enqueueCopy(frame, offload);
     const offset = this.txUsed;
     if (header) writeVirtioNetHeader(offload, this.txBytes, offset);
     this.txBytes.set(frame, offset + header);
@@ -144,11 +138,17 @@ export abstract class FdTransport implements FrameTransport {
     const consumed = this.poller.writeFrame(frame, header);
     this.account(consumed);
     if (consumed === 1) return;
-    const owned = new Uint8Array(header.length + frame.length);
-    owned.set(header, 0);
-    owned.set(frame, header.length);
-    this.enqueue(owned);
+    this.enqueueCopy(frame, offload);
     this.poller.watchWritable(true);
+  }
+
+  /** Queues a copy of `frame`, with its virtio-net header when the fd has them, behind the backlog. */
+  private enqueueCopy(frame: Uint8Array, offload: FrameOffload | undefined): void {
+    const header = this.vnetHeader ? VIRTIO_NET_HDR_LENGTH : 0;
+    const owned = new Uint8Array(header + frame.byteLength);
+    if (header) writeVirtioNetHeader(offload, owned, 0);
+    owned.set(frame, header);
+    this.enqueue(owned);
   }
 
   close(): void {

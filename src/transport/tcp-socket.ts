@@ -243,14 +243,9 @@ class NativeHostStream implements HostStream, Slot {
   write(data: Uint8Array, written?: () => void): void {
     if (this.closed || this.ended) return;
     if (this.pending.length === 0 && !this.connecting) {
-      const n = this.owner!.native.write(this.id, data, 0, data.length);
-      if (n === data.length) {
-        written?.();
-        return;
-      }
-      if (n < 0 && n !== EAGAIN) {
-        written?.(); // the bytes are dropped with the connection: their buffer is free
-        process.nextTick(() => this.fail(n));
+      const n = this.sendNow(data);
+      if (n === data.length || (n < 0 && n !== EAGAIN)) {
+        written?.(); // with the kernel, or dropped with the connection: either way the buffer is free
         return;
       }
       if (n > 0) data = data.subarray(n);
@@ -263,10 +258,14 @@ class NativeHostStream implements HostStream, Slot {
 
   tryWrite(data: Uint8Array): number {
     if (this.closed || this.ended || this.connecting || this.pending.length > 0) return 0;
+    return Math.max(0, this.sendNow(data));
+  }
+
+  /** One send(2) of `data`: the bytes taken, or a negative errno; a failure other than EAGAIN is reported on the next tick. */
+  private sendNow(data: Uint8Array): number {
     const n = this.owner!.native.write(this.id, data, 0, data.length);
-    if (n >= 0) return n;
-    if (n !== EAGAIN) process.nextTick(() => this.fail(n));
-    return 0;
+    if (n < 0 && n !== EAGAIN) process.nextTick(() => this.fail(n));
+    return n;
   }
 
   end(): void {
