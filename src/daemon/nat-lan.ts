@@ -140,7 +140,7 @@ export class NatLan {
       link: this.gateway,
       tcp: this.tcp,
       gatewayIp: this.gatewayIp,
-      defaultGuestIp: () => this.dhcp?.leases().find((l) => l.state === 'bound')?.ip ?? at(config.defaultGuestHost),
+      defaultGuestIp: () => this.dhcp?.firstBoundIp() ?? at(config.defaultGuestHost),
       openUdpSockets: openNativeUdpSockets,
       listenTcp: this.hostStreams.listen,
     });

@@ -26,6 +26,7 @@
  *   transport and calls `onClose` with the reason.
  */
 import { newFrameOffload, readVirtioNetHeader, VIRTIO_NET_HDR_LENGTH, writeVirtioNetHeader, type FrameOffload } from '../wire/virtio-net.js';
+import { afterCall } from './after-call.js';
 import { type NativePoller, type PollerOptions, WRITE_STATUS, nativeAddon } from './native.js';
 import { type FrameTransport, MAX_FRAME, MIN_FRAME, type TransportStats, newTransportStats } from './types.js';
 
@@ -124,7 +125,7 @@ export abstract class FdTransport implements FrameTransport {
     this.txUsed = offset + Math.ceil(length / TX_ALIGN) * TX_ALIGN;
     if (!this.flushQueued) {
       this.flushQueued = true;
-      queueMicrotask(this.flushTask);
+      afterCall(this.flushTask);
     }
   }
 

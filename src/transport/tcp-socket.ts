@@ -8,9 +8,9 @@
  *   reports poll events per slot; the stream reads, writes and shuts down
  *   through plain calls; a listener accepts into new slots.
  * - Connect: connect(2) runs at once. On loopback the handshake is done when
- *   it returns: the stream is connected from the start and says so on the
- *   next tick, so the guest's SYN-ACK leaves with the SYN's batch (ticks run
- *   before the batch's microtasks).
+ *   it returns: the stream is connected from the start and says so once the
+ *   call that opened it has returned (after-call.ts), so the guest's SYN-ACK
+ *   leaves in the SYN's I/O round.
  * - Reading: level-triggered polling while neither paused nor at end of
  *   file; each readable event reads into the connection's block until the
  *   kernel has no more (at most READS_PER_EVENT reads, so that one busy
@@ -19,7 +19,7 @@
  *   polled for writability, and `end()` shuts down once that is empty (at
  *   the end of the I/O round: setImmediate). `tryWrite()` gives the kernel
  *   what it takes now and keeps nothing. A failed write or shutdown is
- *   reported on the next tick, never inside `write()` or `end()`.
+ *   reported after the call, never inside `write()` or `end()`.
  * - Closing: a stream whose both directions ended closes its fd, as Node's
  *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
  *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
@@ -27,6 +27,7 @@
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import type { AcceptedHostSocket, HostStream, HostStreamEvents, HostTcpListener } from '../nat/tcp/host-stream.js';
+import { afterCall } from './after-call.js';
 import { nativeAddon, TCP_POLL, TCP_STATE, type NativeTcpSockets } from './native.js';
 
 const EAGAIN = -constants.errno.EAGAIN;
@@ -212,11 +213,11 @@ class NativeHostStream implements HostStream, Slot {
     private connecting: boolean,
   ) {}
 
-  /** A stream whose connect(2) failed at once: it reports the error on the next tick. */
+  /** A stream whose connect(2) failed at once: it reports the error after the call. */
   static failed(negativeErrno: number, events: HostStreamEvents): NativeHostStream {
     const stream = new NativeHostStream(null, -1, events, false);
     stream.closed = true;
-    process.nextTick(() => {
+    afterCall(() => {
       events.onHostError(errnoName(negativeErrno));
       events.onHostClose();
     });
@@ -237,7 +238,7 @@ class NativeHostStream implements HostStream, Slot {
 
   start(): void {
     this.updatePoll();
-    if (!this.connecting) process.nextTick(() => this.closed || this.events.onHostConnect());
+    if (!this.connecting) afterCall(() => this.closed || this.events.onHostConnect());
   }
 
   write(data: Uint8Array, written?: () => void): void {
@@ -261,10 +262,10 @@ class NativeHostStream implements HostStream, Slot {
     return Math.max(0, this.sendNow(data));
   }
 
-  /** One send(2) of `data`: the bytes taken, or a negative errno; a failure other than EAGAIN is reported on the next tick. */
+  /** One send(2) of `data`: the bytes taken, or a negative errno; a failure other than EAGAIN is reported after the call. */
   private sendNow(data: Uint8Array): number {
     const n = this.owner!.native.write(this.id, data, 0, data.length);
-    if (n < 0 && n !== EAGAIN) process.nextTick(() => this.fail(n));
+    if (n < 0 && n !== EAGAIN) afterCall(() => this.fail(n));
     return n;
   }
 
@@ -376,21 +377,22 @@ class NativeHostStream implements HostStream, Slot {
 
   private shutdown(): void {
     const err = this.owner!.native.shutdown(this.id);
-    // On the next tick: `end()` comes from inside the connection's own state change.
-    if (err < 0) return void process.nextTick(() => this.fail(err));
+    // After the call: `end()` comes from inside the connection's own state change.
+    if (err < 0) return void afterCall(() => this.fail(err));
     this.shutDown = true;
     this.finishIfDone();
   }
 
   /**
    * Both directions ended: close the fd, as Node does for a socket that
-   * allows half-open, and say so on the next tick, as Node does: the call
-   * that got here (an `end()`) may come before its caller's state change.
+   * allows half-open, and say so after the call (Node: on the next tick):
+   * the call that got here (an `end()`) may come before its caller's state
+   * change.
    */
   private finishIfDone(): void {
     if (!this.readEnded || !this.shutDown || this.closed) return;
     this.close(false);
-    process.nextTick(() => this.events.onHostClose());
+    afterCall(() => this.events.onHostClose());
   }
 
   private fail(negativeErrno: number): void {

@@ -155,6 +155,12 @@ export class LeaseTable {
     return out;
   }
 
+  /** The address of the first live bound lease, without copies (asked once per forwarded connection). */
+  firstBoundIp(): number | undefined {
+    for (const record of this.byKey.values()) if (record.live && record.lease.state === 'bound') return record.lease.ip;
+    return undefined;
+  }
+
   /** Copies of every lease that was ever bound (live or ended): what a store keeps, so addresses stay stable across restarts. */
   persistent(): Lease[] {
     const out: Lease[] = [];

@@ -206,6 +206,12 @@ export class DhcpServer {
     return this.table.live();
   }
 
+  /** The address of the first live bound lease (a port forward's guest when its rule names none). */
+  firstBoundIp(): number | undefined {
+    this.expire(this.clock());
+    return this.table.firstBoundIp();
+  }
+
   /** The live lease of a MAC (any notation), bound ones first. */
   findLease(mac: string): Lease | undefined {
     const wanted = normalizeMac(mac);

@@ -200,6 +200,15 @@ describe('DhcpServer: DISCOVER, OFFER, REQUEST, ACK', () => {
     assert.equal(server.leases().length, 2);
   });
 
+  it("names the first bound lease's address for a port forward without a guest IP; offers do not count", () => {
+    const { server } = setup();
+    assert.equal(server.firstBoundIp(), undefined);
+    server.handle(udhcpc(DhcpMessageType.Discover), source());
+    assert.equal(server.firstBoundIp(), undefined, 'an offer is not a guest yet');
+    dora(server, MAC_B);
+    assert.equal(formatIpv4(server.firstBoundIp()!), '10.0.2.16', "the bound lease, behind the other client's offer");
+  });
+
   it('offers the address the client asks for when it is free', () => {
     const { server } = setup();
     const out = server.handle(udhcpc(DhcpMessageType.Discover, { requested: ip('10.0.2.20') }), source());
