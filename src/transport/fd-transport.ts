@@ -26,7 +26,7 @@
  *   transport and calls `onClose` with the reason.
  */
 import { newFrameOffload, readVirtioNetHeader, VIRTIO_NET_HDR_LENGTH, writeVirtioNetHeader, type FrameOffload } from '../wire/virtio-net.js';
-import { afterCall } from './after-call.js';
+import { afterCall } from '../after-call.js';
 import { type NativePoller, type PollerOptions, WRITE_STATUS, nativeAddon } from './native.js';
 import { type FrameTransport, MAX_FRAME, MIN_FRAME, type TransportStats, newTransportStats } from './types.js';
 

@@ -9,7 +9,7 @@
  *   through plain calls; a listener accepts into new slots.
  * - Connect: connect(2) runs at once. On loopback the handshake is done when
  *   it returns: the stream is connected from the start and says so once the
- *   call that opened it has returned (after-call.ts), so the guest's SYN-ACK
+ *   call that opened it has returned (src/after-call.ts), so the guest's SYN-ACK
  *   leaves in the SYN's I/O round.
  * - Reading: level-triggered polling while neither paused nor at end of
  *   file; each readable event reads into the connection's block until the
@@ -27,7 +27,7 @@
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import type { AcceptedHostSocket, HostStream, HostStreamEvents, HostTcpListener } from '../nat/tcp/host-stream.js';
-import { afterCall } from './after-call.js';
+import { afterCall } from '../after-call.js';
 import { nativeAddon, TCP_POLL, TCP_STATE, type NativeTcpSockets } from './native.js';
 
 const EAGAIN = -constants.errno.EAGAIN;

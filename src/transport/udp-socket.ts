@@ -21,7 +21,7 @@
 import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { HostUdpBatch, HostUdpHandlers, HostUdpSocket, HostUdpSocketOptions, HostUdpSockets } from '../nat/udp-nat.js';
-import { afterCall } from './after-call.js';
+import { afterCall } from '../after-call.js';
 import { nativeAddon, type NativeUdpBuffers, type NativeUdpSocket, UDP_HEADROOM, UDP_META_SLOTS, UDP_SEND_STATUS } from './native.js';
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));

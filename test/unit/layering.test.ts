@@ -1,7 +1,7 @@
 /**
  * STYLE.md's rule for the folder tree: imports point down the list. A module
- * may import its own folder and the folders before its own; `src/errors.ts`
- * is the base every layer may use. Nothing imports `cli` (the process entry:
+ * may import its own folder and the folders before its own; the files at
+ * src/'s top (`errors.ts`, `after-call.ts`) are the base every layer may use. Nothing imports `cli` (the process entry:
  * `vnet daemon` there is what puts the daemon and its API together).
  */
 import assert from 'node:assert/strict';
@@ -21,7 +21,7 @@ function* typescriptFiles(dir: string): Generator<string> {
   }
 }
 
-/** The layer of a file under src/, or 'base' for src/errors.ts. */
+/** The layer of a file under src/, or 'base' for a file at its top. */
 const layerOf = (path: string): string => {
   const rel = relative(SRC, path);
   return rel.includes(sep) ? rel.split(sep)[0]! : 'base';

@@ -18,7 +18,7 @@
  *   connect; any other segment for an unknown flow gets a RST (RFC 9293
  *   §3.10.7.1), a RST gets nothing.
  * - Batching: connections touched during a batch of guest frames are flushed
- *   once at its end (one microtask): staged guest bytes go to the host socket
+ *   once at its end (one promise job, src/after-call.ts): staged guest bytes go to the host socket
  *   in one write and one ACK goes back.
  * - Time: one timer heap and one `setTimeout` per NAT, armed for the
  *   earliest deadline (timer-heap.ts). `runTimers` is public for fake clocks.
@@ -28,6 +28,7 @@
  * - Drops are counted as `tcp:<reason>`; malformed input never throws.
  */
 
+import { afterCall } from '../../after-call.js';
 import { formatIpv4 } from '../../wire/address.js';
 import type { Clock, GuestLink } from '../../stack/guest-link.js';
 import { fold, pseudoHeaderSum, sum } from '../../wire/checksum.js';
@@ -282,7 +283,7 @@ export class TcpNat implements ConnectionHost {
     this.dirty.push(connection);
     if (!this.flushQueued) {
       this.flushQueued = true;
-      queueMicrotask(this.flush);
+      afterCall(this.flush);
     }
   }
 

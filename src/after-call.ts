@@ -1,5 +1,5 @@
 /**
- * Deferral for the frame and connection paths: `afterCall(fn)` runs `fn`
+ * Deferral for the packet path (any layer may use it, as src/errors.ts): `afterCall(fn)` runs `fn`
  * once the current call stack has returned, before the event loop moves on
  * (a promise job). It costs less there than the two ways Node offers:
  * `queueMicrotask` wraps every callback in an AsyncResource, and a
