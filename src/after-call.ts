@@ -1,7 +1,8 @@
 /**
- * Deferral for the packet path (any layer may use it, as src/errors.ts): `afterCall(fn)` runs `fn`
- * once the current call stack has returned, before the event loop moves on
- * (a promise job). It costs less there than the two ways Node offers:
+ * The packet path's deferral (a base module: any layer may use it, as
+ * src/errors.ts). `afterCall(fn)` runs `fn` once the current call stack has
+ * returned, before the event loop moves on (a promise job). It costs less
+ * there than the two ways Node offers:
  * `queueMicrotask` wraps every callback in an AsyncResource, and a
  * `process.nextTick` makes Node run its JS tick processing (ticks, then
  * microtasks, then rejection bookkeeping) after the libuv callback that

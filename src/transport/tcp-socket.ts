@@ -9,8 +9,8 @@
  *   through plain calls; a listener accepts into new slots.
  * - Connect: connect(2) runs at once. On loopback the handshake is done when
  *   it returns: the stream is connected from the start and says so once the
- *   call that opened it has returned (src/after-call.ts), so the guest's SYN-ACK
- *   leaves in the SYN's I/O round.
+ *   call that opened it has returned (src/after-call.ts), so the guest's
+ *   SYN-ACK leaves in the SYN's I/O round.
  * - Reading: level-triggered polling while neither paused nor at end of
  *   file; each readable event reads into the connection's block until the
  *   kernel has no more (at most READS_PER_EVENT reads, so that one busy

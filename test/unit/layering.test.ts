@@ -1,8 +1,9 @@
 /**
  * STYLE.md's rule for the folder tree: imports point down the list. A module
  * may import its own folder and the folders before its own; the files at
- * src/'s top (`errors.ts`, `after-call.ts`) are the base every layer may use. Nothing imports `cli` (the process entry:
- * `vnet daemon` there is what puts the daemon and its API together).
+ * src/'s top (`errors.ts`, `after-call.ts`) are the base every layer may
+ * use. Nothing imports `cli` (the process entry: `vnet daemon` there is what
+ * puts the daemon and its API together).
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';

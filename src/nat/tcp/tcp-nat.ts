@@ -18,8 +18,8 @@
  *   connect; any other segment for an unknown flow gets a RST (RFC 9293
  *   §3.10.7.1), a RST gets nothing.
  * - Batching: connections touched during a batch of guest frames are flushed
- *   once at its end (one promise job, src/after-call.ts): staged guest bytes go to the host socket
- *   in one write and one ACK goes back.
+ *   once at its end (one promise job, src/after-call.ts): staged guest bytes
+ *   go to the host socket in one write and one ACK goes back.
  * - Time: one timer heap and one `setTimeout` per NAT, armed for the
  *   earliest deadline (timer-heap.ts). `runTimers` is public for fake clocks.
  * - Limits (limits.ts): `maxFlows` (a SYN beyond it gets RST), `maxConnecting`
