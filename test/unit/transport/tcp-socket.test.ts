@@ -90,8 +90,9 @@ describe('NativeHostStreams', () => {
     });
     const events = new Recorder();
     const stream = streams().open('127.0.0.1', port, events);
-    // A loopback handshake is done inside connect(2): the stream says so on the next tick, before any I/O round.
-    await new Promise((r) => process.nextTick(r));
+    // A loopback handshake is done inside connect(2): the stream says so once open() has returned, before any I/O round.
+    assert.equal(events.log.length, 0, 'not from inside open()');
+    await Promise.resolve();
     assert.deepEqual(events.log, ['connect']);
     await until(() => peer !== undefined, 'accept');
     const up = randomBytes(300_000);
