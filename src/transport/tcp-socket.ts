@@ -377,7 +377,8 @@ class NativeHostStream implements HostStream, Slot {
 
   private shutdown(): void {
     const err = this.owner!.native.shutdown(this.id);
-    // After the call: `end()` comes from inside the connection's own state change.
+    // After the call, as every failure here: whoever got us here (a write
+    // completing, a connect) may be inside the connection's own state change.
     if (err < 0) return void afterCall(() => this.fail(err));
     this.shutDown = true;
     this.finishIfDone();
