@@ -13,6 +13,7 @@
         "src/icmp.c",
         "src/udp.c",
         "src/tcp_sockets.c",
+        "src/tcp_splice.c",
         "src/busy_poll.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],

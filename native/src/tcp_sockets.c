@@ -14,9 +14,11 @@
  *   READABLE (1) | WRITABLE (2), or a negative errno when polling failed
  *   (libuv reports POLLERR, a pending socket error, as EBADF: SO_ERROR,
  *   connectError(), has the real one).
- * - connect(host, port) → id, or a negative errno (nothing is left open):
- *   a non-blocking socket (IPv4 or IPv6 by the address), TCP_NODELAY, connect(2) under way (on
- *   loopback it is already established on return; state() tells).
+ * - connect(host, port, netnsFd?) → id, or a negative errno (nothing is
+ *   left open): a non-blocking socket (IPv4 or IPv6 by the address),
+ *   TCP_NODELAY, connect(2) under way (on loopback it is already
+ *   established on return; state() tells). With netnsFd (an open
+ *   /var/run/netns/NAME), the socket is made in that network namespace.
  * - listen(host, port) → id, or a negative errno: a listening socket (IPv4,
  *   or IPv6 dual-stack for an IPv6 host; SO_REUSEADDR as Node's) for port
  *   forwards; localPort(id) says which port it got. When it polls readable,
@@ -31,15 +33,24 @@
  *   (send(2) with MSG_NOSIGNAL), or a negative errno.
  * - shutdown(id) (FIN after what was written), connectError(id) (SO_ERROR:
  *   0 or a positive errno), state(id) (TCP_INFO's tcpi_state).
+ * - splice(a, b) → 0 or a negative errno: the two slots move bytes to each
+ *   other in the kernel from now on (tcp_splice.c); JS hears of them once,
+ *   when the pair has ended: onEvent(a, SPLICE_ENDED (4)) or onEvent(a,
+ *   -errno), both slots closed by then.
  * - close(id, reset): reset sets SO_LINGER 0 first, so close(2) sends RST.
+ *   A spliced slot's partner closes with it.
  *   No event for the slot follows, even from inside its own callback.
  * - closeAll(): every slot closed; the object serves no more.
  */
+#include "tcp_sockets.h"
+
 #include "busy_poll.h"
 #include "polled.h" /* vnet_this, vnet_delete_ref, vnet_make_callback */
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -48,38 +59,12 @@
 #include <unistd.h>
 #include <uv.h>
 
-typedef struct tcp_sockets tcp_sockets;
-
-typedef struct {
-  uv_poll_t handle; /* first: uv hands us the handle; freed in its close callback */
-  tcp_sockets *owner;
-  int fd;
-  int32_t id;
-  int events;       /* what uv_poll was started with; 0 = stopped */
-  uint32_t peer_ip; /* accepted sockets: the client (IPv4; 0 for IPv6) */
-  uint16_t peer_port;
-} tcp_socket;
-
-struct tcp_sockets {
-  napi_env env;
-  napi_ref self; /* weak: the finalizer closes what is left */
-  napi_ref on_event;
-  napi_async_context async_context;
-  uv_loop_t *loop;
-  tcp_socket **slots;
-  uint32_t capacity;
-  uint32_t used; /* slots ever handed out; free ones below it are on the free list */
-  int32_t *free_list;
-  uint32_t free_count;
-  bool closed;
-  bool dispatching; /* inside onEvent */
-};
-
 static void on_handle_closed(uv_handle_t *handle) {
   free(handle->data);
 }
 
-static void release(tcp_sockets *o, tcp_socket *s, bool reset) {
+void vnet_tcp_release(tcp_sockets *o, tcp_socket *s, bool reset) {
+  if (s->splice != NULL) vnet_splice_forget(s);
   if (reset) {
     struct linger linger = {1, 0};
     setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger);
@@ -91,19 +76,14 @@ static void release(tcp_sockets *o, tcp_socket *s, bool reset) {
   o->free_list[o->free_count++] = s->id;
 }
 
-static void on_poll(uv_poll_t *handle, int status, int events) {
-  tcp_socket *s = handle->data;
-  tcp_sockets *o = s->owner;
+void vnet_tcp_report(tcp_sockets *o, int32_t id, int32_t value) {
   napi_env env = o->env;
-  /* libuv stops a poll that failed (POLLERR comes as UV_EBADF). */
-  if (status < 0) s->events = 0;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value fn, recv, argv[2];
   if (napi_get_reference_value(env, o->on_event, &fn) == napi_ok && fn != NULL &&
       napi_get_reference_value(env, o->self, &recv) == napi_ok && recv != NULL &&
-      napi_create_int32(env, s->id, &argv[0]) == napi_ok &&
-      napi_create_int32(env, status < 0 ? status : events & (UV_READABLE | UV_WRITABLE), &argv[1]) == napi_ok) {
+      napi_create_int32(env, id, &argv[0]) == napi_ok && napi_create_int32(env, value, &argv[1]) == napi_ok) {
     o->dispatching = true;
     vnet_make_callback(env, o->async_context, recv, fn, 2, argv);
     o->dispatching = false;
@@ -114,6 +94,21 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     napi_async_destroy(env, o->async_context);
     o->async_context = NULL;
   }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  tcp_socket *s = handle->data;
+  /* libuv stops a poll that failed (POLLERR comes as UV_EBADF). */
+  if (status < 0) s->events = 0;
+  if (s->splice != NULL) return vnet_splice_on_poll(s, status, events);
+  vnet_tcp_report(s->owner, s->id, status < 0 ? status : events & (UV_READABLE | UV_WRITABLE));
+}
+
+int vnet_tcp_poll(tcp_socket *s, int events) {
+  if (events == s->events) return 0;
+  int err = events == 0 ? uv_poll_stop(&s->handle) : uv_poll_start(&s->handle, events, on_poll);
+  if (err == 0) s->events = events;
+  return err;
 }
 
 /* A slot for `fd`: its id (≥ 0), or a negative errno (the fd is then still the caller's). */
@@ -219,14 +214,37 @@ static bool socket_address(napi_env env, napi_value host_value, napi_value port_
 }
 
 /*
+ * A new socket of `family` in the network namespace `netns` (an fd its
+ * caller keeps open): a socket belongs to the namespace of the thread that
+ * makes it, so the JS thread steps in with setns() and back, as openTap does
+ * (tap.c). The fd, or a negated errno.
+ */
+static int socket_in_netns(tcp_sockets *o, int netns, int family) {
+  if (o->home_netns < 0) {
+    o->home_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (o->home_netns < 0) return -errno;
+  }
+  if (setns(netns, CLONE_NEWNET) != 0) return -errno;
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = errno;
+  /* Failing here would leave every later socket in the guest's namespace. */
+  if (setns(o->home_netns, CLONE_NEWNET) != 0) {
+    napi_fatal_error("vnet TcpSockets.connect", NAPI_AUTO_LENGTH, "cannot return to the original network namespace",
+                     NAPI_AUTO_LENGTH);
+  }
+  return fd >= 0 ? fd : -err;
+}
+
+/*
  * What connect() and listen() start with: `this`, their (host, port) as a
  * sockaddr, and a new non-blocking socket of its family in `*fd` (or a
- * negated errno). False when something was thrown.
+ * negated errno) — made in the network namespace of the fd given as a third
+ * argument, if `netns_ok` and one is given. False when something was thrown.
  */
-static bool address_and_socket(napi_env env, napi_callback_info info, bool port_zero_ok, tcp_sockets **o,
-                               struct sockaddr_storage *at, socklen_t *len, int *fd) {
-  size_t argc = 2;
-  napi_value argv[2];
+static bool address_and_socket(napi_env env, napi_callback_info info, bool port_zero_ok, bool netns_ok,
+                               tcp_sockets **o, struct sockaddr_storage *at, socklen_t *len, int *fd) {
+  size_t argc = 3;
+  napi_value argv[3];
   *o = sockets_this(env, info, &argc, argv);
   if (*o == NULL) return false;
   if (argc < 2) {
@@ -234,6 +252,16 @@ static bool address_and_socket(napi_env env, napi_callback_info info, bool port_
     return false;
   }
   if (!socket_address(env, argv[0], argv[1], port_zero_ok, at, len)) return false;
+  int32_t netns = -1;
+  napi_valuetype type = napi_undefined;
+  if (netns_ok && argc >= 3 && napi_typeof(env, argv[2], &type) == napi_ok && type != napi_undefined &&
+      type != napi_null && !vnet_arg_int32(env, argv[2], "netnsFd", &netns)) {
+    return false;
+  }
+  if (netns >= 0) {
+    *fd = socket_in_netns(*o, netns, at->ss_family);
+    return true;
+  }
   *fd = socket(at->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (*fd < 0) *fd = -errno;
   return true;
@@ -255,7 +283,7 @@ static napi_value sockets_connect(napi_env env, napi_callback_info info) {
   struct sockaddr_storage to;
   socklen_t len;
   int fd;
-  if (!address_and_socket(env, info, false, &o, &to, &len, &fd)) return NULL;
+  if (!address_and_socket(env, info, false, true, &o, &to, &len, &fd)) return NULL;
   if (fd < 0) return int_value(env, fd);
   set_no_delay(fd);
   int err = connect(fd, (struct sockaddr *)&to, len) != 0 && errno != EINPROGRESS ? errno : 0;
@@ -267,7 +295,7 @@ static napi_value sockets_listen(napi_env env, napi_callback_info info) {
   struct sockaddr_storage at;
   socklen_t len;
   int fd;
-  if (!address_and_socket(env, info, true, &o, &at, &len, &fd)) return NULL;
+  if (!address_and_socket(env, info, true, false, &o, &at, &len, &fd)) return NULL;
   if (fd < 0) return int_value(env, fd);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -284,14 +312,12 @@ static napi_value sockets_poll(napi_env env, napi_callback_info info) {
   SOCKET_METHOD(2)
   int32_t events;
   if (!vnet_arg_int32(env, argv[1], "events", &events)) return NULL;
-  events &= UV_READABLE | UV_WRITABLE;
-  if (events == s->events) return NULL;
-  int err = events == 0 ? uv_poll_stop(&s->handle) : uv_poll_start(&s->handle, events, on_poll);
-  if (err != 0) {
-    vnet_throw_errno(env, "VNET_ERR_POLL", -err, "uv_poll_start");
+  if (s->splice != NULL) {
+    vnet_throw(env, "VNET_ERR_INVALID_STATE", "the socket is spliced");
     return NULL;
   }
-  s->events = events;
+  int err = vnet_tcp_poll(s, events & (UV_READABLE | UV_WRITABLE));
+  if (err != 0) vnet_throw_errno(env, "VNET_ERR_POLL", -err, "uv_poll_start");
   return NULL;
 }
 
@@ -402,11 +428,24 @@ static napi_value sockets_local_port(napi_env env, napi_callback_info info) {
   return int_value(env, ntohs(port));
 }
 
+static napi_value sockets_splice(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(2)
+  tcp_socket *other = socket_arg(env, o, argv[1]);
+  if (other == NULL) return NULL;
+  if (other == s || s->splice != NULL || other->splice != NULL) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "splice takes two sockets that are not spliced yet");
+    return NULL;
+  }
+  return int_value(env, -vnet_splice_start(s, other));
+}
+
 static napi_value sockets_close(napi_env env, napi_callback_info info) {
   SOCKET_METHOD(2)
   bool reset;
   if (!vnet_arg_bool(env, argv[1], "reset", &reset)) return NULL;
-  release(o, s, reset);
+  tcp_socket *partner = vnet_splice_partner(s);
+  vnet_tcp_release(o, s, reset);
+  if (partner != NULL) vnet_tcp_release(o, partner, reset);
   return NULL;
 }
 
@@ -414,8 +453,10 @@ static napi_value sockets_close(napi_env env, napi_callback_info info) {
 static void close_all(tcp_sockets *o, bool finalizing) {
   o->closed = true;
   for (uint32_t i = 0; i < o->used; i++) {
-    if (o->slots[i] != NULL) release(o, o->slots[i], false);
+    if (o->slots[i] != NULL) vnet_tcp_release(o, o->slots[i], false);
   }
+  if (o->home_netns >= 0) close(o->home_netns);
+  o->home_netns = -1;
   /* The context of a callback we are inside goes when it returns (on_poll). */
   if (!finalizing && !o->dispatching && o->async_context != NULL) {
     napi_async_destroy(o->env, o->async_context);
@@ -454,6 +495,7 @@ static napi_value sockets_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   o->env = env;
+  o->home_netns = -1;
   napi_value name;
   if (napi_get_uv_event_loop(env, &o->loop) != napi_ok ||
       napi_create_reference(env, argv[0], 1, &o->on_event) != napi_ok ||
@@ -481,6 +523,7 @@ bool vnet_init_tcp_sockets(napi_env env, napi_value exports) {
       {"shutdown", NULL, sockets_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"connectError", NULL, sockets_connect_error, NULL, NULL, NULL, napi_default, NULL},
       {"state", NULL, sockets_state, NULL, NULL, NULL, napi_default, NULL},
+      {"splice", NULL, sockets_splice, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, sockets_close, NULL, NULL, NULL, napi_default, NULL},
       {"closeAll", NULL, sockets_close_all, NULL, NULL, NULL, napi_default, NULL},
   };

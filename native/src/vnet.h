@@ -8,6 +8,7 @@
  * - icmp.c        ICMP echo sockets (ping or raw) for the NAT: open, sendto, batched receive
  * - udp.c         UDP sockets for the NAT and port forwards: open, recvmmsg/sendmmsg in batches
  * - tcp_sockets.c TCP sockets for the NAT: connect or adopt, poll, read, write, shutdown, close
+ * - tcp_splice.c  two of those sockets joined in the kernel (splice(2)), for port forwards
  * - busy_poll.c   keep the loop polling, not sleeping, for a short budget after fd events
  * - errors.c      errors with a stable code and errno text; argument helpers
  *

@@ -34,6 +34,7 @@ const NIC_PATCH: Record<string, FieldSpec> = {
   natNet: { kind: 'string' },
   natLocalhostReachable: { kind: 'boolean' },
   natDnsHostResolver: { kind: 'boolean' },
+  natSplice: { kind: 'boolean' },
   mtu: { kind: 'integer', min: 0, max: 65520 },
   genericDriver: { kind: 'string' },
   genericProperties: { kind: 'object' },

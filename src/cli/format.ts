@@ -89,7 +89,7 @@ export function formatVmMachineReadable(vm: VmView): string {
     if (nic.mode === 'bridged') pairs.push([`bridgeadapter${n}`, nic.bridgeAdapter]);
     if (nic.mode === 'natnetwork') pairs.push([`nat-network${n}`, nic.natNetwork]);
     if (nic.mode === 'nat') {
-      pairs.push([`natnet${n}`, nic.natNet || 'nat'], [`natlocalhostreachable${n}`, onOff(nic.natLocalhostReachable)], [`natdnshostresolver${n}`, onOff(nic.natDnsHostResolver)]);
+      pairs.push([`natnet${n}`, nic.natNet || 'nat'], [`natlocalhostreachable${n}`, onOff(nic.natLocalhostReachable)], [`natdnshostresolver${n}`, onOff(nic.natDnsHostResolver)], [`natsplice${n}`, onOff(nic.natSplice)]);
       nic.portForwards.forEach((r, i) => pairs.push([`natpf${n}_${i}`, `${r.name},${r.protocol},${r.hostIp},${r.hostPort},${r.guestIp},${r.guestPort}`]));
     }
     if (nic.mode === 'generic') {

@@ -34,6 +34,7 @@ export const NIC_OPTIONS: Record<string, NicSetter> = {
   natnet: (c, o) => (c.natNet = value(o) === 'default' ? '' : value(o)),
   natlocalhostreachable: (c, o) => (c.natLocalhostReachable = onOff(o)),
   natdnshostresolver: (c, o) => (c.natDnsHostResolver = onOff(o)),
+  natsplice: (c, o) => (c.natSplice = onOff(o)),
   natnetwork: (c, o) => (c.natNetwork = value(o)),
   hostonlyadapter: (c, o) => (c.hostOnlyAdapter = value(o)),
   bridgeadapter: (c, o) => (c.bridgeAdapter = value(o)),

@@ -12,6 +12,7 @@ import type { NatNetworkConfig, VmConfig, VnetState } from '../model/types.js';
 import { applyVmChange, createVm, findVm, type VmChange } from '../model/vm.js';
 import { NetworkRegistry } from './network-registry.js';
 import { NetnsVm } from './netns-vm.js';
+import { netnsPath } from '../host/netns.js';
 import { QemuVm, netdevArgs, qemuArgs, qemuPaths, qemuVersion, kvmUsable } from './qemu-vm.js';
 import { VmFiles, formatOf } from './vm-files.js';
 import { QMP_ACTIONS, type QmpAction } from '../host/qmp.js';
@@ -118,7 +119,7 @@ export class Daemon {
           this.log(`resumed ${name}: QEMU pid ${running.pid}`);
           continue;
         }
-        this.guests.set(name, await NetnsVm.start(vm, running, this.nicContext(vm)));
+        this.guests.set(name, await NetnsVm.start(vm, running, this.nicContext(vm, running.netns)));
         this.log(`resumed ${name} in netns ${running.netns}`);
       } catch (err) {
         this.log(`could not resume ${name}: ${(err as Error).message}; marking it powered off`);
@@ -187,7 +188,7 @@ export class Daemon {
     }
     const running = NetnsVm.prepare(netns);
     // On failure, start() removes what it made, the namespace included if it made it.
-    const guest = await NetnsVm.start(vm, running, this.nicContext(vm));
+    const guest = await NetnsVm.start(vm, running, this.nicContext(vm, netns));
     this.guests.set(name, guest);
     this.state.running[name] = running;
     this.save();
@@ -287,14 +288,15 @@ export class Daemon {
     return join(this.home, 'vms', name);
   }
 
-  private nicContext(vm: VmConfig): NicRuntimeContext {
+  /** What the NICs of `vm` need from the daemon; `netns` names a namespace guest's namespace. */
+  private nicContext(vm: VmConfig, netns?: string): NicRuntimeContext {
     const vmFolder = this.vmFolder(vm.name);
     mkdirSync(vmFolder, { recursive: true, mode: 0o700 });
     return {
       vmName: vm.name,
       vmFolder,
       registry: this.registry,
-      createNat: (nic) => this.natLans.createNat(vm, nic),
+      createNat: (nic) => this.natLans.createNat(vm, nic, netns === undefined ? undefined : netnsPath(netns)),
       natNetwork: (name) => this.natLans.acquire(name),
       releaseNatNetwork: (name) => this.natLans.release(name),
       hostOnly: (name) => this.hostOnly.acquire(name),

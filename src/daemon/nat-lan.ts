@@ -9,6 +9,7 @@
  *                        └─ forward: TCP NAT, UDP NAT, ICMP echo NAT → host sockets
  *   host sockets / port-forward listeners ─► gateway.sendIpv4 ─► switch ─► guest
  */
+import { closeSync, openSync } from 'node:fs';
 import { Switch } from '../switch/switch.js';
 import { Gateway } from '../stack/gateway.js';
 import { formatIpv4, formatMac, parseCidr, parseMac, BROADCAST_MAC } from '../wire/address.js';
@@ -52,6 +53,10 @@ export interface NatLanConfig {
   defaultGuestHost: number;
   localhostReachable: boolean;
   dnsHostResolver: boolean;
+  /** The guest's network namespace (a path), for a NIC of a namespace guest; splicing needs it. */
+  guestNetns?: string;
+  /** Splice TCP forwards from host loopback clients inside `guestNetns` (`--nat-splice<N>`). */
+  splice?: boolean;
   mtu: number;
   forwards: PortForward[];
   leaseStore?: LeaseStore;
@@ -87,6 +92,8 @@ export class NatLan {
   private readonly dnsIp: number;
   private readonly dhcpServerIp: number;
   private localhostReachable: boolean;
+  /** The guest's namespace, open while splicing is on (see setSplice). */
+  private spliceNetnsFd: number | undefined;
 
   private constructor(readonly config: NatLanConfig) {
     const cidr = parseCidr(config.cidr);
@@ -143,6 +150,7 @@ export class NatLan {
       defaultGuestIp: () => this.dhcp?.firstBoundIp() ?? at(config.defaultGuestHost),
       openUdpSockets: openNativeUdpSockets,
       listenTcp: this.hostStreams.listen,
+      spliceNetns: () => this.spliceNetnsFd,
     });
   }
 
@@ -150,6 +158,7 @@ export class NatLan {
   static async create(config: NatLanConfig): Promise<NatLan> {
     const lan = new NatLan(config);
     try {
+      lan.setSplice(config.splice ?? false);
       await lan.forwarder.apply(config.forwards);
     } catch (err) {
       lan.close();
@@ -173,6 +182,20 @@ export class NatLan {
 
   setLocalhostReachable(on: boolean): void {
     this.localhostReachable = on;
+  }
+
+  /**
+   * Splicing on or off (only for a namespace guest's NIC: elsewhere there is
+   * no namespace to connect in, and it stays off). Throws if the namespace
+   * cannot be opened.
+   */
+  setSplice(on: boolean): void {
+    const netns = this.config.guestNetns;
+    if (on && netns !== undefined && this.spliceNetnsFd === undefined) this.spliceNetnsFd = openSync(netns, 'r');
+    if (!on && this.spliceNetnsFd !== undefined) {
+      closeSync(this.spliceNetnsFd);
+      this.spliceNetnsFd = undefined;
+    }
   }
 
   /** Guests by the host name they sent in DHCP, or by their VM's name. */
@@ -263,6 +286,7 @@ export class NatLan {
   }
 
   close(): void {
+    this.setSplice(false);
     this.forwarder.close();
     this.tcp.close();
     this.hostStreams.close();

@@ -162,7 +162,13 @@ export class NicRuntime {
    */
   async applyLive(nic: NicConfig): Promise<void> {
     if (nic.mode === 'nat' && this.nat) {
-      await this.nat.setForwards(nic.portForwards);
+      this.nat.setSplice(nic.natSplice);
+      try {
+        await this.nat.setForwards(nic.portForwards);
+      } catch (err) {
+        this.nat.setSplice(this.nic.natSplice);
+        throw err;
+      }
       this.nat.setLocalhostReachable(nic.natLocalhostReachable);
     }
     this.nic = nic;

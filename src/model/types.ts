@@ -42,6 +42,12 @@ export interface NicConfig {
   natLocalhostReachable: boolean;
   /** NAT: DNS answered through the host's own resolver (`--nat-dns-host-resolver<N>`). */
   natDnsHostResolver: boolean;
+  /**
+   * NAT, namespace guests: TCP forwards from host loopback clients are joined
+   * in the kernel inside the guest's namespace instead of crossing the NIC
+   * (`--nat-splice<N>`; src/nat/port-forwarder.ts).
+   */
+  natSplice: boolean;
   /** NAT: port forwards (`--nat-pf<N>`). */
   portForwards: PortForward[];
   /** NAT Network name (`--nat-network<N>`), VirtualBox's default `NatNetwork`. */

@@ -63,6 +63,7 @@ export function defaultNic(slot: number): NicConfig {
     natNet: '',
     natLocalhostReachable: false,
     natDnsHostResolver: false,
+    natSplice: false,
     portForwards: [],
     natNetwork: 'NatNetwork',
     hostOnlyAdapter: '',
@@ -148,7 +149,7 @@ export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
 
 const NIC_FIELDS = new Set([
   'mode', 'mac', 'cableConnected', 'promisc', 'trace', 'traceFile', 'intnet', 'genericDriver', 'genericProperties', 'mtu',
-  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natNetwork', 'addForwards', 'deleteForwards',
+  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natSplice', 'natNetwork', 'addForwards', 'deleteForwards',
   'hostOnlyAdapter', 'bridgeAdapter',
 ]);
 
@@ -176,6 +177,7 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
   if (change.natNet !== undefined) next.natNet = change.natNet === '' ? '' : natCidr(change.natNet, `NIC ${n} NAT network`);
   if (change.natLocalhostReachable !== undefined) next.natLocalhostReachable = bool(change.natLocalhostReachable, `NIC ${n} localhost-reachable`);
   if (change.natDnsHostResolver !== undefined) next.natDnsHostResolver = bool(change.natDnsHostResolver, `NIC ${n} DNS host resolver`);
+  if (change.natSplice !== undefined) next.natSplice = bool(change.natSplice, `NIC ${n} splice`);
   if (change.natNetwork !== undefined) next.natNetwork = networkName(change.natNetwork, `NIC ${n} NAT network name`);
   if (change.hostOnlyAdapter !== undefined) next.hostOnlyAdapter = interfaceName(change.hostOnlyAdapter, `NIC ${n} host-only adapter`);
   if (change.bridgeAdapter !== undefined) next.bridgeAdapter = interfaceName(change.bridgeAdapter, `NIC ${n} bridge adapter`);

@@ -244,8 +244,8 @@ export interface BusyPollStats {
   bulk: number;
 }
 
-/** What TcpSockets' onEvent reports (uv_poll's UV_READABLE, UV_WRITABLE). */
-export const TCP_POLL = { READABLE: 1, WRITABLE: 2 } as const;
+/** What TcpSockets' onEvent reports (uv_poll's UV_READABLE, UV_WRITABLE; SPLICE_ENDED for a spliced pair). */
+export const TCP_POLL = { READABLE: 1, WRITABLE: 2, SPLICE_ENDED: 4 } as const;
 
 export interface NativeTcpSocketsConstructor {
   /** `onEvent(id, events)`: TCP_POLL bits, or a negative errno when polling failed (-EBADF: a socket error is pending, see connectError; polling stopped). */
@@ -254,8 +254,12 @@ export interface NativeTcpSocketsConstructor {
 
 /** Host TCP sockets by slot number (native/src/tcp_sockets.c). Negative results are negated errnos. */
 export interface NativeTcpSockets {
-  /** A non-blocking connect under way: the slot, or a negative errno (nothing left open). Throws for a host that is not an IP address. */
-  connect(host: string, port: number): number;
+  /**
+   * A non-blocking connect under way: the slot, or a negative errno (nothing
+   * left open). With `netnsFd` (an open /var/run/netns/NAME), the socket is
+   * made in that namespace. Throws for a host that is not an IP address.
+   */
+  connect(host: string, port: number, netnsFd?: number): number;
   /** A listening socket (an IPv6 host takes IPv4 clients too): the slot, or a negative errno (EADDRINUSE…). */
   listen(host: string, port: number): number;
   /** The next connection of a listening slot: its slot, or a negative errno (-EAGAIN: none). */
@@ -276,7 +280,13 @@ export interface NativeTcpSockets {
   connectError(id: number): number;
   /** TCP_INFO's tcpi_state (TCP_STATE), or a negative errno. */
   state(id: number): number;
-  /** Closes the slot; `reset` sends RST (SO_LINGER 0). No event for it follows. */
+  /**
+   * Joins two slots in the kernel (splice(2) through a pipe each way): 0 or
+   * a negative errno. Their events stop; once both directions ended (or one
+   * side broke) both are closed and onEvent(a, SPLICE_ENDED or -errno) says so.
+   */
+  splice(a: number, b: number): number;
+  /** Closes the slot (a spliced one with its partner); `reset` sends RST (SO_LINGER 0). No event for it follows. */
   close(id: number, reset: boolean): void;
   closeAll(): void;
 }

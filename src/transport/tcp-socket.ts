@@ -23,6 +23,9 @@
  * - Closing: a stream whose both directions ended closes its fd, as Node's
  *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
  *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
+ * - Splicing: an accepted connection can instead be joined in the kernel to
+ *   one made inside a guest's network namespace (`spliceAccepted`); the pair
+ *   is the addon's until it ends, and JS hears of it once.
  */
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
@@ -91,6 +94,43 @@ export class NativeHostStreams {
     this.slots[id] = undefined;
   }
 
+  /**
+   * Joins accepted slot `id` in the kernel to a connection to host:port made
+   * in the namespace `netnsFd` (native/src/tcp_splice.c). A connect there
+   * to an address of the namespace is done or refused when connect(2)
+   * returns (loopback); anything else means the address is not local there:
+   * false, nothing changed. A refusal (or a pair the addon cannot make)
+   * resets the client: true.
+   */
+  spliceAccepted(id: number, host: string, port: number, netnsFd: number, ended: (error: string | undefined) => void): boolean {
+    if (this.closed) return false;
+    let inner: number;
+    try {
+      inner = this.native.connect(host, port, netnsFd);
+    } catch {
+      return false; // not an IP address: the NIC's path says what becomes of it
+    }
+    let refused = inner === -constants.errno.ECONNREFUSED;
+    if (inner < 0 && !refused) return false;
+    if (!refused && this.native.state(inner) !== TCP_STATE.ESTABLISHED) {
+      // connect(2) said "in progress", but a local refusal has already happened by the time it returns.
+      refused = this.native.connectError(inner) === constants.errno.ECONNREFUSED;
+      this.native.close(inner, false);
+      if (!refused) return false;
+    }
+    if (refused || this.native.splice(id, inner) < 0) {
+      if (!refused) this.native.close(inner, false);
+      this.native.close(id, true);
+      this.forget(id);
+      ended(refused ? 'ECONNREFUSED' : 'EIO');
+      return true;
+    }
+    const pair = new SplicedPair(this, id, inner, ended);
+    this.slots[id] = pair;
+    this.slots[inner] = pair;
+    return true;
+  }
+
   /** Closes an accepted slot nobody took (unless everything is closed already). */
   closeUnclaimed(id: number): void {
     if (this.closed) return;
@@ -155,6 +195,7 @@ class NativeListener implements Slot, HostTcpListener {
         peerPort: peer % 65536,
         open: (streamEvents) => owner.openAccepted(child, streamEvents),
         close: () => owner.closeUnclaimed(child),
+        splice: (host, port, netnsFd, ended) => owner.spliceAccepted(child, host, port, netnsFd, ended),
       });
     }
   }
@@ -180,6 +221,24 @@ class NativeListener implements Slot, HostTcpListener {
     }, ACCEPT_BACKOFF_MS);
     this.backoff.unref();
   }
+}
+
+/** Two slots the addon moves bytes between; it reports once, on the first slot, when they are done (and closed). */
+class SplicedPair implements Slot {
+  constructor(
+    private readonly owner: NativeHostStreams,
+    private readonly outer: number,
+    private readonly inner: number,
+    private readonly ended: (error: string | undefined) => void,
+  ) {}
+
+  onPoll(events: number): void {
+    this.owner.forget(this.outer);
+    this.owner.forget(this.inner);
+    this.ended(events === TCP_POLL.SPLICE_ENDED ? undefined : errnoName(events));
+  }
+
+  markClosed(): void {}
 }
 
 /** end()'s deferred shutdown: a plain function, so that a stream carries no closure for it. */

@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, sleep } from '../helpers/lab.js';
+import { Lab, sleep, waitFor } from '../helpers/lab.js';
 import { REPO, VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 import { markCpu } from '../../bench/proc-usage.js';
@@ -187,6 +187,42 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.equal(fromLan.trim(), INTERNET_IP);
     const fromLoopback = await lab.mustExec(world.hostNs, 'socat', ['-u', 'TCP:127.0.0.1:18091', '-']);
     assert.equal(fromLoopback.trim(), '10.0.2.2');
+  });
+
+  test('spliced forwards: loopback clients join the guest inside its namespace, intact both ways; LAN clients still cross the NIC', async () => {
+    lab.spawn(guest, 'socat', ['TCP-LISTEN:8095,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR']);
+    lab.spawn(guest, 'python3', [NET_TOOLS, 'blob-server', '0.0.0.0', '8096', '120']);
+    const dir = lab.tempDir('splice');
+    const received = join(dir, 'received.bin');
+    lab.spawn(guest, 'socat', ['-u', 'TCP-LISTEN:8097,reuseaddr', `CREATE:${received}`]);
+    await Promise.all([8095, 8096, 8097].map((port) => lab.waitListening(guest, port)));
+    await vnet.must(['modifyvm', 'g', '--nat-splice1', 'on',
+      '--nat-pf1', 'sp-who,tcp,,18095,,8095', '--nat-pf1', `sp-lan,tcp,${HOST_UPLINK_IP},18095,,8095`,
+      '--nat-pf1', 'sp-blob,tcp,,18096,,8096', '--nat-pf1', 'sp-up,tcp,,18097,,8097', '--nat-pf1', 'sp-closed,tcp,,18098,,8098']);
+    assert.match(await vnet.must(['showvminfo', 'g', '--machinereadable']), /^natsplice1="on"$/m);
+    const who = async (ns: string, address: string) => (await lab.mustExec(ns, 'socat', ['-u', `TCP:${address}:18095`, '-'])).trim();
+
+    // Spliced inside the namespace, the guest sees a local client: itself.
+    assert.equal(await who(world.hostNs, '127.0.0.1'), '10.0.2.15');
+    assert.equal(await who(world.internetNs, HOST_UPLINK_IP), INTERNET_IP, 'a LAN client still crosses the NIC');
+    assert.equal((await lab.mustExec(world.hostNs, 'python3', [NET_TOOLS, 'blob-clients', '127.0.0.1', '18096', '50'], { timeoutMs: 60_000 })).trim(), 'ok 50');
+    const upload = join(dir, 'upload.bin');
+    writeFileSync(upload, randomBytes(20 << 20));
+    await lab.mustExec(world.hostNs, 'socat', ['-u', `FILE:${upload}`, 'TCP:127.0.0.1:18097'], { timeoutMs: 30_000 });
+    await waitFor('the 20 MB upload to arrive intact', () => existsSync(received) && sha256(received) === sha256(upload), 10_000);
+    const refusedAt = Date.now();
+    // curl: 56 is a reset (what the refusal becomes: the client's connect was accepted already), 52 would be a FIN.
+    assert.equal((await lab.exec(world.hostNs, 'curl', ['-sS', '--max-time', '5', 'http://127.0.0.1:18098/'])).code, 56);
+    assert.ok(Date.now() - refusedAt < 2_000, 'a closed guest port is refused at once');
+
+    const forwarding = async () => (await vnet.stats()).nat.find((lan: { key: string }) => lan.key === 'nat:g/nic1').forwarding;
+    await waitFor('every spliced pair to close', async () => (await forwarding()).splicedOpen === 0);
+    const counters = await forwarding();
+    assert.ok(counters.spliced >= 53, `spliced ${counters.spliced}`);
+    assert.equal(counters.spliceErrors, 1, 'the refused one');
+
+    await vnet.must(['modifyvm', 'g', '--nat-splice1', 'off']);
+    assert.equal(await who(world.hostNs, '127.0.0.1'), '10.0.2.2', 'off: back through the NIC');
   });
 
   test('a forward to a host port in use is a clear error and is not added', async () => {

@@ -75,6 +75,14 @@ export interface AcceptedHostSocket {
   open(events: HostStreamEvents): HostStream;
   /** Turned away: closed at once. */
   close(): void;
+  /**
+   * Joins the connection in the kernel to a new one to host:port made in the
+   * network namespace `netnsFd` (src/transport/tcp-socket.ts). True: it is
+   * the kernel's now (or was refused there and reset), and `ended` hears
+   * how it ends; false: nothing changed, as when the address is not local
+   * in that namespace — open() it as usual. Absent where it cannot be done.
+   */
+  splice?(host: string, port: number, netnsFd: number, ended: (error: string | undefined) => void): boolean;
 }
 
 export interface HostTcpListener {

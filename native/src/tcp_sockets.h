@@ -1,0 +1,58 @@
+/* The TCP sockets' state, shared by tcp_sockets.c (slots, JS methods) and tcp_splice.c (spliced pairs). */
+#ifndef VNET_TCP_SOCKETS_H
+#define VNET_TCP_SOCKETS_H
+
+#include "vnet.h"
+
+#include <uv.h>
+
+typedef struct tcp_sockets tcp_sockets;
+typedef struct tcp_splice tcp_splice;
+
+typedef struct {
+  uv_poll_t handle; /* first: uv hands us the handle; freed in its close callback */
+  tcp_sockets *owner;
+  int fd;
+  int32_t id;
+  int events;       /* what uv_poll was started with; 0 = stopped */
+  uint32_t peer_ip; /* accepted sockets: the client (IPv4; 0 for IPv6) */
+  uint16_t peer_port;
+  tcp_splice *splice; /* set while the socket is one end of a spliced pair (tcp_splice.c) */
+} tcp_socket;
+
+struct tcp_sockets {
+  napi_env env;
+  napi_ref self; /* weak: the finalizer closes what is left */
+  napi_ref on_event;
+  napi_async_context async_context;
+  uv_loop_t *loop;
+  tcp_socket **slots;
+  uint32_t capacity;
+  uint32_t used; /* slots ever handed out; free ones below it are on the free list */
+  int32_t *free_list;
+  uint32_t free_count;
+  bool closed;
+  bool dispatching; /* inside onEvent */
+  int home_netns;   /* the JS thread's own network namespace (an fd), once a connect needed another */
+};
+
+/* What onEvent reports for a spliced pair that ended cleanly (a broken one: a negative errno). */
+#define VNET_SPLICE_ENDED 4
+
+/* Polls `s` for `events` (UV_READABLE | UV_WRITABLE; 0 stops); 0 or a libuv error. */
+int vnet_tcp_poll(tcp_socket *s, int events);
+/* Closes the slot (`reset`: RST through SO_LINGER 0). */
+void vnet_tcp_release(tcp_sockets *o, tcp_socket *s, bool reset);
+/* Calls onEvent(id, value). */
+void vnet_tcp_report(tcp_sockets *o, int32_t id, int32_t value);
+
+/* Joins `a` and `b` (tcp_splice.c): 0, or an errno (nothing changed). */
+int vnet_splice_start(tcp_socket *a, tcp_socket *b);
+/* A poll event of a spliced socket. */
+void vnet_splice_on_poll(tcp_socket *s, int status, int events);
+/* The other end of `s`'s pair (NULL when it has none). */
+tcp_socket *vnet_splice_partner(tcp_socket *s);
+/* `s` is being released: it leaves its pair (the pair goes with its last end). */
+void vnet_splice_forget(tcp_socket *s);
+
+#endif
