@@ -11,7 +11,8 @@
  *   ENGINE PROCESS (its host sockets live here)
  *
  *   engine       guest address     host (its lo) as seen by the guest   forwards
- *   vnet         DHCP 10.0.2.15    10.0.2.2 (--nat-localhostreachable)  127.0.0.1:15201-3 → 5201-3 (--nat-pf)
+ *   vnet         DHCP 10.0.2.15    10.0.2.2 (--nat-localhostreachable)  15201-3 → 5201-3 (--nat-pf); from 127.0.0.1
+ *                                                                       spliced (--nat-splice1), from 10.254.0.1 via the TAP
  *   slirp4netns  10.0.2.100        10.0.2.2                             127.0.0.1:15201-3 → 5201-3 (add_hostfwd)
  *   pasta        10.254.0.1 (copy) 10.254.0.254 (mapped gateway)        15201-3 → 5201-3 (-t/-u); from 127.0.0.1
  *                                                                       spliced, from 10.254.0.1 via the TAP
@@ -43,7 +44,7 @@ export interface NatEngine {
   hostIp: string;
   /** Where a host client dials a forwarded port. */
   fwdAddr: string;
-  /** A second host address for forwards that takes the engine's TAP path (pasta), or null. */
+  /** A second host address for forwards that takes the engine's TAP path (pasta, vnet), or null. */
   fwdAltAddr: string | null;
   /** The engine's processes, for CPU and memory. */
   pids: number[];
@@ -54,6 +55,8 @@ export interface NatEngine {
 }
 
 const UDHCPC_SCRIPT = join(REPO, 'bench', 'tools', 'udhcpc.sh');
+/** The host namespace's own address (uplink0): a forward dialled there takes the engine's TAP path. */
+const HOST_OWN_IP = '10.254.0.1';
 const ALL_GUEST_PORTS = [GUEST_PORTS.iperf, GUEST_PORTS.rr, GUEST_PORTS.crr];
 
 /** Host namespaces live for the whole run (one per engine); guests per MTU. */
@@ -107,9 +110,11 @@ export class NatEngines {
     const daemon = this.daemon!;
     const guestNs = await this.guestNs('vnet', mtu);
     const vm = `nat${mtu}`;
-    const modify = ['--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nic-mtu1', String(mtu)];
-    ALL_GUEST_PORTS.forEach((port, i) => modify.push('--nat-pf1', `t${i},tcp,127.0.0.1,${port + FWD_PORT_OFFSET},,${port}`));
-    modify.push('--nat-pf1', `u0,udp,127.0.0.1,${GUEST_PORTS.iperf + FWD_PORT_OFFSET},,${GUEST_PORTS.iperf}`);
+    const modify = ['--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nat-splice1', 'on', '--nic-mtu1', String(mtu)];
+    for (const [tag, hostIp] of [['', '127.0.0.1'], ['alt', HOST_OWN_IP]]) {
+      ALL_GUEST_PORTS.forEach((port, i) => modify.push('--nat-pf1', `t${i}${tag},tcp,${hostIp},${port + FWD_PORT_OFFSET},,${port}`));
+      modify.push('--nat-pf1', `u0${tag},udp,${hostIp},${GUEST_PORTS.iperf + FWD_PORT_OFFSET},,${GUEST_PORTS.iperf}`);
+    }
     await daemon.must(['createvm', '--name', vm, '--register']);
     await daemon.must(['modifyvm', vm, ...modify]);
     await daemon.must(['startvm', vm, '--type', 'netns', '--netns', guestNs]);
@@ -123,7 +128,7 @@ export class NatEngines {
       await this.lab.mustExec(guestNs, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '1', '-s', UDHCPC_SCRIPT], { timeoutMs: 20_000 });
       await waitDefaultRoute(guestNs);
       return {
-        name: 'vnet', mtu, hostNs, guestNs, hostIp: '10.0.2.2', fwdAddr: '127.0.0.1', fwdAltAddr: null,
+        name: 'vnet', mtu, hostNs, guestNs, hostIp: '10.0.2.2', fwdAddr: '127.0.0.1', fwdAltAddr: HOST_OWN_IP,
         pids: [daemon.pid], guestMtu: await linkMtu(guestNs, 'eth0'), version: await vnetVersion(), down,
       };
     } catch (err) {
@@ -189,7 +194,7 @@ export class NatEngines {
       if ((await linkMtu(guestNs, 'tap0')) !== mtu) await must('ip', ['-n', guestNs, 'link', 'set', 'tap0', 'mtu', String(mtu)]);
       const pkg = await run('dpkg-query', ['-W', '-f=${Version}', 'passt']);
       return {
-        name: 'pasta', mtu, hostNs, guestNs, hostIp: '10.254.0.254', fwdAddr: '127.0.0.1', fwdAltAddr: '10.254.0.1',
+        name: 'pasta', mtu, hostNs, guestNs, hostIp: '10.254.0.254', fwdAddr: '127.0.0.1', fwdAltAddr: HOST_OWN_IP,
         pids: [child.pid!], guestMtu: await linkMtu(guestNs, 'tap0'),
         version: `pasta (passt ${pkg.code === 0 ? pkg.stdout.trim() : 'unknown'})`, down,
       };

@@ -11,7 +11,11 @@ import { median } from './report.js';
 interface Row {
   title: string;
   test: string;
-  /** pasta's second path (TAP via the host's own address), shown next to its spliced 127.0.0.1 figure. */
+  /**
+   * The forward's second path (through the TAP, dialled at the host's own
+   * address), shown next to the spliced 127.0.0.1 figure of pasta and of
+   * vnet (`--nat-splice1 on`); each path is compared with its like.
+   */
   alt?: string;
   value: (m: NatMeasurement) => number | null | undefined;
   /** Extra figures in parentheses, from the same measurements. */
@@ -103,15 +107,22 @@ export function natTable(results: NatMeasurement[]): NatTable {
       const vnet = cell(results, 'vnet', mtu, row.test, row);
       const slirp = cell(results, 'slirp4netns', mtu, row.test, row);
       const pasta = cell(results, 'pasta', mtu, row.test, row);
-      const pastaAlt = row.alt ? cell(results, 'pasta', mtu, row.alt, row) : null;
+      const alt = (engine: NatEngineName) => (row.alt ? cell(results, engine, mtu, row.alt, row) : null);
+      const [vnetAlt, pastaAlt] = [alt('vnet'), alt('pasta')].map((c) => (c && c.text !== '—' ? c : null));
+      // vnet's TAP path against pasta's; without one of its own, vnet's only path against both of pasta's.
+      const vnetTap = vnetAlt ?? vnet;
       const vsSlirp = ratioText(vnet.value, slirp.value, row);
+      const vsSlirpAlt = vnetAlt ? ratioText(vnetAlt.value, slirp.value, row) : null;
       const vsPasta = ratioText(vnet.value, pasta.value, row);
-      const vsPastaAlt = pastaAlt ? ratioText(vnet.value, pastaAlt.value, row) : null;
-      const pastaText = pastaAlt && pastaAlt.text !== '—' ? `${pasta.text} spliced / ${pastaAlt.text} TAP` : pasta.text;
-      const pastaRatio = vsPastaAlt && vsPastaAlt.text !== '—' ? `${vsPasta.text} / ${vsPastaAlt.text}` : vsPasta.text;
-      lines.push(`| ${row.title} | ${mtu} | ${vnet.text} | ${slirp.text} | ${pastaText} | ${vsSlirp.text} | ${pastaRatio} |`);
+      const vsPastaAlt = pastaAlt ? ratioText(vnetTap.value, pastaAlt.value, row) : null;
+      const both = (first: string, second: string | undefined, labels: boolean) =>
+        second === undefined || second === '—' ? first : labels ? `${first} spliced / ${second} TAP` : `${first} / ${second}`;
+      lines.push(
+        `| ${row.title} | ${mtu} | ${both(vnet.text, vnetAlt?.text, true)} | ${slirp.text} | ${both(pasta.text, pastaAlt?.text, true)} ` +
+          `| ${both(vsSlirp.text, vsSlirpAlt?.text, false)} | ${both(vsPasta.text, vsPastaAlt?.text, false)} |`,
+      );
       if (row.info) continue;
-      const verdicts = [vsSlirp.ahead, vsPasta.ahead, vsPastaAlt?.ahead ?? null].filter((v) => v !== null);
+      const verdicts = [vsSlirp.ahead, vsSlirpAlt?.ahead ?? null, vsPasta.ahead, vsPastaAlt?.ahead ?? null].filter((v) => v !== null);
       if (!verdicts.length) continue;
       compared++;
       if (verdicts.every(Boolean)) ahead++;

@@ -11,8 +11,8 @@
  * `g2h`: client in the guest, server on the host's 127.0.0.1 (through the
  * engine's host-loopback mapping); `h2g` with `-R`; `fwd_h2g`: client on the
  * host → 127.0.0.1:15201-3 → the engine's port forward → server in the guest;
- * `fwdalt_h2g`: the same via the host's own address (pasta only: its TAP path,
- * where 127.0.0.1 is spliced socket to socket).
+ * `fwdalt_h2g`: the same via the host's own address (pasta and vnet: their TAP
+ * path, where 127.0.0.1 is spliced socket to socket).
  *
  * Per MTU all engines are up at once; each rep runs every test on every engine
  * before the next test (the engine that goes first rotates per rep), so all of

@@ -276,7 +276,7 @@ describe('PortForwarder (UDP)', () => {
     assert.equal(forwarder.fromGuestUdp(stranger.ip, stranger.udp), false);
     await until('20 answers', () => answers.length === 20);
     assert.deepEqual(answers, Array.from({ length: 20 }, (_, i) => `a${i}`));
-    assert.deepEqual(forwarder.stats(), { rules: ['echo'], accepted: 0, udpToGuest: 20, udpToHost: 20, drops: {} });
+    assert.deepEqual(forwarder.stats(), { rules: ['echo'], accepted: 0, spliced: 0, splicedOpen: 0, spliceErrors: 0, udpToGuest: 20, udpToHost: 20, drops: {} });
   });
 
   it('a host port in use fails the whole apply with VNET_ERR_PORT_IN_USE and leaves nothing open', async () => {

@@ -2,6 +2,7 @@
 // through src/transport/tcp-socket.ts), against Node peers on 127.0.0.1 only.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 
@@ -267,5 +268,105 @@ describe('NativeHostStreams', () => {
     assert.throws(() => hosts.native.connect('127.0.0.1', 0), { code: 'VNET_ERR_INVALID_ARG' });
     hosts.close();
     assert.throws(() => hosts.native.connect('127.0.0.1', 80), { code: 'VNET_ERR_CLOSED' });
+  });
+});
+
+describe('spliced pairs (native/src/tcp_splice.c)', () => {
+  /** The test's own network namespace as the "guest's": splicing connects inside it. */
+  function ownNetns(): number {
+    const fd = openSync('/proc/self/ns/net', 'r');
+    cleanups.push(() => closeSync(fd));
+    return fd;
+  }
+
+  /** A listener whose connections are spliced to 127.0.0.1:`target`; `ended` collects how pairs end. */
+  async function splicingListener(target: number, ended: Array<string | undefined>, taken: boolean[] = []): Promise<number> {
+    const hosts = streams();
+    const netns = ownNetns();
+    const listener = await hosts.listen('127.0.0.1', 0, (accepted) => {
+      const spliced = accepted.splice!('127.0.0.1', target, netns, (error) => ended.push(error));
+      taken.push(spliced);
+      if (!spliced) accepted.close();
+    });
+    cleanups.push(() => listener.close());
+    return listener.port;
+  }
+
+  function client(port: number): net.Socket {
+    const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    cleanups.push(() => socket.destroy());
+    return socket;
+  }
+
+  it('moves megabytes both ways intact, half-closes each way on its own, and ends once both have', async () => {
+    let peer: net.Socket | undefined;
+    const atPeer: Buffer[] = [];
+    let peerEnded = false;
+    const target = await server((s) => {
+      peer = s;
+      s.on('data', (d: Buffer) => atPeer.push(d));
+      s.on('end', () => (peerEnded = true));
+    });
+    const ended: Array<string | undefined> = [];
+    const c = client(await splicingListener(target, ended));
+    const atClient: Buffer[] = [];
+    let clientEnded = false;
+    c.on('data', (d: Buffer) => atClient.push(d));
+    c.on('end', () => (clientEnded = true));
+    const up = randomBytes(8 << 20);
+    c.end(up);
+    await until(() => peerEnded, 'the FIN to reach the far side');
+    assert.equal(sha(Buffer.concat(atPeer)), sha(up));
+    assert.deepEqual(ended, [], 'one direction done: the pair lives on');
+    const down = randomBytes(6 << 20);
+    peer!.end(down);
+    await until(() => clientEnded && ended.length === 1, 'the pair to end');
+    assert.equal(sha(Buffer.concat(atClient)), sha(down));
+    assert.deepEqual(ended, [undefined]);
+  });
+
+  it('a refused connect resets the client; a reset from the far side resets the client too', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const closedPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const ended: Array<string | undefined> = [];
+    const taken: boolean[] = [];
+    const refusedClient = client(await splicingListener(closedPort, ended, taken));
+    const refusedError = await new Promise<string | undefined>((r) => refusedClient.on('error', (e: NodeJS.ErrnoException) => r(e.code)));
+    assert.equal(refusedError, 'ECONNRESET');
+    assert.deepEqual(taken, [true], 'a refusal is the splice\'s answer, not a fallback');
+    assert.deepEqual(ended, ['ECONNREFUSED']);
+
+    const target = await server((s) => s.once('data', () => s.resetAndDestroy()));
+    const ended2: Array<string | undefined> = [];
+    const c = client(await splicingListener(target, ended2));
+    c.write('hello');
+    const error = await new Promise<string | undefined>((r) => c.on('error', (e: NodeJS.ErrnoException) => r(e.code)));
+    assert.equal(error, 'ECONNRESET');
+    await until(() => ended2.length === 1, 'the pair to end');
+    assert.equal(ended2[0], 'ECONNRESET');
+  });
+
+  it('leaves a connection it cannot splice untouched; closing the lot closes live pairs', async () => {
+    const hosts = streams();
+    const netns = ownNetns();
+    let peer: net.Socket | undefined;
+    const target = await server((s) => (peer = s));
+    const outcomes: boolean[] = [];
+    const ended: Array<string | undefined> = [];
+    const listener = await hosts.listen('127.0.0.1', 0, (accepted) => {
+      outcomes.push(accepted.splice!('not an address', 1, netns, () => {}));
+      outcomes.push(accepted.splice!('127.0.0.1', target, netns, (error) => ended.push(error)));
+    });
+    cleanups.push(() => listener.close());
+    const c = client(listener.port);
+    await until(() => peer !== undefined, 'the pair');
+    assert.deepEqual(outcomes, [false, true]);
+    let ended2 = false;
+    c.on('end', () => (ended2 = true));
+    hosts.close();
+    await until(() => ended2, 'the client to see the pair close');
+    assert.deepEqual(ended, [], 'closing the lot reports nothing');
   });
 });
