@@ -457,6 +457,7 @@ static void close_all(tcp_sockets *o, bool finalizing) {
   }
   if (o->home_netns >= 0) close(o->home_netns);
   o->home_netns = -1;
+  vnet_splice_close_spares(o);
   /* The context of a callback we are inside goes when it returns (on_poll). */
   if (!finalizing && !o->dispatching && o->async_context != NULL) {
     napi_async_destroy(o->env, o->async_context);

@@ -9,6 +9,14 @@
 typedef struct tcp_sockets tcp_sockets;
 typedef struct tcp_splice tcp_splice;
 
+/* Empty pipes kept from ended pairs for the next ones (tcp_splice.c). */
+#define VNET_SPARE_PIPES 32
+
+typedef struct {
+  int fds[2];      /* read end, write end; -1 when none */
+  size_t capacity; /* F_GETPIPE_SZ */
+} vnet_pipe;
+
 typedef struct {
   uv_poll_t handle; /* first: uv hands us the handle; freed in its close callback */
   tcp_sockets *owner;
@@ -34,6 +42,8 @@ struct tcp_sockets {
   bool closed;
   bool dispatching; /* inside onEvent */
   int home_netns;   /* the JS thread's own network namespace (an fd), once a connect needed another */
+  vnet_pipe spare_pipes[VNET_SPARE_PIPES];
+  uint32_t spare_pipe_count;
 };
 
 /* What onEvent reports for a spliced pair that ended cleanly (a broken one: a negative errno). */
@@ -54,5 +64,7 @@ void vnet_splice_on_poll(tcp_socket *s, int status, int events);
 tcp_socket *vnet_splice_partner(tcp_socket *s);
 /* `s` is being released: it leaves its pair (the pair goes with its last end). */
 void vnet_splice_forget(tcp_socket *s);
+/* Closes the spare pipes (closeAll). */
+void vnet_splice_close_spares(tcp_sockets *o);
 
 #endif
