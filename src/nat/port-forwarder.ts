@@ -50,6 +50,8 @@ export interface PortForward {
 }
 
 export const MAX_UDP_MAPPINGS = 1024;
+/** Spliced pairs open at once at most (four fds each); beyond, connections take the NIC and its flow-table bound. */
+export const MAX_SPLICED_PAIRS = 16384;
 export const MAPPING_IDLE_MS = 5 * 60_000;
 
 /** Where accepted TCP connections go (the TCP NAT). */
@@ -187,6 +189,7 @@ export class PortForwarder {
   private spliced(accepted: AcceptedHostSocket, guestIp: number, guestPort: number): boolean {
     const netns = this.options.spliceNetns?.();
     if (netns === undefined || accepted.peerIp >>> 24 !== 127 || !accepted.splice) return false;
+    if (this.counters.splicedOpen >= MAX_SPLICED_PAIRS) return false;
     this.counters.splicedOpen++;
     const taken = accepted.splice(formatIpv4(guestIp), guestPort, netns, (error) => {
       this.counters.splicedOpen--;
