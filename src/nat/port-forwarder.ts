@@ -16,9 +16,10 @@
  *   host's loopback is joined in the kernel to a connection made inside the
  *   guest's namespace to the guest's address — pasta's shortcut: no frames,
  *   no NAT state, no JS per byte. It does not cross the NIC (no capture, no
- *   NIC counters) and the guest sees its own address as the client. When the
- *   guest address is not local in the namespace (no lease configured yet),
- *   the connection takes the NIC's path as usual.
+ *   NIC counters) and the guest sees its own address as the client. Only
+ *   for a rule to the guest's own address (its lease, or the default); when
+ *   that is not local in the namespace (not configured yet), the connection
+ *   takes the NIC's path as usual.
  * - `apply(rules)` opens what is new before closing what went: if one
  *   listener cannot bind (port in use), everything it opened is closed again
  *   and the error says which port — no rule is half-applied.
@@ -190,6 +191,8 @@ export class PortForwarder {
     const netns = this.options.spliceNetns?.();
     if (netns === undefined || accepted.peerIp >>> 24 !== 127 || !accepted.splice) return false;
     if (this.counters.splicedOpen >= MAX_SPLICED_PAIRS) return false;
+    // Only to the NIC's own guest: another address would be dialled from inside its namespace, out of its NIC.
+    if (guestIp !== this.options.defaultGuestIp()) return false;
     this.counters.splicedOpen++;
     const taken = accepted.splice(formatIpv4(guestIp), guestPort, netns, (error) => {
       this.counters.splicedOpen--;

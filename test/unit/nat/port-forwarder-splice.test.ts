@@ -83,11 +83,15 @@ describe('PortForwarder: spliced forwards', () => {
     netns = NETNS_FD;
     forwarder.counters.splicedOpen = MAX_SPLICED_PAIRS;
     accept('127.0.0.1', true);
-    assert.equal(splices.length, 1, 'neither off nor full asks');
+    forwarder.counters.splicedOpen = 0;
+    await forwarder.apply([{ name: 'other', protocol: 'tcp', hostIp: '', hostPort: 18081, guestIp: '10.0.2.99', guestPort: 80 }]);
+    accept('127.0.0.1', true);
+    assert.equal(splices.length, 1, 'neither off, nor full, nor another guest address asks');
     assert.deepEqual(forwarded.slice(1), [
       { guestIp: GUEST, sourceIp: GATEWAY },
       { guestIp: GUEST, sourceIp: GATEWAY },
       { guestIp: GUEST, sourceIp: GATEWAY },
+      { guestIp: parseIpv4('10.0.2.99'), sourceIp: GATEWAY },
     ]);
     assert.equal(forwarder.counters.spliced, 0);
     forwarder.close();
