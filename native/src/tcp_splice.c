@@ -35,8 +35,8 @@
 #include <unistd.h>
 
 /* Pipe capacity asked for: the default 64 KiB moves a 64 KiB frame's worth per call; 1 MiB (the
- * default pipe-max-size) lets one call take what a fast socket holds. Falls back silently. A pipe
- * holds page references, not copies: its capacity costs no memory while it is empty. */
+ * default pipe-max-size) lets one call take what a fast socket holds. Falls back silently. An
+ * empty pipe costs its slot array (~10 KiB at 1 MiB), not its capacity. */
 #define PIPE_BYTES (1024 * 1024)
 /* Read-then-write rounds per event at most, so one busy pair does not starve the loop. */
 #define PUMP_ROUNDS 8
