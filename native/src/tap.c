@@ -20,14 +20,13 @@
 #include <unistd.h>
 
 #define NETNS_PATH_MAX 4096
-#define SELF_NETNS "/proc/thread-self/ns/net"
 
 /* Moves the thread into the netns at `path`; `*original` gets an fd of the one it left. */
 static bool enter_netns(napi_env env, const char *path, int *original) {
   char what[NETNS_PATH_MAX + 32];
-  *original = open(SELF_NETNS, O_RDONLY | O_CLOEXEC);
+  *original = open(VNET_SELF_NETNS, O_RDONLY | O_CLOEXEC);
   if (*original < 0) {
-    vnet_throw_errno(env, "VNET_ERR_NETNS", errno, "open " SELF_NETNS);
+    vnet_throw_errno(env, "VNET_ERR_NETNS", errno, "open " VNET_SELF_NETNS);
     return false;
   }
   int target = open(path, O_RDONLY | O_CLOEXEC);
@@ -50,12 +49,15 @@ static bool enter_netns(napi_env env, const char *path, int *original) {
   return true;
 }
 
-/* Moves the thread back. Failing here would leave every later socket in the wrong namespace. */
-static void leave_netns(int original) {
-  if (setns(original, CLONE_NEWNET) != 0) {
-    napi_fatal_error("vnet openTap", NAPI_AUTO_LENGTH,
-                     "cannot return to the original network namespace", NAPI_AUTO_LENGTH);
+void vnet_netns_return(int home, const char *who) {
+  if (setns(home, CLONE_NEWNET) != 0) {
+    napi_fatal_error(who, NAPI_AUTO_LENGTH, "cannot return to the original network namespace", NAPI_AUTO_LENGTH);
   }
+}
+
+/* Moves the thread back into the namespace enter_netns left, and closes its fd. */
+static void leave_netns(int original) {
+  vnet_netns_return(original, "vnet openTap");
   close(original);
 }
 

@@ -221,17 +221,13 @@ static bool socket_address(napi_env env, napi_value host_value, napi_value port_
  */
 static int socket_in_netns(tcp_sockets *o, int netns, int family) {
   if (o->home_netns < 0) {
-    o->home_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    o->home_netns = open(VNET_SELF_NETNS, O_RDONLY | O_CLOEXEC);
     if (o->home_netns < 0) return -errno;
   }
   if (setns(netns, CLONE_NEWNET) != 0) return -errno;
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int err = errno;
-  /* Failing here would leave every later socket in the guest's namespace. */
-  if (setns(o->home_netns, CLONE_NEWNET) != 0) {
-    napi_fatal_error("vnet TcpSockets.connect", NAPI_AUTO_LENGTH, "cannot return to the original network namespace",
-                     NAPI_AUTO_LENGTH);
-  }
+  vnet_netns_return(o->home_netns, "vnet TcpSockets.connect");
   return fd >= 0 ? fd : -err;
 }
 

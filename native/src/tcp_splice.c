@@ -130,7 +130,7 @@ static int wanted_events(const tcp_splice *p, int k) {
 
 /* Both ends close (with RST after an error) and JS hears how it ended. */
 static void end_pair(tcp_splice *p, int err) {
-  tcp_sockets *o = p->ends[0]->owner;
+  tcp_sockets *o = p->owner;
   int32_t id = p->ends[0]->id;
   tcp_socket *a = p->ends[0], *b = p->ends[1];
   vnet_tcp_release(o, a, err != 0);

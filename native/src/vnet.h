@@ -47,6 +47,12 @@ bool vnet_option_bool(napi_env env, napi_value object, const char *name, bool fa
 bool vnet_option_uint32(napi_env env, napi_value object, const char *name, uint32_t fallback,
                         uint32_t *out);
 
+/* The calling thread's own network namespace (open it to come back after a setns() elsewhere). */
+#define VNET_SELF_NETNS "/proc/thread-self/ns/net"
+/* Moves the thread back into `home` (an fd of its namespace), or ends the process (tap.c): every
+ * later socket would be made in the wrong namespace. `who` names the caller in the message. */
+void vnet_netns_return(int home, const char *who);
+
 /* Adds a function property to `exports`. */
 bool vnet_export_function(napi_env env, napi_value exports, const char *name, napi_callback cb);
 
