@@ -4,7 +4,7 @@
  * (`natnetwork`).
  *
  *   guest ─► switch ─► gateway (ARP, ICMP echo, IPv4 checks)
- *                        ├─ local: DHCP :67, DNS .dns:53, forwarded-flow replies,
+ *                        ├─ local: DHCP :67, DNS .dns:53 (UDP and TCP), forwarded-flow replies,
  *                        │         gateway → host 127.0.0.1 when localhost is reachable
  *                        └─ forward: TCP NAT, UDP NAT, ICMP echo NAT → host sockets
  *   host sockets / port-forward listeners ─► gateway.sendIpv4 ─► switch ─► guest
@@ -228,6 +228,8 @@ export class NatLan {
       }
       case IpProtocol.TCP: {
         const tcp = checkedTcp(ip);
+        // RFC 7766: DNS over TCP too (a guest retries there after a truncated answer).
+        if (dst === this.dnsIp && tcp.destinationPort === 53) return this.tcp.fromGuest(ip, tcp, this.dns.openTcp, checksumPending);
         // Flows a port forward opened from a loopback client run to the gateway's address, reachable or not.
         const host = dst === this.gatewayIp && this.localhostReachable ? LOOPBACK : null;
         return this.tcp.fromGuest(ip, tcp, host, checksumPending);

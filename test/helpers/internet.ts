@@ -24,12 +24,16 @@ export interface World {
   resolvConf: string;
 }
 
+/** The strings of big.example.test's TXT record: ~1.2 KB, more than a DNS answer over UDP without EDNS takes (512). */
+export const BIG_TXT = ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => c.repeat(200));
+
 /** DNS records the upstream serves (dnsmasq), for `dig` through the NAT. */
 const DNSMASQ_RECORDS = [
   `--address=/www.example.test/${INTERNET_IP}`,
   '--host-record=v6.example.test,2001:db8::42',
   '--mx-host=example.test,mail.example.test,10',
   '--txt-record=example.test,hello from the lab',
+  `--txt-record=big.example.test,${BIG_TXT.join(',')}`,
 ];
 
 export async function makeWorld(lab: Lab): Promise<World> {

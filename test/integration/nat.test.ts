@@ -13,7 +13,7 @@ import { Lab, sleep, waitFor } from '../helpers/lab.js';
 import { REPO, VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 import { markCpu } from '../../bench/proc-usage.js';
-import { dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
+import { BIG_TXT, dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
 
 const TCPLOAD = join(REPO, 'bench', 'tools', 'tcpload.py');
 
@@ -56,6 +56,21 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.equal(await dig('AAAA', 'v6.example.test'), '2001:db8::42');
     assert.equal(await dig('MX', 'example.test'), '10 mail.example.test.');
     assert.equal(await dig('TXT', 'example.test'), '"hello from the lab"');
+  });
+
+  test('DNS over TCP (RFC 7766): dig +tcp, several queries on one connection, and a truncated answer retried over TCP', async () => {
+    const dns = async () => (await vnet.stats()).nat.find((lan: { key: string }) => lan.key === 'nat:g/nic1').dns;
+    const before = await dns();
+    const overTcp = await lab.mustExec(guest, 'dig', ['+tcp', '+keepopen', '+short', '+time=2', '+tries=1', '@10.0.2.3', 'www.example.test', 'A', 'example.test', 'MX', 'example.test', 'TXT']);
+    assert.deepEqual(overTcp.trim().split('\n'), [INTERNET_IP, '10 mail.example.test.', '"hello from the lab"']);
+    // Without EDNS the guest takes 512 bytes over UDP: the proxy sets TC, and dig asks again over TCP.
+    const big = await lab.mustExec(guest, 'dig', ['+noedns', '+short', '+time=2', '+tries=1', '@10.0.2.3', 'big.example.test', 'TXT']);
+    assert.equal(big.trim(), BIG_TXT.map((s) => `"${s}"`).join(' '));
+    const after = await dns();
+    assert.equal(after.truncated - before.truncated, 1, 'the UDP answer was truncated');
+    assert.equal(after.tcp.sessions - before.tcp.sessions, 2, 'one connection for +keepopen, one for the retry');
+    assert.equal(after.tcp.messages - before.tcp.messages, 4);
+    assert.equal(after.tcp.broken, 0);
   });
 
   test('with localhost reachable, 10.0.2.2 reaches a server on the host loopback', async () => {

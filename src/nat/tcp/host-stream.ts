@@ -66,6 +66,9 @@ export interface HostStream {
 /** Opens a stream to host:port (an IP address) reporting to `events`. */
 export type OpenHostStream = (host: string, port: number, events: HostStreamEvents) => HostStream;
 
+/** Opens a stream served in the daemon itself (a service of the gateway's), reporting to `events`. */
+export type OpenLocalStream = (events: HostStreamEvents) => HostStream;
+
 /** A connection a host listener accepted (a port forward's), not yet anyone's stream. */
 export interface AcceptedHostSocket {
   /** The client: IPv4 address (0 for an IPv6 client) and port. */

@@ -36,7 +36,7 @@ import { WireError } from '../../wire/errors.js';
 import { IpProtocol, type Ipv4View } from '../../wire/ipv4.js';
 import { parseTcpOptions, TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { Connection, flowKey, type ConnectionHost, type TcpState } from './connection.js';
-import { openNetHostStream, type AcceptedHostSocket, type HostStreamEvents, type OpenHostStream } from './host-stream.js';
+import { openNetHostStream, type AcceptedHostSocket, type HostStreamEvents, type OpenHostStream, type OpenLocalStream } from './host-stream.js';
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segment.js';
@@ -139,13 +139,14 @@ export class TcpNat implements ConnectionHost {
   /**
    * A TCP segment from a guest to somewhere outside. `ip` and `tcp` are
    * checked views valid only during the call (whatever is kept is copied).
-   * `hostAddress` is where a new flow's host socket connects (absent: the
-   * packet's own destination, formatted only for a new flow); null refuses
-   * new flows (RST) but still serves existing ones. `checksumPending`: the
+   * `target` is where a new flow goes: a host address its socket connects to
+   * (absent: the packet's own destination, formatted only for a new flow),
+   * or a local service that opens the flow's stream itself (the DNS proxy's
+   * TCP); null refuses new flows (RST) but still serves existing ones. `checksumPending`: the
    * guest left the checksum to offload (it is not filled in). Never throws
    * for bad input: drops are counted in `stats().drops`.
    */
-  fromGuest(ip: Ipv4View, tcp: TcpView, hostAddress?: string | null, checksumPending = false): void {
+  fromGuest(ip: Ipv4View, tcp: TcpView, target?: string | OpenLocalStream | null, checksumPending = false): void {
     if (this.closed) return;
     const bytes = tcp.bytes;
     if (ip.isFragment) return this.drop('tcp:fragment');
@@ -181,12 +182,12 @@ export class TcpNat implements ConnectionHost {
       this.replyReset(ip, tcp);
       return this.drop('tcp:no-flow');
     }
-    if (hostAddress === null) {
+    if (target === null) {
       this.replyReset(ip, tcp);
       this.counters.refused++;
       return;
     }
-    this.open(ip, tcp, hostAddress ?? formatIpv4(ip.destination));
+    this.open(ip, tcp, target ?? formatIpv4(ip.destination));
   }
 
   /**
@@ -348,7 +349,7 @@ export class TcpNat implements ConnectionHost {
 
   // ---- internals --------------------------------------------------------------
 
-  private open(ip: Ipv4View, tcp: TcpView, hostAddress: string): void {
+  private open(ip: Ipv4View, tcp: TcpView, target: string | OpenLocalStream): void {
     const remoteIp = ip.destination;
     const remotePort = tcp.destinationPort;
     if (remotePort === 0 || tcp.sourcePort === 0) return this.drop('tcp:bad-port');
@@ -361,7 +362,7 @@ export class TcpNat implements ConnectionHost {
     if (this.connecting >= this.limits.maxConnecting) return this.drop('tcp:connect-limit');
     const options = this.readOptions(tcp);
     if (options === undefined) return;
-    const open = (events: HostStreamEvents) => this.openHost(hostAddress, remotePort, events);
+    const open = typeof target === 'function' ? target : (events: HostStreamEvents) => this.openHost(target, remotePort, events);
     const connection = new Connection(this, ip.source, tcp.sourcePort, remoteIp, remotePort, open, 'connecting');
     this.insert(connection);
     this.connecting++;

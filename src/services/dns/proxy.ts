@@ -19,7 +19,9 @@
  * - A truncated UDP answer (TC) is asked again over TCP to the same upstream
  *   (RFC 7766 §5); the full answer goes to the guest when it fits what the
  *   guest takes over UDP (512, or its EDNS size, RFC 6891 §6.2.5), else a
- *   truncated one with TC set, so the guest retries over TCP (`handleTcp`).
+ *   truncated one with TC set, so the guest retries over TCP: its connection
+ *   to port 53 is served by the TCP NAT with a `DnsTcpSession` as the host
+ *   stream (`openTcp`), whose messages come here (`handleTcp`).
  * - Answers are accepted only from the upstream asked, with the pending ID
  *   and the same question.
  *
@@ -50,6 +52,8 @@ import {
 } from './message.js';
 import type { DnsUpstream } from './resolv-conf.js';
 import { isFrom, tcpExchange, UpstreamSockets } from './upstream.js';
+import { DnsTcpSession, type DnsTcpCounters } from './tcp-session.js';
+import type { HostStream, HostStreamEvents } from '../../nat/tcp/host-stream.js';
 
 /** TTL of answers for the network's own VMs: short, as leases move. */
 export const LOCAL_NAME_TTL_SEC = 30;
@@ -103,6 +107,8 @@ export interface DnsProxyStats {
   /** Opcodes other than QUERY, answered NOTIMP. */
   notimps: number;
   pending: number;
+  /** Guests' TCP connections (RFC 7766). */
+  tcp: DnsTcpCounters;
   /** Datagrams dropped without an answer, by reason. */
   drops: Record<string, number>;
 }
@@ -124,7 +130,7 @@ interface Pending {
   cancelTcp: (() => void) | undefined;
 }
 
-type Counters = Omit<DnsProxyStats, 'pending' | 'drops'>;
+type Counters = Omit<DnsProxyStats, 'pending' | 'tcp' | 'drops'>;
 
 async function hostLookup(name: string, family: 4 | 6): Promise<string[]> {
   try {
@@ -166,6 +172,7 @@ export class DnsProxy {
     notimps: 0,
   };
   private readonly drops: Record<string, number> = {};
+  private readonly tcpCounters: DnsTcpCounters = { sessions: 0, messages: 0, broken: 0, idleClosed: 0 };
 
   constructor(options: DnsProxyOptions) {
     this.upstreams = [...options.upstreams];
@@ -198,8 +205,12 @@ export class DnsProxy {
     this.query(query, reply, 'tcp');
   }
 
+  /** A guest's TCP connection to the proxy, served as the TCP NAT's host stream (tcp-session.ts). */
+  readonly openTcp = (events: HostStreamEvents): HostStream =>
+    new DnsTcpSession(events, (query, reply) => this.handleTcp(query, reply), this.tcpCounters);
+
   stats(): DnsProxyStats {
-    return { ...this.counters, pending: this.pending.size + this.hostLookups, drops: { ...this.drops } };
+    return { ...this.counters, pending: this.pending.size + this.hostLookups, tcp: { ...this.tcpCounters }, drops: { ...this.drops } };
   }
 
   /** Closes the upstream sockets and forgets pending queries (they get no answer). */
