@@ -90,6 +90,9 @@ export function formatVmMachineReadable(vm: VmView): string {
     if (nic.mode === 'natnetwork') pairs.push([`nat-network${n}`, nic.natNetwork]);
     if (nic.mode === 'nat') {
       pairs.push([`natnet${n}`, nic.natNet || 'nat'], [`natlocalhostreachable${n}`, onOff(nic.natLocalhostReachable)], [`natdnshostresolver${n}`, onOff(nic.natDnsHostResolver)], [`natsplice${n}`, onOff(nic.natSplice)]);
+      if (nic.natTftpPrefix) pairs.push([`nattftpprefix${n}`, nic.natTftpPrefix]);
+      if (nic.natTftpFile) pairs.push([`nattftpfile${n}`, nic.natTftpFile]);
+      if (nic.natTftpServer) pairs.push([`nattftpserver${n}`, nic.natTftpServer]);
       nic.portForwards.forEach((r, i) => pairs.push([`natpf${n}_${i}`, `${r.name},${r.protocol},${r.hostIp},${r.hostPort},${r.guestIp},${r.guestPort}`]));
     }
     if (nic.mode === 'generic') {

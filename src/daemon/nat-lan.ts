@@ -4,7 +4,8 @@
  * (`natnetwork`).
  *
  *   guest ─► switch ─► gateway (ARP, ICMP echo, IPv4 checks)
- *                        ├─ local: DHCP :67, DNS .dns:53 (UDP and TCP), forwarded-flow replies,
+ *                        ├─ local: DHCP :67, DNS .dns:53 (UDP and TCP), TFTP .4:69 (NAT),
+ *                        │         forwarded-flow replies,
  *                        │         gateway → host 127.0.0.1 when localhost is reachable
  *                        └─ forward: TCP NAT, UDP NAT, ICMP echo NAT → host sockets
  *   host sockets / port-forward listeners ─► gateway.sendIpv4 ─► switch ─► guest
@@ -15,9 +16,9 @@ import { Gateway } from '../stack/gateway.js';
 import { formatIpv4, formatMac, parseCidr, parseMac, BROADCAST_MAC } from '../wire/address.js';
 import { DhcpView, emitDhcp, dhcpLength, parseDhcp, DHCP_SERVER_PORT, DHCP_CLIENT_PORT } from '../wire/dhcpv4.js';
 import { Icmpv4Type, Icmpv4UnreachableCode, Icmpv4View } from '../wire/icmpv4.js';
-import { IpProtocol, type Ipv4View } from '../wire/ipv4.js';
+import { IPV4_HEADER_LENGTH, IpProtocol, type Ipv4View } from '../wire/ipv4.js';
 import { TcpView } from '../wire/tcp.js';
-import { UdpView } from '../wire/udp.js';
+import { UDP_HEADER_LENGTH, UdpView } from '../wire/udp.js';
 import { WireError } from '../wire/errors.js';
 import { TcpNat } from '../nat/tcp/tcp-nat.js';
 import { UdpNat } from '../nat/udp-nat.js';
@@ -26,6 +27,7 @@ import { PortForwarder, type PortForward } from '../nat/port-forwarder.js';
 import { DhcpServer, type Lease, type LeaseEvent, type LeaseStore } from '../services/dhcp/server.js';
 import { DnsProxy } from '../services/dns/proxy.js';
 import { readResolvConf } from '../services/dns/resolv-conf.js';
+import { TftpServer } from '../services/tftp/server.js';
 import { NativeHostStreams } from '../transport/tcp-socket.js';
 import { openNativeIcmpSocket } from '../transport/icmp-socket.js';
 import { openNativeUdpSockets } from '../transport/udp-socket.js';
@@ -49,6 +51,12 @@ export interface NatLanConfig {
     /** Addresses tied to MACs (`dhcpserver --mac-address … --fixed-address …`). */
     fixed?: { mac: string; ip: number }[];
   } | null;
+  /**
+   * Network boot (NAT only): the TFTP server at host number `host` serving
+   * `root`, and DHCP naming `nextServer` (an address; default the TFTP
+   * server's) and `bootFile`.
+   */
+  tftp?: { host: number; root: string; bootFile: string; nextServer?: number };
   /** Where a forward without a guest IP goes when no lease says better (NAT: .15). */
   defaultGuestHost: number;
   localhostReachable: boolean;
@@ -87,10 +95,12 @@ export class NatLan {
   readonly icmp: IcmpEchoNat;
   readonly dhcp: DhcpServer | null;
   readonly dns: DnsProxy;
+  readonly tftp: TftpServer | null;
   readonly forwarder: PortForwarder;
   private readonly gatewayIp: number;
   private readonly dnsIp: number;
   private readonly dhcpServerIp: number;
+  private readonly tftpIp: number;
   private localhostReachable: boolean;
   /** The guest's namespace, open while splicing is on (see setSplice). */
   private spliceNetnsFd: number | undefined;
@@ -101,11 +111,12 @@ export class NatLan {
     this.gatewayIp = at(config.gatewayHost);
     this.dnsIp = at(config.dnsHost);
     this.dhcpServerIp = at(config.dhcp?.serverHost ?? config.gatewayHost);
+    this.tftpIp = config.tftp ? at(config.tftp.host) : 0;
     this.localhostReachable = config.localhostReachable;
     this.switch = new Switch(config.key);
     this.gateway = new Gateway({
       mac: Uint8Array.from([...GATEWAY_MAC_PREFIX, config.gatewayHost & 0xff]),
-      addresses: [...new Set([this.gatewayIp, this.dnsIp, ...(config.dhcp ? [at(config.dhcp.serverHost)] : [])])],
+      addresses: [...new Set([this.gatewayIp, this.dnsIp, ...(config.dhcp ? [at(config.dhcp.serverHost)] : []), ...(config.tftp ? [this.tftpIp] : [])])],
       network: cidr.network,
       mask: cidr.mask,
       mtu: config.mtu,
@@ -134,6 +145,7 @@ export class NatLan {
             mtu: config.mtu,
             leaseTimeSec: config.dhcp.leaseTimeSec ?? 86400,
             fixed: config.dhcp.fixed,
+            ...(config.tftp ? { boot: { nextServer: config.tftp.nextServer ?? this.tftpIp, file: config.tftp.bootFile } } : {}),
           },
           { store: config.leaseStore, onLease: config.onLease },
         )
@@ -143,6 +155,13 @@ export class NatLan {
       useHostResolver: config.dnsHostResolver,
       localNames: (name) => this.resolveLocal(name),
     });
+    this.tftp = config.tftp
+      ? new TftpServer({
+          root: config.tftp.root,
+          send: (sourcePort, destination, destinationPort, payload) => void this.gateway.sendUdp(this.tftpIp, sourcePort, destination, destinationPort, payload),
+          maxPayload: config.mtu - IPV4_HEADER_LENGTH - UDP_HEADER_LENGTH,
+        })
+      : null;
     this.forwarder = new PortForwarder({
       link: this.gateway,
       tcp: this.tcp,
@@ -222,6 +241,7 @@ export class NatLan {
           const guestPort = udp.sourcePort;
           return this.dns.handle(udp.payload, (answer) => void this.gateway.sendUdp(this.dnsIp, 53, guest, guestPort, answer));
         }
+        if (dst === this.tftpIp && this.tftp?.fromGuest(ip.source, udp.sourcePort, udp.destinationPort, udp.payload)) return;
         if (dst === this.gatewayIp && this.localhostReachable) return this.udp.fromGuest(ip, udp, LOOPBACK);
         if (this.gateway.owns(dst)) this.gateway.sendIcmpError(ip.bytes, Icmpv4Type.DestinationUnreachable, Icmpv4UnreachableCode.PortUnreachable, dst);
         return;
@@ -282,6 +302,7 @@ export class NatLan {
       icmp: this.icmp.stats(),
       dhcp: this.dhcp?.stats() ?? null,
       dns: this.dns.stats(),
+      tftp: this.tftp?.stats() ?? null,
       forwards: this.forwarder.rules.map((r) => r.name),
       forwarding: this.forwarder.stats(),
     };
@@ -295,6 +316,7 @@ export class NatLan {
     this.udp.shutdown();
     this.icmp.shutdown();
     this.dns.close();
+    this.tftp?.close();
   }
 }
 

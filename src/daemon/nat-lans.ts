@@ -1,13 +1,14 @@
 /**
  * Builds NAT LANs from the model: a NIC's private NAT (VirtualBox defaults:
- * NIC N on 10.0.(N+1).0/24, gateway .2, DNS .3, guest .15) and the shared
+ * NIC N on 10.0.(N+1).0/24, gateway .2, DNS .3, TFTP .4, guest .15) and the shared
  * NAT Networks (gateway and DNS .1, DHCP server .3, pool .4 up). A NAT
  * Network runs while a NIC uses it or after `natnetwork start`.
  */
 import { VnetError } from '../errors.js';
 import { FileLeaseStore } from '../model/lease-store.js';
 import type { NatNetworkConfig, NicConfig, VmConfig } from '../model/types.js';
-import { parseCidr } from '../wire/address.js';
+import { join } from 'node:path';
+import { parseCidr, parseIpv4 } from '../wire/address.js';
 import { NatLan, type NatLanConfig } from './nat-lan.js';
 import type { Lease, LeaseEvent } from '../services/dhcp/server.js';
 
@@ -47,6 +48,12 @@ export class NatLans {
       gatewayHost: 2,
       dnsHost: 3,
       dhcp: { serverHost: 2, first: 15, last: lastHost(cidr) },
+      tftp: {
+        host: 4,
+        root: nic.natTftpPrefix || join(this.home, 'TFTP'),
+        bootFile: nic.natTftpFile || `${vm.name}.pxe`,
+        ...(nic.natTftpServer ? { nextServer: parseIpv4(nic.natTftpServer) } : {}),
+      },
       defaultGuestHost: 15,
       localhostReachable: nic.natLocalhostReachable,
       dnsHostResolver: nic.natDnsHostResolver,

@@ -48,6 +48,12 @@ export interface NicConfig {
    * (`--nat-splice<N>`; src/nat/port-forwarder.ts).
    */
   natSplice: boolean;
+  /** NAT: the directory the TFTP server (.4) serves (`--nat-tftp-prefix<N>`); empty = `<home>/TFTP`. */
+  natTftpPrefix: string;
+  /** NAT: the boot file DHCP names (`--nat-tftp-file<N>`); empty = `<VM name>.pxe`, as VirtualBox. */
+  natTftpFile: string;
+  /** NAT: the TFTP server DHCP names (`--nat-tftp-server<N>`); empty = the NAT's own (.4). */
+  natTftpServer: string;
   /** NAT: port forwards (`--nat-pf<N>`). */
   portForwards: PortForward[];
   /** NAT Network name (`--nat-network<N>`), VirtualBox's default `NatNetwork`. */

@@ -64,6 +64,9 @@ export function defaultNic(slot: number): NicConfig {
     natLocalhostReachable: false,
     natDnsHostResolver: false,
     natSplice: false,
+    natTftpPrefix: '',
+    natTftpFile: '',
+    natTftpServer: '',
     portForwards: [],
     natNetwork: 'NatNetwork',
     hostOnlyAdapter: '',
@@ -149,7 +152,8 @@ export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
 
 const NIC_FIELDS = new Set([
   'mode', 'mac', 'cableConnected', 'promisc', 'trace', 'traceFile', 'intnet', 'genericDriver', 'genericProperties', 'mtu',
-  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natSplice', 'natNetwork', 'addForwards', 'deleteForwards',
+  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natSplice', 'natTftpPrefix', 'natTftpFile', 'natTftpServer',
+  'natNetwork', 'addForwards', 'deleteForwards',
   'hostOnlyAdapter', 'bridgeAdapter',
 ]);
 
@@ -178,6 +182,9 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
   if (change.natLocalhostReachable !== undefined) next.natLocalhostReachable = bool(change.natLocalhostReachable, `NIC ${n} localhost-reachable`);
   if (change.natDnsHostResolver !== undefined) next.natDnsHostResolver = bool(change.natDnsHostResolver, `NIC ${n} DNS host resolver`);
   if (change.natSplice !== undefined) next.natSplice = bool(change.natSplice, `NIC ${n} splice`);
+  if (change.natTftpPrefix !== undefined) next.natTftpPrefix = absolutePath(change.natTftpPrefix, `NIC ${n} TFTP prefix`);
+  if (change.natTftpFile !== undefined) next.natTftpFile = bootFileName(change.natTftpFile, `NIC ${n} TFTP boot file`);
+  if (change.natTftpServer !== undefined) next.natTftpServer = ipv4Address(change.natTftpServer, `NIC ${n} TFTP server`);
   if (change.natNetwork !== undefined) next.natNetwork = networkName(change.natNetwork, `NIC ${n} NAT network name`);
   if (change.hostOnlyAdapter !== undefined) next.hostOnlyAdapter = interfaceName(change.hostOnlyAdapter, `NIC ${n} host-only adapter`);
   if (change.bridgeAdapter !== undefined) next.bridgeAdapter = interfaceName(change.bridgeAdapter, `NIC ${n} bridge adapter`);
@@ -232,6 +239,30 @@ function interfaceName(value: unknown, what: string): string {
     throw invalid(`invalid ${what} '${name}': expected an interface name of 1-15 letters, digits, '.', '_' or '-'`);
   }
   return name;
+}
+
+/** A directory or file on the host, absolute (the daemon's working directory is nobody's); empty = the default. */
+function absolutePath(value: unknown, what: string): string {
+  const path = String(value);
+  if (path !== '' && (!path.startsWith('/') || path.includes('\0'))) throw invalid(`invalid ${what} '${path}': expected an absolute path`);
+  return path;
+}
+
+/** What fits BOOTP's 128-byte file field with its NUL; empty = the default. */
+function bootFileName(value: unknown, what: string): string {
+  const name = String(value);
+  if (name.length > 127 || !/^[\x21-\x7e]*$/.test(name)) throw invalid(`invalid ${what} '${name}': expected up to 127 printable characters without spaces`);
+  return name;
+}
+
+/** A dotted IPv4 address; empty = the default. */
+function ipv4Address(value: unknown, what: string): string {
+  const text = String(value);
+  const octets = text.split('.');
+  if (text !== '' && (octets.length !== 4 || octets.some((o) => !/^\d{1,3}$/.test(o) || Number(o) > 255))) {
+    throw invalid(`invalid ${what} '${text}': expected an IPv4 address such as 10.0.2.4`);
+  }
+  return text;
 }
 
 function mtu(value: unknown, slot: number): number {

@@ -93,6 +93,10 @@ export const DhcpOption = {
   RebindingTime: 59,
   VendorClassIdentifier: 60,
   ClientIdentifier: 61,
+  /** §9.4: the TFTP server, when the sname field is used for options. */
+  TftpServerName: 66,
+  /** §9.5: the boot file, when the file field is used for options. */
+  BootfileName: 67,
   /** RFC 3397. */
   DomainSearch: 119,
   End: 255,

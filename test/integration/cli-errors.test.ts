@@ -25,6 +25,8 @@ const CASES: { why: string; args: string[]; message: RegExp }[] = [
   // A good change next to a bad one must not be applied either.
   { why: 'half-good change', args: ['modifyvm', 'vm1', '--intnet1', 'changed', '--nic2', 'bogus'], message: /NIC 2 mode/ },
   { why: 'bad UDPTunnel port', args: ['modifyvm', 'vm1', '--nic1', 'generic', '--nic-generic-drv1', 'UDPTunnel', '--nic-property1', 'sport=99999'], message: /sport='99999'/ },
+  { why: 'relative TFTP prefix', args: ['modifyvm', 'vm1', '--nat-tftp-prefix1', 'tftp'], message: /TFTP prefix 'tftp': expected an absolute path/ },
+  { why: 'bad TFTP server', args: ['modifyvm', 'vm1', '--nattftpserver1', '10.0.2.256'], message: /TFTP server '10.0.2.256'/ },
   { why: 'unknown command', args: ['frobvm', 'vm1'], message: /unknown command 'frobvm'/ },
   { why: 'duplicate VM', args: ['createvm', '--name', 'vm1', '--register'], message: /already exists/ },
   { why: 'bad VM name', args: ['createvm', '--name', '../etc', '--register'], message: /invalid VM name/ },
@@ -61,6 +63,11 @@ describe('CLI errors', { timeout: 120_000 }, () => {
     assert.match(info, /cableconnected1="off"/);
     assert.match(info, /nicpromisc1="allow-vms"/);
     assert.match(info, /macaddress1="080027000001"/);
+    await vnet.must(['modifyvm', 'vm1', '--nic1', 'nat', '--nattftpprefix1', '/srv/tftp', '--nat-tftp-file1=pxelinux.0', '--nat-tftp-server1', '10.0.2.9']);
+    const nat = await vnet.must(['showvminfo', 'vm1', '--machinereadable']);
+    assert.match(nat, /nattftpprefix1="\/srv\/tftp"/);
+    assert.match(nat, /nattftpfile1="pxelinux.0"/);
+    assert.match(nat, /nattftpserver1="10.0.2.9"/);
   });
 
   test('without a daemon, the CLI says where it looked', async () => {

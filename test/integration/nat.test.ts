@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Lab, sleep, waitFor } from '../helpers/lab.js';
@@ -22,6 +22,8 @@ let vnet: VnetDaemon;
 let world: World;
 let guest: string;
 let lease: Record<string, string>;
+/** What the NAT's TFTP server serves (`--nat-tftp-prefix1`), and a file beside it that it must not. */
+let tftpRoot: string;
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -30,7 +32,13 @@ describe('NAT', { timeout: 300_000 }, () => {
     world = await makeWorld(lab);
     vnet = await VnetDaemon.start(lab, world.hostNs, undefined, { VNET_RESOLV_CONF: world.resolvConf });
     await vnet.must(['createvm', '--name', 'g', '--register']);
-    await vnet.must(['modifyvm', 'g', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nic-mtu1', '9000', '--nat-pf1', 'web,tcp,127.0.0.1,18080,,8080']);
+    const tftpDir = lab.tempDir('tftp');
+    tftpRoot = join(tftpDir, 'root');
+    mkdirSync(join(tftpRoot, 'boot'), { recursive: true });
+    writeFileSync(join(tftpRoot, 'g.pxe'), randomBytes(300_000));
+    writeFileSync(join(tftpRoot, 'boot', 'kernel'), randomBytes(5 << 20));
+    writeFileSync(join(tftpDir, 'secret'), 'not for guests\n');
+    await vnet.must(['modifyvm', 'g', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nic-mtu1', '9000', '--nat-pf1', 'web,tcp,127.0.0.1,18080,,8080', '--nat-tftp-prefix1', tftpRoot]);
     guest = lab.name('g');
     await vnet.must(['startvm', 'g', '--type', 'netns', '--netns', guest]);
     lease = await dhcp(lab, guest);
@@ -71,6 +79,32 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.equal(after.tcp.sessions - before.tcp.sessions, 2, 'one connection for +keepopen, one for the retry');
     assert.equal(after.tcp.messages - before.tcp.messages, 4);
     assert.equal(after.tcp.broken, 0);
+  });
+
+  test('network boot: DHCP names 10.0.2.4 and g.pxe, and its TFTP server hands out files intact, only from its root', async () => {
+    assert.equal(lease.siaddr, '10.0.2.4');
+    assert.equal(lease.boot_file, 'g.pxe', "VirtualBox's default: the VM's name + .pxe");
+    await ping(lab, guest, '10.0.2.4');
+    const dir = lab.tempDir('tftp-got');
+    const got = (name: string) => join(dir, name);
+    await lab.mustExec(guest, 'curl', ['-sS', '--max-time', '30', '-o', got('pxe'), 'tftp://10.0.2.4/g.pxe']);
+    assert.equal(sha256(got('pxe')), sha256(join(tftpRoot, 'g.pxe')));
+    // Large blocks (RFC 2348) through the 9000-byte link; and busybox, with RFC 1350's 512-byte blocks.
+    await lab.mustExec(guest, 'curl', ['-sS', '--max-time', '60', '--tftp-blksize', '8192', '-o', got('kernel'), 'tftp://10.0.2.4/boot/kernel']);
+    assert.equal(sha256(got('kernel')), sha256(join(tftpRoot, 'boot', 'kernel')));
+    await lab.mustExec(guest, 'busybox', ['tftp', '-g', '-r', 'boot/kernel', '-l', got('kernel512'), '10.0.2.4'], { timeoutMs: 60_000 });
+    assert.equal(sha256(got('kernel512')), sha256(join(tftpRoot, 'boot', 'kernel')));
+
+    const fails = async (remote: string) => {
+      const result = await lab.exec(guest, 'busybox', ['tftp', '-g', '-r', remote, '-l', got('nothing'), '10.0.2.4']);
+      assert.notEqual(result.code, 0, `${remote} must not be served`);
+      return result.stderr;
+    };
+    assert.match(await fails('../secret'), /\(2\)|access|outside/i);
+    assert.match(await fails('missing.bin'), /\(1\)|not found/i);
+    const tftp = (await vnet.stats()).nat.find((l: { key: string }) => l.key === 'nat:g/nic1').tftp;
+    assert.deepEqual([tftp.completed, tftp.refused, tftp.notFound, tftp.active, tftp.timeouts], [3, 1, 1, 0, 0]);
+    assert.equal(tftp.bytesSent, 300_000 + 2 * (5 << 20));
   });
 
   test('with localhost reachable, 10.0.2.2 reaches a server on the host loopback', async () => {

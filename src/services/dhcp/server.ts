@@ -28,7 +28,7 @@
  * no offer (`poolExhausted`), never an error.
  */
 
-import { formatMac, MAC_LENGTH } from '../../wire/address.js';
+import { formatIpv4, formatMac, MAC_LENGTH } from '../../wire/address.js';
 import {
   addressesOption,
   DHCP_BROADCAST_FLAG,
@@ -86,6 +86,12 @@ export interface DhcpServerConfig {
   leaseTimeSec: number;
   /** Addresses tied to a MAC; they may lie outside the pool but not outside the network. */
   fixed?: { mac: string; ip: number }[];
+  /**
+   * Network boot (PXE): the TFTP server goes in siaddr and the boot file in
+   * the file field of every OFFER and ACK (RFC 2131 Table 3), and in options
+   * 66 and 67 for clients that ask for them.
+   */
+  boot?: { nextServer: number; file: string };
 }
 
 export interface DhcpServerOptions {
@@ -151,6 +157,8 @@ export class DhcpServer {
   private readonly reserved = new Set<number>();
   /** Options every reply with configuration carries, in code order. */
   private readonly configOptions: DhcpOptions;
+  /** Options sent only to clients that ask for them (option 55). */
+  private readonly askedOnlyOptions: DhcpOptions = new Map();
   private readonly counters: Omit<DhcpStats, 'drops'> = {
     offers: 0,
     acks: 0,
@@ -179,6 +187,10 @@ export class DhcpServer {
       if (ip !== undefined) this.reserved.add(ip);
     }
     this.configOptions = this.buildConfigOptions();
+    if (config.boot !== undefined) {
+      this.askedOnlyOptions.set(DhcpOption.TftpServerName, stringOption(formatIpv4(config.boot.nextServer)));
+      this.askedOnlyOptions.set(DhcpOption.BootfileName, stringOption(config.boot.file));
+    }
     this.restore();
   }
 
@@ -430,6 +442,11 @@ export class DhcpServer {
       chaddr: new Uint8Array(request.chaddr),
       options: new Map([[DhcpOption.MessageType, u8Option(type)], ...options]),
     };
+    const boot = this.config.boot;
+    if (boot !== undefined && type !== DhcpMessageType.Nak) {
+      reply.siaddr = boot.nextServer;
+      reply.file = boot.file;
+    }
     // RFC 2131 §4.1: "If the 'giaddr' field is zero and the 'ciaddr' field is nonzero, then the server unicasts
     // DHCPOFFER and DHCPACK messages to the address in 'ciaddr'. If 'giaddr' is zero and 'ciaddr' is zero, and the
     // broadcast bit is set, then the server broadcasts ... Otherwise, the server unicasts ... to the client's
@@ -473,7 +490,7 @@ export class DhcpServer {
       out.set(DhcpOption.ServerIdentifier, u32Option(this.config.serverIp));
     }
     for (const code of getParameterRequestList(request.options) ?? []) {
-      const value = this.configOptions.get(code);
+      const value = this.configOptions.get(code) ?? this.askedOnlyOptions.get(code);
       if (value !== undefined) out.set(code, value);
     }
     for (const [code, value] of this.configOptions) if (!out.has(code)) out.set(code, value);

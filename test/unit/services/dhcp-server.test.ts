@@ -234,6 +234,35 @@ describe('DhcpServer: DISCOVER, OFFER, REQUEST, ACK', () => {
   });
 });
 
+describe('DhcpServer: network boot', () => {
+  it('puts the TFTP server in siaddr and the boot file in the file field; options 66 and 67 only for clients that ask', () => {
+    const { server } = setup({ boot: { nextServer: ip('10.0.2.4'), file: 'g.pxe' } });
+    const plain = onTheWire(server.handle(udhcpc(DhcpMessageType.Discover), source())!.reply);
+    assert.equal(formatIpv4(plain.siaddr!), '10.0.2.4');
+    assert.equal(plain.file, 'g.pxe');
+    assert.equal(plain.options.has(DhcpOption.TftpServerName), false);
+    assert.equal(plain.options.has(DhcpOption.BootfileName), false);
+
+    const asking = udhcpc(DhcpMessageType.Discover, { mac: MAC_B });
+    asking.options.set(DhcpOption.ParameterRequestList, Uint8Array.of(1, 3, 66, 67));
+    const pxe = onTheWire(server.handle(asking, source(MAC_B))!.reply);
+    assert.equal(getOptionString(pxe.options, DhcpOption.TftpServerName), '10.0.2.4');
+    assert.equal(getOptionString(pxe.options, DhcpOption.BootfileName), 'g.pxe');
+    assert.equal(pxe.file, 'g.pxe');
+  });
+
+  it('leaves siaddr and the file field empty without boot settings, and in a NAK', () => {
+    const { server } = setup();
+    const offer = onTheWire(server.handle(udhcpc(DhcpMessageType.Discover), source())!.reply);
+    assert.equal(offer.siaddr, 0);
+    assert.equal(offer.file ?? '', '');
+    const booting = setup({ boot: { nextServer: ip('10.0.2.4'), file: 'g.pxe' } }).server;
+    const nak = booting.handle(udhcpc(DhcpMessageType.Request, { requested: ip('10.0.9.9') }), source());
+    assert.equal(getMessageType(nak!.reply.options), DhcpMessageType.Nak);
+    assert.equal(onTheWire(nak!.reply).siaddr, 0);
+  });
+});
+
 describe('DhcpServer: RENEWING, REBINDING, INIT-REBOOT', () => {
   it('renews a unicast request with ciaddr, answering to ciaddr', () => {
     const { server, clock, events } = setup();
