@@ -3,12 +3,14 @@
  * built by the test boot under TCG (or KVM) from `startvm --type headless`,
  * get a DHCP lease over `-netdev stream`, download a file from a server on
  * the daemon namespace's loopback through the NAT and check its sha256, and
- * answer through a port forward. One boot for the whole file; the abort
- * check kills a second QEMU before its guest gets anywhere.
+ * answer through a port forward. Then a diskless VM boots the same kernel
+ * from the network: QEMU's own PXE ROM (iPXE) takes the boot file DHCP names
+ * and fetches it, the kernel and the initramfs from the NAT's TFTP server.
+ * The abort check kills a third QEMU before its guest gets anywhere.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Lab, run, waitFor } from '../helpers/lab.js';
@@ -26,14 +28,16 @@ const FORWARD_PORT = 18932;
 const blob = randomBytes(1 << 20);
 const blobSha = createHash('sha256').update(blob).digest('hex');
 
-const consoleLog = () => join(vnet.home, 'vms', 'g', 'console.log');
-const consoleText = () => (existsSync(consoleLog()) ? readFileSync(consoleLog(), 'utf8') : '');
+let initrd: string;
+
+const consoleLog = (vm = 'g') => join(vnet.home, 'vms', vm, 'console.log');
+const consoleText = (vm = 'g') => (existsSync(consoleLog(vm)) ? readFileSync(consoleLog(vm), 'utf8') : '');
 const vmInfo = async (name: string) => JSON.parse(await vnet.must(['showvminfo', name, '--json']));
 
 /** Kill every QEMU this test's daemon started (they run detached and outlive it). */
 async function killQemus(): Promise<void> {
   if (!vnet) return;
-  for (const vm of ['g', 'h']) {
+  for (const vm of ['g', 'h', 'p']) {
     const pidFile = join(vnet.home, 'vms', vm, 'qemu.pid');
     if (!existsSync(pidFile)) continue;
     const pid = Number(readFileSync(pidFile, 'utf8').trim());
@@ -50,7 +54,7 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     writeFileSync(join(files, 'blob.bin'), blob);
     lab.spawn(hostNs, 'python3', ['-m', 'http.server', '--bind', '127.0.0.1', String(LOOPBACK_PORT), '--directory', files]);
     await lab.waitListening(hostNs, LOOPBACK_PORT);
-    const initrd = await buildInitramfs(files, kernel!.version, `http://10.0.2.2:${LOOPBACK_PORT}/blob.bin`);
+    initrd = await buildInitramfs(files, kernel!.version, `http://10.0.2.2:${LOOPBACK_PORT}/blob.bin`);
     await vnet.must(['createvm', '--name', 'g', '--register']);
     await vnet.must([
       'modifyvm', 'g', '--memory', '256', '--cpus', '1',
@@ -63,7 +67,7 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     });
   });
   after(async () => {
-    if (vnet) await vnet.cli(['controlvm', 'g', 'poweroff']);
+    if (vnet) for (const vm of ['g', 'p']) await vnet.cli(['controlvm', vm, 'poweroff']);
     await killQemus();
     await lab.cleanup();
   });
@@ -110,6 +114,28 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     await waitFor('QEMU to exit', async () => (await run('kill', ['-0', String(pid)])).code !== 0, 10_000);
     assert.equal((await vnet.must(['list', 'runningvms'])).trim(), '');
     assert.equal((await vmInfo('g')).state, 'poweroff');
+  });
+
+  test('network boot: a diskless VM boots Linux over PXE from the NAT (DHCP boot file, TFTP at 10.0.2.4)', async () => {
+    const root = lab.tempDir('tftp');
+    copyFileSync(kernel!.path, join(root, 'vmlinuz'));
+    copyFileSync(initrd, join(root, 'initrd'));
+    // The boot file DHCP names by default is the VM's name + .pxe; iPXE runs it as a script.
+    writeFileSync(join(root, 'p.pxe'), '#!ipxe\nkernel tftp://10.0.2.4/vmlinuz console=ttyS0 quiet panic=-1\ninitrd tftp://10.0.2.4/initrd\nboot\n');
+    await vnet.must(['createvm', '--name', 'p', '--register']);
+    await vnet.must(['modifyvm', 'p', '--memory', '256', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nat-tftp-prefix1', root]);
+    await vnet.must(['startvm', 'p', '--type', 'headless']);
+    await waitFor('the network-booted guest to finish its /init', () => consoleText('p').includes('VNET-READY') || consoleText('p').includes('Kernel panic'), 300_000, 500).catch((err) => {
+      throw new Error(`${(err as Error).message}\nconsole:\n${consoleText('p').slice(-3000)}\ndaemon:\n${vnet.log.slice(-2000)}`);
+    });
+    const text = consoleText('p');
+    assert.match(text, /VNET-LEASE ip=10\.0\.2\.15 router=10\.0\.2\.2 dns=10\.0\.2\.3/, text.slice(-2000));
+    assert.equal(/VNET-SHA256 ([0-9a-f]{64})/.exec(text)?.[1], blobSha, 'the booted guest downloads through the NAT too');
+    const stats = JSON.parse(await vnet.must(['stats', '--json']));
+    const tftp = stats.nat.find((l: { key: string }) => l.key === 'nat:p/nic1').tftp;
+    const sizes = ['p.pxe', 'vmlinuz', 'initrd'].map((f) => statSync(join(root, f)).size);
+    assert.deepEqual([tftp.completed, tftp.bytesSent, tftp.timeouts], [3, sizes.reduce((a, b) => a + b), 0]);
+    await vnet.must(['controlvm', 'p', 'poweroff']);
   });
 
   test('a QEMU that dies is shown as aborted with the reason', async () => {
