@@ -47,6 +47,7 @@ export function formatVm(vm: VmView): string {
     `Guest OS:        ${vm.ostype}`,
     `Memory size:     ${vm.memoryMb}MB`,
     `Number of CPUs:  ${vm.cpus}`,
+    `Boot order:      ${vm.bootOrder.filter((d) => d !== 'none').join(', ') || 'none'}`,
     ...storageLines(vm),
     `State:           ${stateLine(vm)}`,
   ];
@@ -74,6 +75,7 @@ export function formatVmMachineReadable(vm: VmView): string {
     ['VMState', vm.state],
     ['memory', vm.memoryMb],
     ['cpus', vm.cpus],
+    ...vm.bootOrder.map((device, i): [string, string] => [`boot${i + 1}`, device]),
   ];
   for (const c of vm.storageControllers) pairs.push([`storagecontrollername${vm.storageControllers.indexOf(c)}`, c.name], [`storagecontrollertype${vm.storageControllers.indexOf(c)}`, c.bus]);
   for (const a of vm.storage) pairs.push([`${a.controller}-${a.port}-${a.device}`, a.medium || 'emptydrive']);

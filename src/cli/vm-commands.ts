@@ -2,8 +2,8 @@
  * QEMU VM commands: media (`createmedium`, `closemedium`, `medium
  * check|repair`, `list hdds`), storage (`storagectl`, `storageattach`),
  * `clonevm`, `export`, `import`, `console`, `showvminfo --qemu-args`, and
- * modifyvm's hardware options (`--memory`, `--cpus`, `--kernel`, `--initrd`,
- * `--append`).
+ * modifyvm's hardware options (`--memory`, `--cpus`, `--boot<1-4>`,
+ * `--kernel`, `--initrd`, `--append`).
  *
  * Paths are made absolute here, against the CLI's working directory, since
  * the daemon has its own. `export` runs in the CLI: it is the process with
@@ -12,7 +12,7 @@
 import { createReadStream, statSync, watch } from 'node:fs';
 import { resolve } from 'node:path';
 import type { VmView } from '../daemon/daemon.js';
-import type { MediumConfig, VmConfig } from '../model/types.js';
+import type { BootDevice, MediumConfig, VmConfig } from '../model/types.js';
 import type { VmChange } from '../model/vm.js';
 import { exportVm } from '../model/archive.js';
 import { hasFlag, parseArgs, single, usageError, type ParsedArgs, type ParsedOption } from './argv.js';
@@ -48,6 +48,10 @@ export function addHardwareOption(change: VmChange, option: ParsedOption): boole
       return true;
     case 'cpus':
       change.cpus = Number(value);
+      return true;
+    case 'boot':
+      if (option.slot === undefined) throw usageError(`option ${option.spelling} needs a boot position, e.g. --boot1`);
+      change.boot = { ...change.boot, [option.slot]: value as BootDevice };
       return true;
     case 'kernel':
       change.kernel = value ? absolute(value) : '';

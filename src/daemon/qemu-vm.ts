@@ -29,7 +29,7 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 
 import { join } from 'node:path';
 import { VnetError, invalidState } from '../errors.js';
 import { QmpClient, QMP_ACTIONS, type QmpAction } from '../host/qmp.js';
-import type { NicConfig, QemuRunningState, StorageAttachment, VmConfig } from '../model/types.js';
+import type { BootDevice, NicConfig, QemuRunningState, StorageAttachment, VmConfig } from '../model/types.js';
 import { formatFromPath } from '../model/media.js';
 import { QemuStreamTransport } from '../transport/qemu-stream.js';
 import { NicRuntime, type GuestTransport, type NicRuntimeContext, wiringKey } from './nic-runtime.js';
@@ -124,12 +124,20 @@ export function qemuArgs(vm: VmConfig, vmFolder: string, options: QemuArgsOption
     '-qmp', `unix:${q(paths.qmp)},server=on,wait=off`,
     '-pidfile', paths.pid,
   ];
+  const order = bootLetters(vm);
+  if (order && !vm.kernel) args.push('-boot', `order=${order}`);
   if (vm.kernel) args.push('-kernel', vm.kernel);
   if (vm.initrd) args.push('-initrd', vm.initrd);
   if (vm.kernelArgs) args.push('-append', vm.kernelArgs);
   args.push(...storageArgs(vm, options.formatOf ?? formatFromPath));
   args.push(...netdevArgs(vm, vmFolder, options.reconnect));
   return args;
+}
+
+/** QEMU's (SeaBIOS's) letters for the boot order: a floppy, d DVD, c disk, n the first NIC's ROM. */
+function bootLetters(vm: VmConfig): string {
+  const letters: Record<BootDevice, string> = { none: '', floppy: 'a', dvd: 'd', disk: 'c', net: 'n' };
+  return [...new Set(vm.bootOrder.map((device) => letters[device]))].join('');
 }
 
 /** Controllers and their devices in QEMU's words. */

@@ -51,8 +51,8 @@ function archivedConfig(vm: VmConfig): { config: VmConfig; disks: { from: string
     attachment.medium = `${DISKS_FOLDER}/${name}`;
   }
   // Keep only the configuration's own fields (a VM view carries runtime state too).
-  const { name, uuid, ostype, nics, memoryMb, cpus, storageControllers, storage, kernel, initrd, kernelArgs } = config;
-  return { config: { name, uuid, ostype, nics, memoryMb, cpus, storageControllers, storage, kernel, initrd, kernelArgs }, disks };
+  const { name, uuid, ostype, nics, memoryMb, cpus, bootOrder, storageControllers, storage, kernel, initrd, kernelArgs } = config;
+  return { config: { name, uuid, ostype, nics, memoryMb, cpus, bootOrder, storageControllers, storage, kernel, initrd, kernelArgs }, disks };
 }
 
 /**

@@ -103,11 +103,19 @@ export interface VmConfig {
   storageControllers: StorageController[];
   /** Disks and DVD drives on the controllers (`storageattach`). */
   storage: StorageAttachment[];
+  /** Boot devices in order (`--boot1` … `--boot4`); VirtualBox's default floppy, dvd, disk, none. */
+  bootOrder: BootDevice[];
   /** Direct kernel boot for QEMU (`--kernel`, `--initrd`, `--append`); empty = boot from the disks. */
   kernel: string;
   initrd: string;
   kernelArgs: string;
 }
+
+/** VirtualBox's boot devices (`--boot<1-4>`). */
+export const BOOT_DEVICES = ['none', 'floppy', 'dvd', 'disk', 'net'] as const;
+export type BootDevice = (typeof BOOT_DEVICES)[number];
+/** VirtualBox has four boot positions. */
+export const BOOT_POSITIONS = 4;
 
 /** VirtualBox's storage buses (`storagectl --add`). */
 export const STORAGE_BUSES = ['ide', 'sata', 'scsi', 'virtio'] as const;

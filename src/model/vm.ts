@@ -8,10 +8,13 @@ import { invalid, notFound } from '../errors.js';
 import { addRule, deleteRule, parseNatRule } from './port-forward.js';
 import {
   ATTACHMENT_MODES,
+  BOOT_DEVICES,
+  BOOT_POSITIONS,
   GENERIC_DRIVERS,
   NIC_SLOTS,
   PROMISC_POLICIES,
   type AttachmentMode,
+  type BootDevice,
   type NicConfig,
   type VmConfig,
 } from './types.js';
@@ -83,9 +86,9 @@ export function createVm(name: string, ostype = 'Other'): VmConfig {
 }
 
 /** Hardware settings of a new VM (and of VMs saved before they existed). */
-export function vmHardwareDefaults(): Pick<VmConfig, 'memoryMb' | 'cpus' | 'storageControllers' | 'storage' | 'kernel' | 'initrd' | 'kernelArgs'> {
+export function vmHardwareDefaults(): Pick<VmConfig, 'memoryMb' | 'cpus' | 'bootOrder' | 'storageControllers' | 'storage' | 'kernel' | 'initrd' | 'kernelArgs'> {
   // VirtualBox's "Other" OS type: 64 MB would not boot a modern kernel; 128 is QEMU's own default.
-  return { memoryMb: 128, cpus: 1, storageControllers: [], storage: [], kernel: '', initrd: '', kernelArgs: '' };
+  return { memoryMb: 128, cpus: 1, bootOrder: ['floppy', 'dvd', 'disk', 'none'], storageControllers: [], storage: [], kernel: '', initrd: '', kernelArgs: '' };
 }
 
 export function validateVmName(name: string): void {
@@ -111,6 +114,8 @@ export interface VmChange {
   memoryMb?: number;
   /** `--cpus N`. */
   cpus?: number;
+  /** `--boot<P> DEVICE`: boot position (1-4) → device. */
+  boot?: Record<string, BootDevice>;
   /** Direct kernel boot for QEMU: `--kernel F`, `--initrd F`, `--append ARGS` (empty clears). */
   kernel?: string;
   initrd?: string;
@@ -140,6 +145,10 @@ export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
   if (change.ostype !== undefined) next.ostype = String(change.ostype);
   if (change.memoryMb !== undefined) next.memoryMb = boundedInt(change.memoryMb, 4, 1 << 20, 'memory size (MB)');
   if (change.cpus !== undefined) next.cpus = boundedInt(change.cpus, 1, 64, 'CPU count');
+  for (const [position, device] of Object.entries(change.boot ?? {})) {
+    const at = boundedInt(position, 1, BOOT_POSITIONS, 'boot position');
+    next.bootOrder[at - 1] = oneOf(device, BOOT_DEVICES, `boot device ${at}`);
+  }
   for (const key of ['kernel', 'initrd', 'kernelArgs'] as const) {
     if (change[key] !== undefined) next[key] = String(change[key]);
   }

@@ -123,7 +123,8 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     // The boot file DHCP names by default is the VM's name + .pxe; iPXE runs it as a script.
     writeFileSync(join(root, 'p.pxe'), '#!ipxe\nkernel tftp://10.0.2.4/vmlinuz console=ttyS0 quiet panic=-1\ninitrd tftp://10.0.2.4/initrd\nboot\n');
     await vnet.must(['createvm', '--name', 'p', '--register']);
-    await vnet.must(['modifyvm', 'p', '--memory', '256', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nat-tftp-prefix1', root]);
+    await vnet.must(['modifyvm', 'p', '--memory', '256', '--boot1', 'net', '--nic1', 'nat', '--nat-localhostreachable1', 'on', '--nat-tftp-prefix1', root]);
+    assert.match(await vnet.must(['showvminfo', 'p', '--qemu-args']), /-boot order=ndc /);
     await vnet.must(['startvm', 'p', '--type', 'headless']);
     await waitFor('the network-booted guest to finish its /init', () => consoleText('p').includes('VNET-READY') || consoleText('p').includes('Kernel panic'), 300_000, 500).catch((err) => {
       throw new Error(`${(err as Error).message}\nconsole:\n${consoleText('p').slice(-3000)}\ndaemon:\n${vnet.log.slice(-2000)}`);

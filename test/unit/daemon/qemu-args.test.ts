@@ -36,3 +36,13 @@ test('memory and CPU bounds are checked', () => {
   assert.throws(() => applyVmChange(createVm('x'), { cpus: 0 }), /invalid CPU count '0': expected 1-64/);
   assert.throws(() => applyVmChange(createVm('x'), { memoryMb: 1.5 }), /invalid memory size/);
 });
+
+test("boot order: VirtualBox's default (floppy, dvd, disk) as SeaBIOS letters; --boot1 net puts the NIC's PXE ROM first; a kernel boots directly", () => {
+  const order = (v: ReturnType<typeof vm>) => qemuArgs(v, '/h', { accel: 'tcg', reconnect: false }).join(' ').match(/-boot (\S+)/)?.[1];
+  assert.equal(order(vm()), 'order=adc');
+  assert.equal(order(applyVmChange(vm(), { boot: { '1': 'net', '2': 'disk', '3': 'none', '4': 'none' } })), 'order=nc');
+  assert.equal(order(applyVmChange(vm(), { boot: { '1': 'none', '2': 'none', '3': 'none' } })), undefined, 'nothing to boot from: no -boot');
+  assert.equal(order(applyVmChange(vm(), { kernel: '/boot/vmlinuz' })), undefined);
+  assert.throws(() => applyVmChange(vm(), { boot: { '5': 'net' } }), /invalid boot position '5': expected 1-4/);
+  assert.throws(() => applyVmChange(vm(), { boot: { '1': 'tape' as never } }), /invalid boot device 1 'tape': expected one of none, floppy, dvd, disk, net/);
+});
