@@ -121,12 +121,13 @@ export class DnsTcpSession implements HostStream {
     this.readNow();
   }
 
+  /** Delivers the answers waiting, then takes the queries waiting. */
   readNow(): void {
-    if (this.closed || this.paused || this.outbox.length === 0) return;
+    if (this.closed || this.paused) return;
     const answers = this.outbox;
     this.outbox = [];
     for (const answer of answers) {
-      if (this.closed || this.ourEnd) return;
+      if (this.closed) return;
       this.events.onHostData(answer);
     }
     this.takeQueries();
