@@ -125,6 +125,13 @@ test('answers wait while the connection is paused, and no new query is taken mea
   assert.deepEqual(answerIds(events.data), [1]);
   await tick();
   assert.equal(replies.length, 2);
+  // Paused with no answer waiting: the query waits, and resuming takes it.
+  stream.pause();
+  stream.write(framed(message(3)));
+  await tick();
+  assert.equal(replies.length, 2);
+  stream.resume();
+  assert.equal(replies.length, 3);
   stream.destroy();
 });
 
