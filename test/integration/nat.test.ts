@@ -107,6 +107,48 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.equal(tftp.bytesSent, 300_000 + 2 * (5 << 20));
   });
 
+  test("the NAT's own services under abuse: junk datagrams, unacknowledged TFTP reads, broken DNS streams", async () => {
+    const abuse = [
+      'import random, socket, time',
+      'rng = random.Random(5)',
+      'u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      "for i in range(3000): u.sendto(rng.randbytes(rng.randrange(0, 600)), ('10.0.2.4', 69) if i % 2 else ('10.0.2.3', 53))",
+      // A flood overflows the TAP's queue: let it drain before the requests that must arrive.
+      'time.sleep(1)',
+      'readers = []',
+      'for i in range(200):',
+      '    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      "    s.sendto(b'\\x00\\x01g.pxe\\x00octet\\x00', ('10.0.2.4', 69))",
+      '    readers.append(s)',
+      'for i in range(40):',
+      "    c = socket.create_connection(('10.0.2.3', 53), timeout=5)",
+      "    c.sendall(b'\\x00\\x05hello' if i % 2 else rng.randbytes(300))",
+      '    c.settimeout(0.3)',
+      '    try: c.recv(100)',
+      '    except OSError: pass',
+      '    c.close()',
+    ].join('\n');
+    await lab.mustExec(guest, 'python3', ['-c', abuse], { timeoutMs: 60_000 });
+    assert.ok(vnet.alive);
+    const lan = async () => (await vnet.stats()).nat.find((l: { key: string }) => l.key === 'nat:g/nic1');
+    const during = await lan();
+    assert.ok(during.tftp.active <= 64, `at most 64 transfers at once, not ${during.tftp.active}`);
+    assert.ok(during.tftp.busy >= 100, `requests beyond 64 turned away: ${JSON.stringify(during.tftp)}`);
+    assert.ok(Object.values(during.tftp.drops as Record<string, number>).reduce((a, b) => a + b, 0) > 100, JSON.stringify(during.tftp.drops));
+    assert.ok(during.dns.tcp.broken >= 20, JSON.stringify(during.dns.tcp));
+    // Unacknowledged transfers are given up after their retries; the DNS connections close.
+    await waitFor('TFTP transfers and TCP flows to drain', async () => {
+      const now = await lan();
+      return now.tftp.active === 0 && now.tcp.flows === 0;
+    }, 20_000, 250);
+    const after = await lan();
+    assert.ok(after.tftp.timeouts >= 1, JSON.stringify(after.tftp));
+    assert.equal((await lab.mustExec(guest, 'dig', ['+short', '+tcp', '+time=2', '@10.0.2.3', 'www.example.test'])).trim(), INTERNET_IP);
+    const again = join(lab.tempDir('tftp-again'), 'pxe');
+    await lab.mustExec(guest, 'curl', ['-sS', '--max-time', '30', '-o', again, 'tftp://10.0.2.4/g.pxe']);
+    assert.equal(sha256(again), sha256(join(tftpRoot, 'g.pxe')));
+  });
+
   test('with localhost reachable, 10.0.2.2 reaches a server on the host loopback', async () => {
     const dir = lab.tempDir('lo');
     writeFileSync(join(dir, 'hello.txt'), 'hello from host loopback\n');

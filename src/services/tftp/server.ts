@@ -63,6 +63,8 @@ export interface TftpStats {
   /** Requests refused: outside the root, not a regular file, unreadable, a write. */
   refused: number;
   timeouts: number;
+  /** Requests turned away while `maxTransfers` ran. */
+  busy: number;
   /** Transfers the client ended with an ERROR. */
   aborted: number;
   /** Datagrams dropped, by reason. */
@@ -83,7 +85,7 @@ export class TftpServer {
   private readonly maxTransfers: number;
   private readonly retransmitMs: number;
   private readonly maxRetries: number;
-  private readonly counters = { requests: 0, completed: 0, bytesSent: 0, notFound: 0, refused: 0, timeouts: 0, aborted: 0 };
+  private readonly counters = { requests: 0, completed: 0, bytesSent: 0, notFound: 0, refused: 0, timeouts: 0, busy: 0, aborted: 0 };
   private readonly drops: Record<string, number> = {};
 
   constructor(private readonly options: TftpServerOptions) {
@@ -145,7 +147,10 @@ export class TftpServer {
     }
     this.counters.requests++;
     if (packet.mode !== 'octet' && packet.mode !== 'netascii') return reply(TftpError.IllegalOperation, `mode '${packet.mode}' is not supported`);
-    if (this.transfers.size + this.opening.size >= this.maxTransfers) return reply(TftpError.NotDefined, 'too many transfers, try later');
+    if (this.transfers.size + this.opening.size >= this.maxTransfers) {
+      this.counters.busy++;
+      return reply(TftpError.NotDefined, 'too many transfers, try later');
+    }
     this.opening.add(key);
     void this.openFile(packet.filename).then(
       (opened) => {

@@ -77,7 +77,7 @@ test('a plain read: 512-byte blocks from a port of its own, the short block last
   assert.equal(first.toPort, 1069);
   assert.deepEqual(await download(s, first), small);
   await s.quiet(20);
-  assert.deepEqual({ ...s.tftp.stats(), drops: undefined }, { requests: 1, completed: 1, bytesSent: 1300, active: 0, notFound: 0, refused: 0, timeouts: 0, aborted: 0, drops: undefined });
+  assert.deepEqual({ ...s.tftp.stats(), drops: undefined }, { requests: 1, completed: 1, bytesSent: 1300, active: 0, notFound: 0, refused: 0, timeouts: 0, busy: 0, aborted: 0, drops: undefined });
   assert.equal(s.tftp.fromGuest(GUEST, 1069, first.from, tftpAck(3)), false, "a finished transfer's port is closed");
 });
 
