@@ -11,7 +11,7 @@
  * Anything else on TCP is a 401 with the one error shape.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -153,6 +153,8 @@ function sameToken(presented: string, token: string): boolean {
 /** A socket file left by a dead daemon is removed; one with a live daemon behind it is an error. */
 async function removeStaleSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
+  // Only a socket is ours to remove: a path given by mistake must not cost someone a file.
+  if (!lstatSync(path).isSocket()) throw new VnetError('VNET_ERR_EXISTS', `${path} exists and is not a socket`);
   const alive = await new Promise<boolean>((resolve) => {
     const socket = connect(path);
     socket.once('connect', () => {

@@ -3,6 +3,7 @@
  *
  *   --home DIR                  state folder (API on DIR/vnet.sock, mode 0600)
  *   --listen tcp:HOST:PORT      also serve the API on TCP, bearer token required
+ *   --listen unix:PATH          also serve it on a unix socket at PATH (mode 0600, as DIR/vnet.sock)
  *   --ui HOST:PORT | off        the dashboard (default 127.0.0.1:8080; a busy
  *                               default port only logs a warning)
  *   --busy-poll-us N            after each fd event, poll instead of sleeping
@@ -56,7 +57,7 @@ export function parseListenAddress(text: string, option: string): { host: string
   return { host: match[1] ?? match[2]!, port };
 }
 
-/** `vnet daemon [--home DIR] [--listen tcp:HOST:PORT] [--ui HOST:PORT|off] [--busy-poll-us N]`; `globalHome` is a `--home` given before the command. */
+/** `vnet daemon [--home DIR] [--listen tcp:HOST:PORT|unix:PATH] [--ui HOST:PORT|off] [--busy-poll-us N]`; `globalHome` is a `--home` given before the command. */
 export async function runDaemon(args: string[], globalHome?: string): Promise<void> {
   const parsed = parseArgs(args);
   const unknown = parsed.options.find((o) => !['home', 'listen', 'ui', 'busypollus'].includes(o.key)) ?? (parsed.positionals.length ? { spelling: parsed.positionals[0] } : null);
@@ -64,8 +65,9 @@ export async function runDaemon(args: string[], globalHome?: string): Promise<vo
   const home = resolveHome(single(parsed, 'home') ?? globalHome);
   const listen = single(parsed, 'listen');
   const uiText = single(parsed, 'ui');
-  if (listen !== undefined && !listen.startsWith('tcp:')) throw usageError(`--listen ${listen}: expected tcp:HOST:PORT`);
-  const api = listen !== undefined ? parseListenAddress(listen, '--listen') : null;
+  if (listen !== undefined && !listen.startsWith('tcp:') && !/^unix:\/./.test(listen)) throw usageError(`--listen ${listen}: expected tcp:HOST:PORT or unix:/ABSOLUTE/PATH`);
+  const unixPath = listen?.startsWith('unix:') ? listen.slice('unix:'.length) : null;
+  const api = listen?.startsWith('tcp:') ? parseListenAddress(listen, '--listen') : null;
   const busyPollText = single(parsed, 'busypollus');
   const busyPollUs = busyPollText !== undefined ? parseBusyPoll(busyPollText, '--busy-poll-us')
     : process.env.VNET_BUSY_POLL_US ? parseBusyPoll(process.env.VNET_BUSY_POLL_US, 'VNET_BUSY_POLL_US') : DEFAULT_BUSY_POLL_US;
@@ -76,9 +78,20 @@ export async function runDaemon(args: string[], globalHome?: string): Promise<vo
   setBusyPoll(busyPollUs);
   const router = buildRoutes(daemon);
   const servers: Server[] = [await listenUnix(router, socketPath(home))];
+  if (unixPath !== null) {
+    // Before anything starts: a path that cannot be served stops the daemon with nothing done.
+    await listenUnix(router, unixPath).then(
+      (server) => servers.push(server),
+      (err) => {
+        servers[0]!.close();
+        throw err;
+      },
+    );
+  }
   await daemon.resume();
   daemon.startSampling();
   log(`vnet daemon serving ${socketPath(home)}`);
+  if (unixPath !== null) log(`API also on ${unixPath}`);
   try {
     if (api || ui) {
       const token = ensureToken(home);

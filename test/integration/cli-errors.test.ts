@@ -3,7 +3,7 @@
  * nothing changed (the VM's whole configuration is compared before and after).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Lab } from '../helpers/lab.js';
@@ -79,6 +79,27 @@ describe('CLI errors', { timeout: 120_000 }, () => {
     const result = await run(process.execPath, [VNET_BIN, '--home', home, 'list', 'vms']);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /^vnet: error: no vnet daemon at .*vnet\.sock/);
+  });
+
+  test('--listen unix:PATH serves the API there too, for a CLI with VNET_SOCKET; a file in the way is left alone', async () => {
+    const { run, waitFor } = await import('../helpers/lab.js');
+    const { VNET_BIN } = await import('../helpers/vnet.js');
+    const home = lab.tempDir('unixlisten');
+    const path = join(lab.tempDir('sock'), 'api.sock');
+    const daemon = lab.spawnNsenter(await lab.netns('unixd'), process.execPath, [VNET_BIN, 'daemon', '--home', home, '--ui', 'off', '--listen', `unix:${path}`]);
+    await waitFor('the extra socket', async () => existsSync(path), 15_000);
+    const listed = await run(process.execPath, [VNET_BIN, 'createvm', '--name', 'viaunix', '--register'], { env: { ...process.env, VNET_SOCKET: path } });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match((await run(process.execPath, [VNET_BIN, '--home', home, 'list', 'vms'])).stdout, /"viaunix"/);
+    daemon.kill('SIGTERM');
+    await waitFor('the daemon to stop', async () => daemon.exitCode !== null, 10_000);
+
+    const file = join(lab.tempDir('notsock'), 'precious.txt');
+    writeFileSync(file, 'keep me\n');
+    const refused = await run(process.execPath, [VNET_BIN, 'daemon', '--home', home, '--ui', 'off', '--listen', `unix:${file}`], { timeoutMs: 10_000 });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr.trim(), /^vnet: error: .*precious\.txt exists and is not a socket$/);
+    assert.equal(readFileSync(file, 'utf8'), 'keep me\n');
   });
 
   test('a daemon given a bad busy-poll budget stops with one line and starts nothing', async () => {
