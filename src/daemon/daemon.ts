@@ -13,7 +13,7 @@ import { applyVmChange, createVm, findVm, type VmChange } from '../model/vm.js';
 import { NetworkRegistry } from './network-registry.js';
 import { NetnsVm } from './netns-vm.js';
 import { netnsPath } from '../host/netns.js';
-import { QemuVm, netdevArgs, qemuArgs, qemuPaths, qemuVersion, kvmUsable } from './qemu-vm.js';
+import { QemuVm, netdevArgs, nicLinkFor, qemuArgs, qemuPaths, qemuVersion, kvmUsable } from './qemu-vm.js';
 import { VmFiles, formatOf } from './vm-files.js';
 import { QMP_ACTIONS, type QmpAction } from '../host/qmp.js';
 import { NatLans } from './nat-lans.js';
@@ -483,9 +483,11 @@ export class Daemon {
   qemuCommand(name: string): { binary: string; args: string[]; netdev: string[] } {
     const vm = this.findVm(name);
     const folder = this.vmFolder(vm.name);
-    const reconnect = qemuVersion()[0] >= 8;
-    const args = qemuArgs(vm, folder, { accel: kvmUsable() ? 'kvm' : 'tcg', reconnect, formatOf: (p) => formatOf(this.state.media ?? [], p) });
-    return { binary: 'qemu-system-x86_64', args, netdev: netdevArgs(vm, folder, reconnect) };
+    const version = qemuVersion();
+    const reconnect = version[0] >= 8;
+    const nicLink = nicLinkFor(version);
+    const args = qemuArgs(vm, folder, { accel: kvmUsable() ? 'kvm' : 'tcg', nicLink, reconnect, formatOf: (p) => formatOf(this.state.media ?? [], p) });
+    return { binary: 'qemu-system-x86_64', args, netdev: netdevArgs(vm, folder, nicLink, reconnect) };
   }
 
   /** Where `vnet console VM` reads the serial console. */

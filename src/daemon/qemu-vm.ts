@@ -3,11 +3,16 @@
  * waiting for a QEMU the user starts by hand (`--type external`).
  *
  * Theory of operation:
- * - Per attached NIC the daemon listens on `<vm folder>/nic<N>.sock`
- *   (`QemuStreamTransport`, 4-byte length-prefixed frames) and plugs it in
- *   with `NicRuntime.start`, as netns-vm.ts does with TAPs. The sockets exist
- *   before QEMU starts: QEMU connects to them (`-netdev stream,server=off`)
- *   and fails to start if it cannot.
+ * - Per attached NIC the daemon has a socket at `<vm folder>/nic<N>.sock`
+ *   and plugs it in with `NicRuntime.start`, as netns-vm.ts does with TAPs.
+ *   Two kinds (`nicLinkFor`), both made before QEMU starts:
+ *   - QEMU 8.0 and later: a stream socket QEMU connects to (`-netdev
+ *     stream,server=off,reconnect=1`; `QemuStreamTransport`, 4-byte
+ *     length-prefixed frames). After a daemon restart QEMU connects again.
+ *   - QEMU 7.2: `-netdev dgram`, one frame per datagram between our socket
+ *     and QEMU's own at `nic<N>.qemu` (`UnixDgramTransport`). 7.2's stream
+ *     cannot reconnect, but a datagram needs no connection: after a daemon
+ *     restart QEMU's next frame reaches the new socket at the same path.
  * - QEMU runs detached (its own process group) so that it outlives a daemon
  *   restart; the serial console goes to `console.log`, QEMU's own messages
  *   to `qemu.log`, control is QMP on `qmp.sock`.
@@ -17,9 +22,7 @@
  *   `poweroff` is an ACPI shutdown, reported by QMP's SHUTDOWN event), makes
  *   the VM `aborted`, with the last lines of qemu.log as the reason.
  * - After a daemon restart (`resume`), QMP is reconnected and the NIC sockets
- *   are listened on again. QEMU 8.0 and later reconnect to them by themselves
- *   (`reconnect=1`, which vnet passes when the QEMU is new enough); QEMU 7.2
- *   has no such option, so its NICs stay unplugged until the VM restarts.
+ *   are made again, of the kind the running QEMU was started with.
  * - A NIC's attachment cannot change while QEMU runs (QEMU would need a
  *   hot-plug); cable, forwards, promiscuous mode and traces change live, and
  *   the cable is QMP `set_link`, so the guest sees carrier come and go.
@@ -29,9 +32,10 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 
 import { join } from 'node:path';
 import { VnetError, invalidState } from '../errors.js';
 import { QmpClient, QMP_ACTIONS, type QmpAction } from '../host/qmp.js';
-import type { BootDevice, NicConfig, QemuRunningState, StorageAttachment, VmConfig } from '../model/types.js';
+import type { BootDevice, NicConfig, QemuNicLink, QemuRunningState, StorageAttachment, VmConfig } from '../model/types.js';
 import { formatFromPath } from '../model/media.js';
 import { QemuStreamTransport } from '../transport/qemu-stream.js';
+import { UnixDgramTransport } from '../transport/unix-dgram.js';
 import { NicRuntime, type GuestTransport, type NicRuntimeContext, wiringKey } from './nic-runtime.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -52,6 +56,8 @@ export function qemuPaths(vmFolder: string) {
     console: join(vmFolder, 'console.log'),
     pid: join(vmFolder, 'qemu.pid'),
     nic: (slot: number) => join(vmFolder, `nic${slot}.sock`),
+    /** QEMU's end of a `-netdev dgram` NIC. */
+    nicQemu: (slot: number) => join(vmFolder, `nic${slot}.qemu`),
   };
 }
 
@@ -88,8 +94,18 @@ export function qemuVersion(): [number, number] {
   return qemuVersionCache;
 }
 
+/**
+ * The NIC link for a QEMU version: `-netdev stream` with `reconnect=1` where
+ * QEMU has it (8.0+), else `-netdev dgram` (7.2, which has both backends but
+ * cannot reconnect a stream), else stream.
+ */
+export function nicLinkFor([major, minor]: [number, number]): QemuNicLink {
+  return major === 7 && minor >= 2 ? 'dgram' : 'stream';
+}
+
 export interface QemuArgsOptions {
   accel: 'kvm' | 'tcg';
+  nicLink: QemuNicLink;
   /** Pass `reconnect=1` on `-netdev stream` (QEMU 8.0+). */
   reconnect: boolean;
   /** Format of an image, by path (the media registry's, else from its name). */
@@ -97,13 +113,17 @@ export interface QemuArgsOptions {
 }
 
 /** `-netdev` + `-device` arguments of each attached NIC: what a hand-started QEMU needs. */
-export function netdevArgs(vm: VmConfig, vmFolder: string, reconnect: boolean): string[] {
+export function netdevArgs(vm: VmConfig, vmFolder: string, link: QemuNicLink, reconnect: boolean): string[] {
   const paths = qemuPaths(vmFolder);
+  const netdev = (slot: number): string =>
+    link === 'dgram'
+      ? `dgram,id=n${slot},local.type=unix,local.path=${q(paths.nicQemu(slot))},remote.type=unix,remote.path=${q(paths.nic(slot))}`
+      : `stream,id=n${slot},server=off,addr.type=unix,addr.path=${q(paths.nic(slot))}${reconnect ? ',reconnect=1' : ''}`;
   return vm.nics
     .filter((nic) => nic.mode !== 'none')
     .flatMap((nic) => [
       '-netdev',
-      `stream,id=n${nic.slot},server=off,addr.type=unix,addr.path=${q(paths.nic(nic.slot))}${reconnect ? ',reconnect=1' : ''}`,
+      netdev(nic.slot),
       '-device',
       `virtio-net-pci,netdev=n${nic.slot},id=vnic${nic.slot},mac=${nic.mac}`,
     ]);
@@ -130,7 +150,7 @@ export function qemuArgs(vm: VmConfig, vmFolder: string, options: QemuArgsOption
   if (vm.initrd) args.push('-initrd', vm.initrd);
   if (vm.kernelArgs) args.push('-append', vm.kernelArgs);
   args.push(...storageArgs(vm, options.formatOf ?? formatFromPath));
-  args.push(...netdevArgs(vm, vmFolder, options.reconnect));
+  args.push(...netdevArgs(vm, vmFolder, options.nicLink, options.reconnect));
   return args;
 }
 
@@ -206,12 +226,14 @@ export class QemuVm {
     const paths = qemuPaths(vmFolder);
     const nicSockets: Record<string, string> = {};
     for (const nic of vm.nics) if (nic.mode !== 'none') nicSockets[String(nic.slot)] = paths.nic(nic.slot);
-    for (const path of [paths.qmp, ...Object.values(nicSockets)]) {
+    const nicLink = nicLinkFor(qemuVersion());
+    const qemuEnds = nicLink === 'dgram' ? vm.nics.filter((nic) => nic.mode !== 'none').map((nic) => paths.nicQemu(nic.slot)) : [];
+    for (const path of [paths.qmp, ...Object.values(nicSockets), ...qemuEnds]) {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
         throw new VnetError('VNET_ERR_INVALID_VALUE', `socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter --home`);
       }
     }
-    return { type, pid: 0, qmpSocket: type === 'headless' ? paths.qmp : '', nicSockets, startedAt: new Date().toISOString() };
+    return { type, pid: 0, qmpSocket: type === 'headless' ? paths.qmp : '', nicSockets, nicLink, startedAt: new Date().toISOString() };
   }
 
   /** Listen on the NIC sockets, then (headless) launch QEMU and connect QMP. On failure undoes it all. */
@@ -250,17 +272,25 @@ export class QemuVm {
 
   private async plug(nic: NicConfig): Promise<NicRuntime> {
     const path = this.running.nicSockets[String(nic.slot)] ?? qemuPaths(this.vmFolder).nic(nic.slot);
-    const transport = (await QemuStreamTransport.listen({ path })) as QemuStreamTransport & GuestTransport;
+    let transport: GuestTransport;
+    if (this.running.nicLink === 'dgram') {
+      transport = UnixDgramTransport.open({ localPath: path, remotePath: qemuPaths(this.vmFolder).nicQemu(nic.slot) });
+    } else {
+      const stream = await QemuStreamTransport.listen({ path });
+      stream.onConnect = () => this.hooks.log?.(`${this.context.vmName}: QEMU connected to NIC ${nic.slot}`);
+      transport = stream;
+    }
     transport.setCarrier = (on) => this.setLink(nic.slot, on);
-    transport.onConnect = () => this.hooks.log?.(`${this.context.vmName}: QEMU connected to NIC ${nic.slot}`);
     return NicRuntime.start(nic, transport, this.context);
   }
 
   private async launch(vm: VmConfig): Promise<void> {
     const paths = qemuPaths(this.vmFolder);
-    for (const file of [paths.qmp, paths.pid]) rmSync(file, { force: true });
+    // QEMU binds its end of a dgram NIC and fails if a file is in the way (one left by its last run).
+    const qemuEnds = vm.nics.filter((nic) => nic.mode !== 'none').map((nic) => paths.nicQemu(nic.slot));
+    for (const file of [paths.qmp, paths.pid, ...qemuEnds]) rmSync(file, { force: true });
     const [major] = qemuVersion();
-    const args = qemuArgs(vm, this.vmFolder, { accel: kvmUsable() ? 'kvm' : 'tcg', reconnect: major >= 8, formatOf: this.hooks.formatOf });
+    const args = qemuArgs(vm, this.vmFolder, { accel: kvmUsable() ? 'kvm' : 'tcg', nicLink: this.running.nicLink ?? 'stream', reconnect: major >= 8, formatOf: this.hooks.formatOf });
     const log = openSync(paths.log, 'w', 0o600);
     let child: ChildProcess;
     try {

@@ -173,10 +173,18 @@ export interface QemuRunningState {
   pid: number;
   /** QMP control socket; empty for `external`. */
   qmpSocket: string;
-  /** `-netdev stream` socket of each attached NIC, by slot. */
+  /** The daemon's socket of each attached NIC, by slot (see `nicLink`). */
   nicSockets: Record<string, string>;
+  /**
+   * How QEMU's NICs reach those sockets: `-netdev stream` (absent: state
+   * saved before there was a choice) or `-netdev dgram` (src/daemon/qemu-vm.ts).
+   */
+  nicLink?: QemuNicLink;
   startedAt: string;
 }
+
+/** `stream`: QEMU connects to the daemon's socket; `dgram`: QEMU sends datagrams to it from a socket of its own. */
+export type QemuNicLink = 'stream' | 'dgram';
 
 /** Everything vnet persists under $VNET_HOME/vnet.json. */
 export interface VnetState {

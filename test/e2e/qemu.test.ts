@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { Lab, run, waitFor } from '../helpers/lab.js';
 import { VnetDaemon } from '../helpers/vnet.js';
 import { buildInitramfs, findKernel, GUEST_HTTP_PORT, GUEST_PAGE } from '../helpers/initramfs.js';
+import { nicLinkFor, qemuVersion } from '../../src/daemon/qemu-vm.js';
 
 const lab = new Lab();
 let vnet: VnetDaemon;
@@ -95,6 +96,20 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     assert.equal(body, GUEST_PAGE);
   });
 
+  test('after kill -9 of the daemon, a new one takes the running QEMU back and its NIC carries traffic again', async () => {
+    await vnet.kill9();
+    await vnet.restart();
+    assert.equal((await vmInfo('g')).state, 'running');
+    // Host → new daemon → QEMU → guest and back: QEMU 7.2 over -netdev dgram, later QEMUs reconnecting their stream.
+    let body = '';
+    await waitFor('the guest to answer through the forward again', async () => {
+      const result = await lab.exec(vnet.netns, 'curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${FORWARD_PORT}/index.html`], { timeoutMs: 10_000 });
+      body = result.stdout;
+      return result.code === 0;
+    }, 30_000, 500);
+    assert.equal(body, GUEST_PAGE);
+  });
+
   test('pause and resume through QMP; list runningvms; --qemu-args shows the -netdev', async () => {
     await vnet.must(['controlvm', 'g', 'pause']);
     assert.equal((await vmInfo('g')).state, 'paused');
@@ -102,7 +117,9 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     assert.equal((await vmInfo('g')).state, 'running');
     assert.match(await vnet.must(['list', 'runningvms']), /^"g" \{/);
     const args = await vnet.must(['showvminfo', 'g', '--qemu-args']);
-    assert.match(args, /-netdev stream,id=n1,server=off,addr\.type=unix,addr\.path=\S+nic1\.sock/);
+    assert.match(args, nicLinkFor(qemuVersion()) === 'dgram'
+      ? /-netdev dgram,id=n1,local\.type=unix,local\.path=\S+nic1\.qemu,remote\.type=unix,remote\.path=\S+nic1\.sock/
+      : /-netdev stream,id=n1,server=off,addr\.type=unix,addr\.path=\S+nic1\.sock/);
     assert.match(args, /-device virtio-net-pci,netdev=n1,id=vnic1,mac=08:00:27:/);
     const console = await vnet.must(['console', 'g', '--no-follow']);
     assert.match(console, /VNET-READY/);

@@ -53,6 +53,8 @@ describe('NAT Network', { timeout: 180_000 }, () => {
     await ping(lab, ns.n2!, leases.n1!.ip!);
     const answer = await lab.mustExec(ns.n1!, 'dig', ['+short', '+time=2', '@10.13.0.1', 'n2']);
     assert.equal(answer.trim(), leases.n2!.ip);
+    const overTcp = await lab.mustExec(ns.n2!, 'dig', ['+short', '+tcp', '+time=2', '@10.13.0.1', 'n1']);
+    assert.equal(overTcp.trim(), leases.n1!.ip, 'the gateway answers DNS over TCP too');
   });
 
   test('both reach the internet host', async () => {
