@@ -89,7 +89,7 @@ export function formatVmMachineReadable(vm: VmView): string {
     if (nic.mode === 'intnet') pairs.push([`intnet${n}`, nic.intnet]);
     if (nic.mode === 'hostonly') pairs.push([`hostonlyadapter${n}`, nic.hostOnlyAdapter]);
     if (nic.mode === 'bridged') pairs.push([`bridgeadapter${n}`, nic.bridgeAdapter]);
-    if (nic.mode === 'natnetwork') pairs.push([`nat-network${n}`, nic.natNetwork]);
+    if (nic.mode === 'natnetwork') pairs.push([`nat-network${n}`, nic.natNetwork], [`natsplice${n}`, onOff(nic.natSplice)]);
     if (nic.mode === 'nat') {
       pairs.push([`natnet${n}`, nic.natNet || 'nat'], [`natlocalhostreachable${n}`, onOff(nic.natLocalhostReachable)], [`natdnshostresolver${n}`, onOff(nic.natDnsHostResolver)], [`natsplice${n}`, onOff(nic.natSplice)]);
       if (nic.natTftpPrefix) pairs.push([`nattftpprefix${n}`, nic.natTftpPrefix]);

@@ -61,10 +61,6 @@ export interface NatLanConfig {
   defaultGuestHost: number;
   localhostReachable: boolean;
   dnsHostResolver: boolean;
-  /** The guest's network namespace (a path), for a NIC of a namespace guest; splicing needs it. */
-  guestNetns?: string;
-  /** Splice TCP forwards from host loopback clients inside `guestNetns` (`--nat-splice<N>`). */
-  splice?: boolean;
   mtu: number;
   forwards: PortForward[];
   leaseStore?: LeaseStore;
@@ -102,8 +98,8 @@ export class NatLan {
   private readonly dhcpServerIp: number;
   private readonly tftpIp: number;
   private localhostReachable: boolean;
-  /** The guest's namespace, open while splicing is on (see setSplice). */
-  private spliceNetnsFd: number | undefined;
+  /** Namespaces (open fds) of the guests whose forwards splice, by MAC (see spliceGuest). */
+  private readonly spliceNetns = new Map<string, number>();
 
   private constructor(readonly config: NatLanConfig) {
     const cidr = parseCidr(config.cidr);
@@ -169,7 +165,7 @@ export class NatLan {
       defaultGuestIp: () => this.dhcp?.firstBoundIp() ?? at(config.defaultGuestHost),
       openUdpSockets: openNativeUdpSockets,
       listenTcp: this.hostStreams.listen,
-      spliceNetns: () => this.spliceNetnsFd,
+      spliceNetns: (guestIp) => this.spliceNetnsOf(guestIp),
     });
   }
 
@@ -177,7 +173,6 @@ export class NatLan {
   static async create(config: NatLanConfig): Promise<NatLan> {
     const lan = new NatLan(config);
     try {
-      lan.setSplice(config.splice ?? false);
       await lan.forwarder.apply(config.forwards);
     } catch (err) {
       lan.close();
@@ -204,17 +199,26 @@ export class NatLan {
   }
 
   /**
-   * Splicing on or off (only for a namespace guest's NIC: elsewhere there is
-   * no namespace to connect in, and it stays off). Throws if the namespace
-   * cannot be opened.
+   * Forwards to the guest with NIC `mac` splice inside network namespace
+   * `netnsPath` (`--nat-splice<N> on`, namespace guests), or no longer
+   * (null). Throws if the namespace cannot be opened.
    */
-  setSplice(on: boolean): void {
-    const netns = this.config.guestNetns;
-    if (on && netns !== undefined && this.spliceNetnsFd === undefined) this.spliceNetnsFd = openSync(netns, 'r');
-    if (!on && this.spliceNetnsFd !== undefined) {
-      closeSync(this.spliceNetnsFd);
-      this.spliceNetnsFd = undefined;
+  spliceGuest(mac: string, netnsPath: string | null): void {
+    const open = this.spliceNetns.get(mac);
+    if (netnsPath !== null && open === undefined) this.spliceNetns.set(mac, openSync(netnsPath, 'r'));
+    if (netnsPath === null && open !== undefined) {
+      closeSync(open);
+      this.spliceNetns.delete(mac);
     }
+  }
+
+  /** The namespace of the guest that holds `guestIp` (its DHCP lease, else what ARP learned), if it splices. */
+  private spliceNetnsOf(guestIp: number): number | undefined {
+    if (this.spliceNetns.size === 0) return undefined;
+    const lease = this.dhcp?.leases().find((l) => l.state === 'bound' && l.ip === guestIp);
+    if (lease !== undefined) return this.spliceNetns.get(lease.mac);
+    const learned = this.gateway.arp.list().find((entry) => entry.ip === guestIp);
+    return learned === undefined ? undefined : this.spliceNetns.get(formatMac(learned.mac));
   }
 
   /** Guests by the host name they sent in DHCP, or by their VM's name. */
@@ -309,7 +313,8 @@ export class NatLan {
   }
 
   close(): void {
-    this.setSplice(false);
+    for (const fd of this.spliceNetns.values()) closeSync(fd);
+    this.spliceNetns.clear();
     this.forwarder.close();
     this.tcp.close();
     this.hostStreams.close();

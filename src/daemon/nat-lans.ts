@@ -38,8 +38,8 @@ export class NatLans {
     private readonly onLease?: (network: string, lease: Lease, event: LeaseEvent) => void,
   ) {}
 
-  /** A NIC's own NAT LAN; `guestNetns` (a path) when the VM is a namespace, for splicing. */
-  createNat(vm: VmConfig, nic: NicConfig, guestNetns?: string): Promise<NatLan> {
+  /** A NIC's own NAT LAN. */
+  createNat(vm: VmConfig, nic: NicConfig): Promise<NatLan> {
     const key = `nat:${vm.name}/nic${nic.slot}`;
     const cidr = nic.natNet || defaultNatCidr(nic.slot);
     return NatLan.create({
@@ -57,8 +57,6 @@ export class NatLans {
       defaultGuestHost: 15,
       localhostReachable: nic.natLocalhostReachable,
       dnsHostResolver: nic.natDnsHostResolver,
-      guestNetns,
-      splice: nic.natSplice,
       mtu: nic.mtu || DEFAULT_MTU,
       forwards: nic.portForwards,
       leaseStore: new FileLeaseStore(this.home, key),

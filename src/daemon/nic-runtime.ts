@@ -28,6 +28,8 @@ export interface NicRuntimeContext {
   vmName: string;
   vmFolder: string;
   registry: NetworkRegistry;
+  /** A namespace guest's network namespace (a path): where spliced forwards connect (`--nat-splice<N>`). */
+  guestNetns?: string;
   /** A NIC's own NAT LAN (`nat` mode); the NIC owns and closes it. */
   createNat(nic: NicConfig): Promise<NatLan>;
   /** The shared LAN of a NAT Network, started if needed; `release` when the NIC leaves. */
@@ -161,12 +163,12 @@ export class NicRuntime {
    * bound first: if a host port is taken, this throws and nothing changed.
    */
   async applyLive(nic: NicConfig): Promise<void> {
+    if (this.nat) this.setSplice(nic.natSplice);
     if (nic.mode === 'nat' && this.nat) {
-      this.nat.setSplice(nic.natSplice);
       try {
         await this.nat.setForwards(nic.portForwards);
       } catch (err) {
-        this.nat.setSplice(this.nic.natSplice);
+        this.setSplice(this.nic.natSplice);
         throw err;
       }
       this.nat.setLocalhostReachable(nic.natLocalhostReachable);
@@ -197,6 +199,11 @@ export class NicRuntime {
   }
 
   /** The switch port's cable state, or the config's when the NIC is on no switch. */
+  /** Forwards to this NIC's guest splice in its namespace, or not (only namespace guests have one). */
+  private setSplice(on: boolean): void {
+    this.nat?.spliceGuest(this.nic.mac, on && this.context.guestNetns !== undefined ? this.context.guestNetns : null);
+  }
+
   get linkUp(): boolean {
     return this.port?.linkUp ?? this.nic.cableConnected;
   }
@@ -233,6 +240,7 @@ export class NicRuntime {
     if (this.network) this.context.registry.release(this.network);
     if (this.nat && this.nic.mode === 'nat') this.nat.close();
     if (this.nat && this.nic.mode === 'natnetwork') {
+      this.nat.spliceGuest(this.nic.mac, null);
       this.nat.guestLeft(macBytes(this.nic.mac));
       this.context.releaseNatNetwork(this.nic.natNetwork);
     }

@@ -17,9 +17,9 @@
  *   guest's namespace to the guest's address — pasta's shortcut: no frames,
  *   no NAT state, no JS per byte. It does not cross the NIC (no capture, no
  *   NIC counters) and the guest sees its own address as the client. Only
- *   for a rule to the guest's own address (its lease, or the default); when
- *   that is not local in the namespace (not configured yet), the connection
- *   takes the NIC's path as usual.
+ *   for a rule to the address of a guest that splices (`spliceNetns` finds
+ *   its namespace); when that is not local in the namespace (not configured
+ *   yet), the connection takes the NIC's path as usual.
  * - `apply(rules)` opens what is new before closing what went: if one
  *   listener cannot bind (port in use), everything it opened is closed again
  *   and the error says which port — no rule is half-applied.
@@ -71,8 +71,8 @@ export interface PortForwarderOptions {
   openUdpSockets: OpenHostUdpSockets;
   /** Opens TCP listeners; default `listenNetHostTcp` (a net.Server; the daemon passes the addon's). */
   listenTcp?: ListenHostTcp;
-  /** While splicing is on: the guest's network namespace (an open fd); else undefined. */
-  spliceNetns?: () => number | undefined;
+  /** The network namespace (an open fd) of the guest at `guestIp` while splicing is on for it; else undefined. */
+  spliceNetns?: (guestIp: number) => number | undefined;
 }
 
 /** A client of a UDP forward, where the guest's replies go. */
@@ -188,11 +188,10 @@ export class PortForwarder {
 
   /** A loopback client joined in the kernel to the guest inside its namespace, when splicing is on and that works. */
   private spliced(accepted: AcceptedHostSocket, guestIp: number, guestPort: number): boolean {
-    const netns = this.options.spliceNetns?.();
-    if (netns === undefined || accepted.peerIp >>> 24 !== 127 || !accepted.splice) return false;
-    if (this.counters.splicedOpen >= MAX_SPLICED_PAIRS) return false;
-    // Only to the NIC's own guest: another address would be dialled from inside its namespace, out of its NIC.
-    if (guestIp !== this.options.defaultGuestIp()) return false;
+    if (accepted.peerIp >>> 24 !== 127 || !accepted.splice) return false;
+    // Only into the namespace of the guest that has the address: another would be dialled from inside it, out of its NIC.
+    const netns = this.options.spliceNetns?.(guestIp);
+    if (netns === undefined || this.counters.splicedOpen >= MAX_SPLICED_PAIRS) return false;
     this.counters.splicedOpen++;
     const taken = accepted.splice(formatIpv4(guestIp), guestPort, netns, (error) => {
       this.counters.splicedOpen--;

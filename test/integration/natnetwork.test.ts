@@ -77,4 +77,23 @@ describe('NAT Network', { timeout: 180_000 }, () => {
     await vnet.must(['natnetwork', 'modify', '--netname', 'lab-nat', '--port-forward-4', 'delete', 'web']);
     assert.notEqual((await lab.exec(world.hostNs, 'curl', ['-sS', '--max-time', '5', 'http://127.0.0.1:18180/'])).code, 0);
   });
+
+  test('with --nat-splice on for n2, loopback clients of a forward to n2 are spliced in its namespace; forwards to n1 are not', async () => {
+    // Each guest answers with the client address it sees.
+    for (const vm of ['n1', 'n2']) lab.spawn(ns[vm]!, 'socat', ['TCP-LISTEN:9100,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR']);
+    for (const vm of ['n1', 'n2']) await lab.waitListening(ns[vm]!, 9100);
+    await vnet.must(['modifyvm', 'n2', '--nat-splice1', 'on']);
+    assert.match(await vnet.must(['showvminfo', 'n2', '--machinereadable']), /natsplice1="on"/);
+    await vnet.must(['natnetwork', 'modify', '--netname', 'lab-nat', '--port-forward-4', `e1:tcp:[127.0.0.1]:18191:[${leases.n1!.ip}]:9100`, '--port-forward-4', `e2:tcp:[127.0.0.1]:18192:[${leases.n2!.ip}]:9100`]);
+    const seen = async (port: number) => (await lab.mustExec(world.hostNs, 'socat', ['-u', `TCP:127.0.0.1:${port}`, '-'])).trim();
+    const forwarding = async () => (await vnet.stats()).nat.find((lan: { key: string }) => lan.key === 'natnet:lab-nat').forwarding;
+    const before = await forwarding();
+    assert.equal(await seen(18192), leases.n2!.ip, 'spliced: n2 sees its own address as the client');
+    assert.equal(await seen(18191), '10.13.0.1', 'through the NIC: n1 sees the gateway');
+    const after = await forwarding();
+    assert.equal(after.spliced - before.spliced, 1);
+    await vnet.must(['modifyvm', 'n2', '--nat-splice1', 'off']);
+    assert.equal(await seen(18192), '10.13.0.1', 'splicing off: the NIC again');
+    await vnet.must(['natnetwork', 'modify', '--netname', 'lab-nat', '--port-forward-4', 'delete', 'e1', '--port-forward-4', 'delete', 'e2']);
+  });
 });
