@@ -55,7 +55,7 @@ const ROUTES: Record<string, OpSpec> = {
   'GET /v1/vms': { tag: 'vms', summary: 'List VMs', response: arrayOf(ref('Vm')) },
   'POST /v1/vms': { tag: 'vms', summary: 'Create and register a VM', body: { type: 'object', required: ['name'], properties: { name: str, ostype: str } }, response: ref('Vm') },
   'GET /v1/vms/{vm}': { tag: 'vms', summary: 'One VM', response: ref('Vm') },
-  'PATCH /v1/vms/{vm}': { tag: 'vms', summary: 'Change a VM (modifyvm/controlvm): `nics` maps slot → NIC change', body: { type: 'object', properties: { ostype: str, nics: { type: 'object', additionalProperties: ref('NicPatch') } } }, response: ref('Vm') },
+  'PATCH /v1/vms/{vm}': { tag: 'vms', summary: 'Change a VM (modifyvm/controlvm): `nics` maps slot → NIC change', body: { type: 'object', properties: { ostype: str, memoryMb: int, cpus: int, boot: { type: 'object', description: 'boot position (1-4) → none|floppy|dvd|disk|net', additionalProperties: { type: 'string', enum: ['none', 'floppy', 'dvd', 'disk', 'net'] } }, nics: { type: 'object', additionalProperties: ref('NicPatch') } } }, response: ref('Vm') },
   'DELETE /v1/vms/{vm}': { tag: 'vms', summary: 'Unregister a VM', query: { delete: '`true` also deletes its folder' } },
   'POST /v1/vms/{vm}/start': { tag: 'vms', summary: 'Start a VM', body: { type: 'object', properties: { type: { type: 'string', enum: ['netns', 'headless'] }, netns: str } }, response: ref('Vm') },
   'POST /v1/vms/{vm}/poweroff': { tag: 'vms', summary: 'Power a VM off', response: ref('Vm') },
@@ -149,7 +149,7 @@ const OTHER_ROUTES: Record<string, OpSpec & { module: string }> = {
 
 const SCHEMAS: Record<string, Schema> = {
   Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', example: 'VNET_ERR_NOT_FOUND' }, message: str, field: str } } } },
-  Vm: { type: 'object', properties: { name: str, uuid: str, ostype: str, state: str, nics: arrayOf({ type: 'object' }), running: { type: ['object', 'null'] } } },
+  Vm: { type: 'object', properties: { name: str, uuid: str, ostype: str, state: str, memoryMb: int, cpus: int, bootOrder: arrayOf(str), nics: arrayOf({ type: 'object' }), running: { type: ['object', 'null'] } } },
   NicPatch: { type: 'object', properties: { mode: str, mac: str, cableConnected: bool, promisc: { type: 'string', enum: ['deny', 'allow-vms', 'allow-all'] }, trace: bool, traceFile: str, intnet: str, natNetwork: str, natNet: str, natLocalhostReachable: bool, natDnsHostResolver: bool, natSplice: bool, natTftpPrefix: str, natTftpFile: str, natTftpServer: str, mtu: int, genericDriver: str, genericProperties: { type: 'object' }, hostOnlyAdapter: str, bridgeAdapter: str } },
   Nic: { type: 'object', properties: { vm: str, slot: int, mode: str, mac: str, cableConnected: bool, promisc: str, trace: bool, network: { type: ['string', 'null'] }, portForwards: arrayOf(ref('Forward')), runtime: { type: ['object', 'null'], properties: { linkUp: bool, fromGuestBps: int, toGuestBps: int, framesFromGuest: int, bytesFromGuest: int, framesToGuest: int, bytesToGuest: int, capture: { type: ['object', 'null'] } } } } },
   Forward: { type: 'object', properties: { name: str, protocol: { type: 'string', enum: ['tcp', 'udp'] }, hostIp: str, hostPort: port, guestIp: str, guestPort: port } },
