@@ -159,7 +159,7 @@ export class NicRuntime {
 
   /**
    * Settings that change without re-plugging: cable, promiscuous policy,
-   * capture, and a NAT NIC's forwards and host-loopback access. Forwards are
+   * capture, a NAT NIC's splicing, forwards and host-loopback access. Forwards are
    * bound first: if a host port is taken, this throws and nothing changed.
    */
   async applyLive(nic: NicConfig): Promise<void> {
