@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -275,7 +275,9 @@ describe('TcpNat data', () => {
 
   it('moves 5 MB guest → host while the host reads slowly, shrinking the window', async () => {
     // A unix socket toward the "host": its small kernel buffer lets the NAT's own buffer fill.
-    const path = join(mkdtempSync(join(tmpdir(), 'vnet-tcp-')), 'host.sock');
+    const dir = mkdtempSync(join(tmpdir(), 'vnet-tcp-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'host.sock');
     const { nat, guest } = rig({
       limits: { receiveBuffer: 256 * 1024 },
       connect: (_host, _port, events) => netHostStream(net.connect({ path, allowHalfOpen: true }), events),
