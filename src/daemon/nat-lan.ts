@@ -20,6 +20,7 @@ import { IPV4_HEADER_LENGTH, IpProtocol, type Ipv4View } from '../wire/ipv4.js';
 import { TcpView } from '../wire/tcp.js';
 import { UDP_HEADER_LENGTH, UdpView } from '../wire/udp.js';
 import { WireError } from '../wire/errors.js';
+import { get16, get32 } from '../wire/bytes.js';
 import { TcpNat } from '../nat/tcp/tcp-nat.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { IcmpEchoNat } from '../nat/icmp-echo.js';
@@ -119,7 +120,11 @@ export class NatLan {
     });
     const port = this.switch.attach({ name: `${config.key}/gateway`, mac: this.gateway.mac, kind: 'service', deliver: (f, offload) => this.gateway.fromNetwork(f, offload) });
     this.gateway.output = (frame, offload) => port.send(frame, offload);
-    this.gateway.handlers = { local: (ip, mac, pending) => this.local(ip, mac, pending), forward: (ip, _mac, pending) => this.forward(ip, pending) };
+    this.gateway.handlers = {
+      local: (ip, mac, pending) => this.local(ip, mac, pending),
+      forward: (ip, _mac, pending) => this.forward(ip, pending),
+      unreachable: (quoted, code) => this.unreachable(quoted, code),
+    };
     this.tcp = new TcpNat({
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
@@ -261,6 +266,19 @@ export class NatLan {
       default:
         return this.gateway.drop('ipv4:local-protocol');
     }
+  }
+
+  /**
+   * A guest says a datagram we sent it found no socket: a TFTP client that
+   * went away (its transfer ends now instead of after its retries).
+   */
+  private unreachable(quoted: Uint8Array, code: number): void {
+    if (code !== Icmpv4UnreachableCode.PortUnreachable || quoted.length < IPV4_HEADER_LENGTH) return this.gateway.drop('icmpv4:unreachable-ignored');
+    const headerLength = (quoted[0]! & 0x0f) * 4;
+    if (headerLength < IPV4_HEADER_LENGTH || quoted.length < headerLength + 4 || quoted[9] !== IpProtocol.UDP || get32(quoted, 12) !== this.tftpIp) {
+      return this.gateway.drop('icmpv4:unreachable-ignored');
+    }
+    this.tftp?.clientGone(get16(quoted, headerLength), get32(quoted, 16), get16(quoted, headerLength + 2));
   }
 
   /** Packets for outside the LAN: the NAT proper. */

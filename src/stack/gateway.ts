@@ -46,6 +46,12 @@ export interface GatewayHandlers {
   local(ip: Ipv4View, sourceMac: Uint8Array, checksumPending: boolean): void;
   /** A checked IPv4 packet for somewhere outside the LAN (same `checksumPending`). */
   forward(ip: Ipv4View, sourceMac: Uint8Array, checksumPending: boolean): void;
+  /**
+   * A guest's ICMP destination unreachable (`code`) about a packet from one
+   * of the gateway's addresses; `quoted` is what it quotes (RFC 792: the
+   * original IPv4 header and at least 8 bytes of its data), unchecked.
+   */
+  unreachable?(quoted: Uint8Array, code: number): void;
 }
 
 /** TTL of packets the gateway originates (RFC 1700's recommended default). */
@@ -226,7 +232,7 @@ export class Gateway implements GuestLink {
     if (ip.isFragment) return this.drop('ipv4:fragment');
     const dst = ip.destination;
     if (this.owns(dst) || dst === 0xffffffff || dst === this.broadcast) {
-      if (ip.protocol === IpProtocol.ICMP && this.owns(dst)) return this.inputIcmpEcho(ip);
+      if (ip.protocol === IpProtocol.ICMP && this.owns(dst)) return this.inputIcmp(ip);
       return this.handlers.local(ip, sourceMac, checksumPending);
     }
     if (this.inLan(dst)) return; // guest to guest: the switch carries it, not us
@@ -234,9 +240,11 @@ export class Gateway implements GuestLink {
     this.handlers.forward(ip, sourceMac, checksumPending);
   }
 
-  private inputIcmpEcho(ip: Ipv4View): void {
+  /** ICMP to one of our addresses: echo is answered, destination unreachable goes to the handler, the rest is dropped. */
+  private inputIcmp(ip: Ipv4View): void {
     const icmp = Icmpv4View.checked(ip.payload);
     if (!icmp.verifyChecksum()) throw new WireError('icmpv4', 'bad-checksum');
+    if (icmp.type === Icmpv4Type.DestinationUnreachable && this.handlers.unreachable) return this.handlers.unreachable(icmp.data, icmp.code);
     if (icmp.type !== Icmpv4Type.EchoRequest) return this.drop('icmpv4:not-echo-request');
     const data = icmp.data;
     const length = ICMPV4_HEADER_LENGTH + data.length;

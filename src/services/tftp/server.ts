@@ -65,7 +65,7 @@ export interface TftpStats {
   timeouts: number;
   /** Requests turned away while `maxTransfers` ran. */
   busy: number;
-  /** Transfers the client ended with an ERROR. */
+  /** Transfers the client ended with an ERROR, or by going away (ICMP port unreachable). */
   aborted: number;
   /** Datagrams dropped, by reason. */
   drops: Record<string, number>;
@@ -122,6 +122,15 @@ export class TftpServer {
     else if (packet.opcode === TftpOpcode.ERROR) running.transfer.onClientError();
     else this.drop('tftp:unexpected-opcode');
     return true;
+  }
+
+  /**
+   * The guest answered a datagram from transfer port `tid` to ip:port with
+   * ICMP port unreachable: the client is gone, and so is its transfer.
+   */
+  clientGone(tid: number, ip: number, port: number): void {
+    const running = this.transfers.get(tid);
+    if (running !== undefined && running.client.ip === ip && running.client.port === port) running.transfer.onClientError();
   }
 
   stats(): TftpStats {

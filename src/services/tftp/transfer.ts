@@ -68,7 +68,7 @@ export class Transfer {
     this.advance();
   }
 
-  /** The client sent ERROR: it gives up, and so do we (nothing is answered to an ERROR). */
+  /** The client sent ERROR, or is gone: it gives up, and so do we (nothing is answered to an ERROR). */
   onClientError(): void {
     this.finish('client-error');
   }

@@ -160,6 +160,15 @@ test('an unacknowledged block is sent again, then the transfer is given up; a cl
   const other = await s.next();
   s.tftp.fromGuest(GUEST, 1075, other.from, tftpError(0, 'cancelled'));
   assert.deepEqual([s.tftp.stats().aborted, s.tftp.stats().active], [1, 0]);
+
+  // A client that went away (the guest's ICMP port unreachable): only its own transfer ends.
+  s.tftp.fromGuest(GUEST, 1079, TFTP_PORT, rrq('small.bin'));
+  const gone = await s.next();
+  s.tftp.clientGone(gone.from, OTHER, 1079);
+  s.tftp.clientGone(gone.from, GUEST, 1080);
+  assert.equal(s.tftp.stats().active, 1, 'not for another client');
+  s.tftp.clientGone(gone.from, GUEST, 1079);
+  assert.deepEqual([s.tftp.stats().aborted, s.tftp.stats().active], [2, 0]);
   s.tftp.close();
 });
 
