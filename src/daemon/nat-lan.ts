@@ -273,9 +273,9 @@ export class NatLan {
    * went away (its transfer ends now instead of after its retries).
    */
   private unreachable(quoted: Uint8Array, code: number): void {
-    if (code !== Icmpv4UnreachableCode.PortUnreachable || quoted.length < IPV4_HEADER_LENGTH) return this.gateway.drop('icmpv4:unreachable-ignored');
-    const headerLength = (quoted[0]! & 0x0f) * 4;
-    if (headerLength < IPV4_HEADER_LENGTH || quoted.length < headerLength + 4 || quoted[9] !== IpProtocol.UDP || get32(quoted, 12) !== this.tftpIp) {
+    const headerLength = ((quoted[0] ?? 0) & 0x0f) * 4;
+    if (code !== Icmpv4UnreachableCode.PortUnreachable || headerLength < IPV4_HEADER_LENGTH || quoted.length < headerLength + 4 ||
+        quoted[9] !== IpProtocol.UDP || get32(quoted, 12) !== this.tftpIp) {
       return this.gateway.drop('icmpv4:unreachable-ignored');
     }
     this.tftp?.clientGone(get16(quoted, headerLength), get32(quoted, 16), get16(quoted, headerLength + 2));

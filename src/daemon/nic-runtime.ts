@@ -198,12 +198,12 @@ export class NicRuntime {
     return { path: this.capture.path, frames, dropped, bytesWritten };
   }
 
-  /** The switch port's cable state, or the config's when the NIC is on no switch. */
   /** Forwards to this NIC's guest splice in its namespace, or not (only namespace guests have one). */
   private setSplice(on: boolean): void {
     this.nat?.spliceGuest(this.nic.mac, on && this.context.guestNetns !== undefined ? this.context.guestNetns : null);
   }
 
+  /** The switch port's cable state, or the config's when the NIC is on no switch. */
   get linkUp(): boolean {
     return this.port?.linkUp ?? this.nic.cableConnected;
   }

@@ -154,6 +154,11 @@ export function qemuArgs(vm: VmConfig, vmFolder: string, options: QemuArgsOption
   return args;
 }
 
+/** QEMU's ends of the attached NICs' `-netdev dgram` links. */
+function qemuEnds(vm: VmConfig, paths: ReturnType<typeof qemuPaths>): string[] {
+  return vm.nics.filter((nic) => nic.mode !== 'none').map((nic) => paths.nicQemu(nic.slot));
+}
+
 /** QEMU's (SeaBIOS's) letters for the boot order: a floppy, d DVD, c disk, n the first NIC's ROM. */
 function bootLetters(vm: VmConfig): string {
   const letters: Record<BootDevice, string> = { none: '', floppy: 'a', dvd: 'd', disk: 'c', net: 'n' };
@@ -227,8 +232,7 @@ export class QemuVm {
     const nicSockets: Record<string, string> = {};
     for (const nic of vm.nics) if (nic.mode !== 'none') nicSockets[String(nic.slot)] = paths.nic(nic.slot);
     const nicLink = nicLinkFor(qemuVersion());
-    const qemuEnds = nicLink === 'dgram' ? vm.nics.filter((nic) => nic.mode !== 'none').map((nic) => paths.nicQemu(nic.slot)) : [];
-    for (const path of [paths.qmp, ...Object.values(nicSockets), ...qemuEnds]) {
+    for (const path of [paths.qmp, ...Object.values(nicSockets), ...(nicLink === 'dgram' ? qemuEnds(vm, paths) : [])]) {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
         throw new VnetError('VNET_ERR_INVALID_VALUE', `socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter --home`);
       }
@@ -287,8 +291,7 @@ export class QemuVm {
   private async launch(vm: VmConfig): Promise<void> {
     const paths = qemuPaths(this.vmFolder);
     // QEMU binds its end of a dgram NIC and fails if a file is in the way (one left by its last run).
-    const qemuEnds = vm.nics.filter((nic) => nic.mode !== 'none').map((nic) => paths.nicQemu(nic.slot));
-    for (const file of [paths.qmp, paths.pid, ...qemuEnds]) rmSync(file, { force: true });
+    for (const file of [paths.qmp, paths.pid, ...qemuEnds(vm, paths)]) rmSync(file, { force: true });
     const [major] = qemuVersion();
     const args = qemuArgs(vm, this.vmFolder, { accel: kvmUsable() ? 'kvm' : 'tcg', nicLink: this.running.nicLink ?? 'stream', reconnect: major >= 8, formatOf: this.hooks.formatOf });
     const log = openSync(paths.log, 'w', 0o600);

@@ -6,6 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { invalid, notFound } from '../errors.js';
 import { addRule, deleteRule, parseNatRule } from './port-forward.js';
+import { ipv4Text } from './host-only.js';
 import {
   ATTACHMENT_MODES,
   BOOT_DEVICES,
@@ -193,7 +194,7 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
   if (change.natSplice !== undefined) next.natSplice = bool(change.natSplice, `NIC ${n} splice`);
   if (change.natTftpPrefix !== undefined) next.natTftpPrefix = absolutePath(change.natTftpPrefix, `NIC ${n} TFTP prefix`);
   if (change.natTftpFile !== undefined) next.natTftpFile = bootFileName(change.natTftpFile, `NIC ${n} TFTP boot file`);
-  if (change.natTftpServer !== undefined) next.natTftpServer = ipv4Address(change.natTftpServer, `NIC ${n} TFTP server`);
+  if (change.natTftpServer !== undefined) next.natTftpServer = change.natTftpServer === '' ? '' : ipv4Text(change.natTftpServer, `NIC ${n} TFTP server`);
   if (change.natNetwork !== undefined) next.natNetwork = networkName(change.natNetwork, `NIC ${n} NAT network name`);
   if (change.hostOnlyAdapter !== undefined) next.hostOnlyAdapter = interfaceName(change.hostOnlyAdapter, `NIC ${n} host-only adapter`);
   if (change.bridgeAdapter !== undefined) next.bridgeAdapter = interfaceName(change.bridgeAdapter, `NIC ${n} bridge adapter`);
@@ -262,16 +263,6 @@ function bootFileName(value: unknown, what: string): string {
   const name = String(value);
   if (name.length > 127 || !/^[\x21-\x7e]*$/.test(name)) throw invalid(`invalid ${what} '${name}': expected up to 127 printable characters without spaces`);
   return name;
-}
-
-/** A dotted IPv4 address; empty = the default. */
-function ipv4Address(value: unknown, what: string): string {
-  const text = String(value);
-  const octets = text.split('.');
-  if (text !== '' && (octets.length !== 4 || octets.some((o) => !/^\d{1,3}$/.test(o) || Number(o) > 255))) {
-    throw invalid(`invalid ${what} '${text}': expected an IPv4 address such as 10.0.2.4`);
-  }
-  return text;
 }
 
 function mtu(value: unknown, slot: number): number {
