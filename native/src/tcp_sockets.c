@@ -30,7 +30,9 @@
  *   level-triggered: a readable socket JS does not read reports again.
  * - read(id, buffer) → bytes read, 0 at end of file, or a negative errno
  *   (-EAGAIN: nothing now). write(id, buffer, offset, length) → bytes taken
- *   (send(2) with MSG_NOSIGNAL), or a negative errno.
+ *   (send(2) with MSG_NOSIGNAL), or a negative errno. writev(id, buffers)
+ *   does the same for up to WRITEV_MAX buffers in one sendmsg(2): one push
+ *   of the whole run, so the reader is woken once, not once per buffer.
  * - shutdown(id) (FIN after what was written), connectError(id) (SO_ERROR:
  *   0 or a positive errno), state(id) (TCP_INFO's tcpi_state).
  * - splice(a, b) → 0 or a negative errno: the two slots move bytes to each
@@ -56,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -357,6 +360,30 @@ static napi_value sockets_write(napi_env env, napi_callback_info info) {
   return int_value(env, n >= 0 ? (int32_t)n : -errno);
 }
 
+/* Buffers one writev takes at most; JS gathers no more than this. */
+#define WRITEV_MAX 16
+
+static napi_value sockets_writev(napi_env env, napi_callback_info info) {
+  SOCKET_METHOD(2)
+  uint32_t count;
+  if (napi_get_array_length(env, argv[1], &count) != napi_ok || count == 0 || count > WRITEV_MAX) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "buffers must be an array of 1 to 16 Uint8Arrays");
+    return NULL;
+  }
+  struct iovec iov[WRITEV_MAX];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value element;
+    uint8_t *data;
+    size_t length;
+    if (napi_get_element(env, argv[1], i, &element) != napi_ok || !bytes_arg(env, element, &data, &length)) return NULL;
+    iov[i].iov_base = data;
+    iov[i].iov_len = length;
+  }
+  struct msghdr msg = {.msg_iov = iov, .msg_iovlen = count};
+  ssize_t n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  return int_value(env, n >= 0 ? (int32_t)n : -errno);
+}
+
 static napi_value sockets_shutdown(napi_env env, napi_callback_info info) {
   SOCKET_METHOD(1)
   return int_value(env, shutdown(s->fd, SHUT_WR) == 0 ? 0 : -errno);
@@ -517,6 +544,7 @@ bool vnet_init_tcp_sockets(napi_env env, napi_value exports) {
       {"poll", NULL, sockets_poll, NULL, NULL, NULL, napi_default, NULL},
       {"read", NULL, sockets_read, NULL, NULL, NULL, napi_default, NULL},
       {"write", NULL, sockets_write, NULL, NULL, NULL, napi_default, NULL},
+      {"writev", NULL, sockets_writev, NULL, NULL, NULL, napi_default, NULL},
       {"shutdown", NULL, sockets_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"connectError", NULL, sockets_connect_error, NULL, NULL, NULL, napi_default, NULL},
       {"state", NULL, sockets_state, NULL, NULL, NULL, napi_default, NULL},

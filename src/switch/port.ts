@@ -53,8 +53,9 @@ export interface PortOptions {
   promisc?: PromiscPolicy;
   /**
    * Hands a frame toward the guest. The frame is shared with other ports and
-   * belongs to the receiver only until `deliver` returns: it must not be
-   * modified, and must be copied to be kept. `offload` (likewise shared and
+   * is the receiver's only until the microtasks queued during the delivery
+   * have run (src/transport/types.ts): it must not be modified, and must be
+   * copied to be kept. `offload` (likewise shared and
    * short-lived) says when the frame has a partial checksum or is a TCP
    * super-segment. A throw is counted (`deliver-error`) and forwarding goes on.
    */

@@ -20,7 +20,8 @@
  *   two MACs in front of any tag.
  *
  * Frames are never copied: every receiving port is handed the same buffer,
- * which it may use only until its `deliver` returns.
+ * which it may use only until the microtasks queued during its `deliver`
+ * have run (src/transport/types.ts).
  *
  * Port lists are replaced, never mutated, so a `deliver` that attaches,
  * detaches or feeds another frame into the switch does not disturb an

@@ -6,7 +6,8 @@
  * - fromGuest: the poller reads frames in batches into one reused slab and
  *   calls `deliver(count)` once per batch. Each frame is checked for length
  *   (MIN_FRAME..MAX_FRAME, else `dropsIn`) and handed to `onFrame` as a view
- *   into the slab: it is the engine's only until `onFrame` returns.
+ *   into the slab: it is the engine's until the microtasks of the batch have
+ *   run (the poller reads the next batch only after them).
  * - toGuest: `send` copies the frame into `txSlab` (so the caller's buffer is
  *   free again when `send` returns) and the first send of a JS turn queues a
  *   flush as a microtask. The native poller runs microtasks after each batch

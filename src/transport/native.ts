@@ -274,6 +274,8 @@ export interface NativeTcpSockets {
   read(id: number, buffer: Uint8Array): number;
   /** Bytes of buffer[offset, offset+length) the kernel took, or a negative errno. */
   write(id: number, buffer: Uint8Array, offset: number, length: number): number;
+  /** As write, for 1 to 16 buffers in order in one sendmsg(2). */
+  writev(id: number, buffers: readonly Uint8Array[]): number;
   /** shutdown(SHUT_WR): 0 or a negative errno. */
   shutdown(id: number): number;
   /** SO_ERROR: 0, or the socket's pending error (a failed connect's, a reset's), which it clears. */

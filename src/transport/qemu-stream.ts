@@ -67,8 +67,11 @@ export class TransportError extends Error {
 /**
  * Splits a byte stream into length-prefixed frames.
  *
- * A frame handed to `onFrame` is a view into the pushed chunk or into a
- * buffer reused for the next split frame: valid only until `onFrame` returns.
+ * A frame handed to `onFrame` is a view into the pushed chunk or into one of
+ * two buffers that split frames take turns in: a split frame is completed by
+ * one `push` and the next one starts in the other buffer, so a view stays
+ * valid until the microtasks of the call that pushed it have run (the
+ * FrameTransport contract, types.ts).
  */
 export class StreamDeframer {
   private readonly header = new Uint8Array(PREFIX_LENGTH);
@@ -77,6 +80,8 @@ export class StreamDeframer {
   private frameLength = 0;
   private frameFill = 0;
   private scratch: Uint8Array | undefined;
+  /** The other buffer, holding the split frame handed out last. */
+  private spare: Uint8Array | undefined;
   private broken: string | undefined;
 
   constructor(private readonly onFrame: (frame: Uint8Array) => void) {}
@@ -131,7 +136,7 @@ export class StreamDeframer {
         this.onFrame(chunk.subarray(at, at + length));
         at += length;
       } else {
-        this.scratch ??= new Uint8Array(MAX_FRAME);
+        [this.scratch, this.spare] = [this.spare ?? new Uint8Array(MAX_FRAME), this.scratch];
         this.frameLength = length;
         this.frameFill = 0;
       }

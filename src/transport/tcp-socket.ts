@@ -18,7 +18,8 @@
  * - Writing: straight to the kernel; what it does not take waits in a queue
  *   polled for writability, and `end()` shuts down once that is empty (at
  *   the end of the I/O round: setImmediate). `tryWrite()` gives the kernel
- *   what it takes now and keeps nothing. A failed write or shutdown is
+ *   what it takes now and keeps nothing; `tryWriteGathered()` the same for
+ *   several buffers in one sendmsg(2). A failed write or shutdown is
  *   reported after the call, never inside `write()` or `end()`.
  * - Closing: a stream whose both directions ended closes its fd, as Node's
  *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
@@ -321,9 +322,18 @@ class NativeHostStream implements HostStream, Slot {
     return Math.max(0, this.sendNow(data));
   }
 
-  /** One send(2) of `data`: the bytes taken, or a negative errno; a failure other than EAGAIN is reported after the call. */
+  tryWriteGathered(chunks: readonly Uint8Array[]): number {
+    if (this.closed || this.ended || this.connecting || this.pending.length > 0) return 0;
+    return Math.max(0, this.sent(this.owner!.native.writev(this.id, chunks)));
+  }
+
+  /** One send(2) of `data`: the bytes taken, or a negative errno. */
   private sendNow(data: Uint8Array): number {
-    const n = this.owner!.native.write(this.id, data, 0, data.length);
+    return this.sent(this.owner!.native.write(this.id, data, 0, data.length));
+  }
+
+  /** A send's result, passed on; a failure other than EAGAIN is reported after the call. */
+  private sent(n: number): number {
     if (n < 0 && n !== EAGAIN) afterCall(() => this.fail(n));
     return n;
   }

@@ -2,10 +2,11 @@
  * How frames get in and out of the engine, whatever carries them (TAP, QEMU
  * stream socket, datagram socket).
  *
- * Ownership: a frame handed to `onFrame` belongs to the engine only until that
- * call returns (it may be a view into a reused buffer). Whoever keeps it longer
- * copies it. `send` never keeps the caller's buffer past its return unless it
- * copied it.
+ * Ownership: a frame handed to `onFrame` may be a view into a reused buffer;
+ * it stays valid until the microtasks queued during that call have run (the
+ * end of the batch, where the TCP NAT writes the large guest segments it
+ * gathered in one call), not longer. Whoever keeps it longer copies it.
+ * `send` never keeps the caller's buffer past its return unless it copied it.
  */
 import type { FrameOffload } from '../wire/virtio-net.js';
 

@@ -157,12 +157,17 @@ const STAGING_FIRST = 2048;
  */
 const STAGING_MIN_TAIL = 0xffff;
 /**
- * A guest segment from this length on goes to the host socket at once when
- * nothing is staged or queued before it: the kernel copies it from the
- * transport's read buffer, and staging would only add a copy of its own
- * (docs/performance.md, "Copies"). Shorter ones are staged and coalesced.
+ * A guest segment from this length on is not copied when nothing is staged
+ * before it: it is gathered as the view into the frame it came in, and the
+ * segments of one batch go to the host socket in one call at its end (the
+ * frames are valid until then, src/transport/types.ts); the kernel copies
+ * them from the transport's read buffer. Staging would only add a copy of
+ * its own (docs/performance.md, "Copies"). Shorter ones are staged and
+ * coalesced.
  */
 const DIRECT_WRITE_MIN = 8192;
+/** Segments gathered for one write at most (the addon's writev takes 16). */
+const GATHER_MAX = 16;
 /**
  * Segments from this length on are built around their payload in its read
  * block rather than copied into the shared segment buffer; reads are cut to
@@ -264,6 +269,11 @@ export class Connection implements TimerItem, HostStreamEvents {
   private stagingUsed = 0;
   /** Size of the next staging buffer (see STAGING_FIRST). */
   private stagingNext = STAGING_FIRST;
+  /** Large in-order guest segments of this batch, not yet written (see DIRECT_WRITE_MIN). */
+  private gathered: Uint8Array[] = [];
+  private gatheredBytes = 0;
+  /** The other list, swapped in while one is written. */
+  private spareGathered: Uint8Array[] = [];
   private ackPending = false;
   private unackedBytes = 0;
   private outOfOrder: OutOfOrder[] = [];
@@ -375,6 +385,8 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.outOfOrder = [];
     this.staging = EMPTY;
     this.stagingUsed = 0;
+    this.gathered.length = 0;
+    this.gatheredBytes = 0;
     this.synPacket = undefined;
     const socket = this.socket;
     if (!socket.destroyed) {
@@ -1036,10 +1048,39 @@ export class Connection implements TimerItem, HostStreamEvents {
    */
   private stage(data: Uint8Array): void {
     if (data.length >= DIRECT_WRITE_MIN && this.stagingUsed === 0) {
-      const taken = this.socket.tryWrite(data);
-      if (taken === data.length) return;
-      data = data.subarray(taken);
+      this.gathered.push(data);
+      this.gatheredBytes += data.length;
+      if (this.gathered.length === GATHER_MAX) this.writeGathered();
+      else this.host.markDirty(this);
+      return;
     }
+    this.writeGathered();
+    this.copyToStaging(data);
+  }
+
+  /**
+   * Writes the gathered segments in one call, before anything staged after
+   * them; what the kernel does not take now is copied to staging, since the
+   * frames it lies in are reused after this batch.
+   */
+  private writeGathered(): void {
+    const chunks = this.gathered;
+    if (chunks.length === 0) return;
+    this.gathered = this.spareGathered;
+    this.spareGathered = chunks;
+    this.gatheredBytes = 0;
+    let taken = chunks.length === 1 ? this.socket.tryWrite(chunks[0]!) : this.socket.tryWriteGathered(chunks);
+    for (const chunk of chunks) {
+      if (taken >= chunk.length) taken -= chunk.length;
+      else {
+        this.copyToStaging(taken === 0 ? chunk : chunk.subarray(taken));
+        taken = 0;
+      }
+    }
+    chunks.length = 0;
+  }
+
+  private copyToStaging(data: Uint8Array): void {
     if (this.staging.length - this.stagingUsed < data.length) {
       this.flushStaging();
       if (this.staging.length < data.length) {
@@ -1054,6 +1095,7 @@ export class Connection implements TimerItem, HostStreamEvents {
   }
 
   private flushStaging(): void {
+    this.writeGathered();
     const used = this.stagingUsed;
     if (used === 0) return;
     const out = this.staging.subarray(0, used);
@@ -1072,7 +1114,7 @@ export class Connection implements TimerItem, HostStreamEvents {
    */
   private windowField(): number {
     const limit = this.host.limits.receiveBuffer;
-    const buffered = this.socket.writableLength + this.stagingUsed;
+    const buffered = this.socket.writableLength + this.stagingUsed + this.gatheredBytes;
     const available = limit > buffered ? limit - buffered : 0;
     const candidate = seqAdd(this.rcvNxt, available);
     if (seqGeq(candidate, seqAdd(this.rcvAdvEnd, Math.min(limit >>> 1, this.ourMss)))) this.rcvAdvEnd = candidate;

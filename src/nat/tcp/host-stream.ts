@@ -44,6 +44,8 @@ export interface HostStream {
    * no reference. A stream that cannot returns 0.
    */
   tryWrite(data: Uint8Array): number;
+  /** tryWrite for 2 to 16 chunks in order, in one call: the bytes taken from their start. */
+  tryWriteGathered(chunks: readonly Uint8Array[]): number;
   /** FIN once the queued bytes are written. */
   end(): void;
   /** Stop and restart reading (backpressure toward the host). */
@@ -131,6 +133,10 @@ class NetHostStream implements HostStream {
 
   tryWrite(): number {
     return 0; // net.Socket keeps what it is given
+  }
+
+  tryWriteGathered(): number {
+    return 0;
   }
 
   end(): void {

@@ -90,6 +90,10 @@ export class DnsTcpSession implements HostStream {
     if (written !== undefined) afterCall(written); // copied: the buffer is free
   }
 
+  tryWriteGathered(): number {
+    return 0; // the connection copies them, and they come through write()
+  }
+
   tryWrite(data: Uint8Array): number {
     if (this.closed || this.guestEnded) return 0;
     if (this.ourEnd) return data.length; // closed for idleness: nothing more is answered

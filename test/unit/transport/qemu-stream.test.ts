@@ -129,6 +129,26 @@ test('property: any split of any frame sequence yields the same frames', () => {
   );
 });
 
+test('property: every frame a push hands out is still intact when that push returns', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 14, max: 3000 }), { minLength: 1, maxLength: 12 }),
+      fc.array(fc.nat(), { maxLength: 30 }),
+      (lengths, cuts) => {
+        const frames = lengths.map((l, i) => frameOf(l, i));
+        let views: Array<[view: Uint8Array, copy: Uint8Array]> = [];
+        const d = new StreamDeframer((f) => views.push([f, Uint8Array.from(f)]));
+        for (const piece of split(encode(frames), cuts)) {
+          d.push(piece);
+          for (const [view, copy] of views) assert.deepEqual(Uint8Array.from(view), copy);
+          views = [];
+        }
+      },
+    ),
+    { numRuns: 500 },
+  );
+});
+
 // --- transport over real sockets (unix sockets in a temp dir, TCP on 127.0.0.1) ---
 
 test('unix: socket is 0600, frames split across writes arrive whole (property, real socket)', async () => {

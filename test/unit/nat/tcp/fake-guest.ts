@@ -182,8 +182,11 @@ export class FakeGuest {
     };
   }
 
-  send(fields: SegmentFields): void {
-    inject(this.nat, buildPacket(fields), this.hostAddress);
+  /** Builds the packet and hands it to the NAT; `built` sees it first. */
+  send(fields: SegmentFields, built?: (packet: Uint8Array) => void): void {
+    const packet = buildPacket(fields);
+    built?.(packet);
+    inject(this.nat, packet, this.hostAddress);
   }
 
   /** Next inbox segment matching `match` (removed from the inbox). */
