@@ -14,11 +14,12 @@
  *   READABLE (1) | WRITABLE (2), or a negative errno when polling failed
  *   (libuv reports POLLERR, a pending socket error, as EBADF: SO_ERROR,
  *   connectError(), has the real one).
- * - connect(host, port, netnsFd?) → id, or a negative errno (nothing is
+ * - connect(host, port, netnsFd?, bindAddress?) → id, or a negative errno (nothing is
  *   left open): a non-blocking socket (IPv4 or IPv6 by the address),
  *   TCP_NODELAY, connect(2) under way (on loopback it is already
  *   established on return; state() tells). With netnsFd (an open
- *   /var/run/netns/NAME), the socket is made in that network namespace.
+ *   /var/run/netns/NAME), the socket is made in that network namespace;
+ *   with bindAddress (a fourth argument), it leaves from that address.
  * - listen(host, port) → id, or a negative errno: a listening socket (IPv4,
  *   or IPv6 dual-stack for an IPv6 host; SO_REUSEADDR as Node's) for port
  *   forwards; localPort(id) says which port it got. When it polls readable,
@@ -241,9 +242,10 @@ static int socket_in_netns(tcp_sockets *o, int netns, int family) {
  * argument, if `netns_ok` and one is given. False when something was thrown.
  */
 static bool address_and_socket(napi_env env, napi_callback_info info, bool port_zero_ok, bool netns_ok,
-                               tcp_sockets **o, struct sockaddr_storage *at, socklen_t *len, int *fd) {
-  size_t argc = 3;
-  napi_value argv[3];
+                               tcp_sockets **o, struct sockaddr_storage *at, socklen_t *len, int *fd,
+                               napi_value *extra) {
+  size_t argc = 4;
+  napi_value argv[4];
   *o = sockets_this(env, info, &argc, argv);
   if (*o == NULL) return false;
   if (argc < 2) {
@@ -251,6 +253,7 @@ static bool address_and_socket(napi_env env, napi_callback_info info, bool port_
     return false;
   }
   if (!socket_address(env, argv[0], argv[1], port_zero_ok, at, len)) return false;
+  if (extra != NULL) *extra = argc >= 4 ? argv[3] : NULL;
   int32_t netns = -1;
   napi_valuetype type = napi_undefined;
   if (netns_ok && argc >= 3 && napi_typeof(env, argv[2], &type) == napi_ok && type != napi_undefined &&
@@ -277,15 +280,52 @@ static napi_value slot_or_close(napi_env env, tcp_sockets *o, int fd, int err) {
   return int_value(env, -err);
 }
 
+/*
+ * Binds `fd` to the address in `value` (undefined or null: nothing to do)
+ * before its connect, the port left to connect (IP_BIND_ADDRESS_NO_PORT, so
+ * ports are not used up by bind's stricter choice). 0, an errno, or -1 when
+ * something was thrown.
+ */
+static int bind_source(napi_env env, napi_value value, int fd, int family) {
+  napi_valuetype type = napi_undefined;
+  if (value == NULL || napi_typeof(env, value, &type) != napi_ok || type == napi_undefined || type == napi_null) return 0;
+  char host[64];
+  if (!vnet_arg_string(env, value, "bindAddress", host, sizeof host, NULL)) return -1;
+  struct sockaddr_storage at;
+  memset(&at, 0, sizeof at);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&at;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&at;
+  socklen_t len;
+  if (family == AF_INET && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    len = sizeof *v4;
+  } else if (family == AF_INET6 && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    len = sizeof *v6;
+  } else {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "bindAddress must be an IP address of the destination's family");
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  return bind(fd, (struct sockaddr *)&at, len) == 0 ? 0 : errno;
+}
+
 static napi_value sockets_connect(napi_env env, napi_callback_info info) {
   tcp_sockets *o;
   struct sockaddr_storage to;
   socklen_t len;
   int fd;
-  if (!address_and_socket(env, info, false, true, &o, &to, &len, &fd)) return NULL;
+  napi_value bind_value;
+  if (!address_and_socket(env, info, false, true, &o, &to, &len, &fd, &bind_value)) return NULL;
   if (fd < 0) return int_value(env, fd);
+  int err = bind_source(env, bind_value, fd, to.ss_family);
+  if (err < 0) {
+    close(fd);
+    return NULL;
+  }
   set_no_delay(fd);
-  int err = connect(fd, (struct sockaddr *)&to, len) != 0 && errno != EINPROGRESS ? errno : 0;
+  if (err == 0) err = connect(fd, (struct sockaddr *)&to, len) != 0 && errno != EINPROGRESS ? errno : 0;
   return slot_or_close(env, o, fd, err);
 }
 
@@ -294,7 +334,7 @@ static napi_value sockets_listen(napi_env env, napi_callback_info info) {
   struct sockaddr_storage at;
   socklen_t len;
   int fd;
-  if (!address_and_socket(env, info, true, false, &o, &at, &len, &fd)) return NULL;
+  if (!address_and_socket(env, info, true, false, &o, &at, &len, &fd, NULL)) return NULL;
   if (fd < 0) return int_value(env, fd);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

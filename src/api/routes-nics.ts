@@ -38,6 +38,7 @@ const NIC_PATCH: Record<string, FieldSpec> = {
   natTftpPrefix: { kind: 'string' },
   natTftpFile: { kind: 'string' },
   natTftpServer: { kind: 'string' },
+  natBindIp: { kind: 'string' },
   mtu: { kind: 'integer', min: 0, max: 65520 },
   genericDriver: { kind: 'string' },
   genericProperties: { kind: 'object' },

@@ -95,6 +95,7 @@ export function formatVmMachineReadable(vm: VmView): string {
       if (nic.natTftpPrefix) pairs.push([`nattftpprefix${n}`, nic.natTftpPrefix]);
       if (nic.natTftpFile) pairs.push([`nattftpfile${n}`, nic.natTftpFile]);
       if (nic.natTftpServer) pairs.push([`nattftpserver${n}`, nic.natTftpServer]);
+      if (nic.natBindIp) pairs.push([`natbindip${n}`, nic.natBindIp]);
       nic.portForwards.forEach((r, i) => pairs.push([`natpf${n}_${i}`, `${r.name},${r.protocol},${r.hostIp},${r.hostPort},${r.guestIp},${r.guestPort}`]));
     }
     if (nic.mode === 'generic') {

@@ -38,6 +38,7 @@ export const NIC_OPTIONS: Record<string, NicSetter> = {
   nattftpprefix: (c, o) => (c.natTftpPrefix = value(o)),
   nattftpfile: (c, o) => (c.natTftpFile = value(o)),
   nattftpserver: (c, o) => (c.natTftpServer = value(o)),
+  natbindip: (c, o) => (c.natBindIp = value(o)),
   natnetwork: (c, o) => (c.natNetwork = value(o)),
   hostonlyadapter: (c, o) => (c.hostOnlyAdapter = value(o)),
   bridgeadapter: (c, o) => (c.bridgeAdapter = value(o)),

@@ -13,7 +13,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { Switch } from '../switch/switch.js';
 import { Gateway } from '../stack/gateway.js';
-import { formatIpv4, formatMac, parseCidr, parseMac, BROADCAST_MAC } from '../wire/address.js';
+import { formatIpv4, formatMac, isLoopbackText, parseCidr, parseMac, BROADCAST_MAC } from '../wire/address.js';
 import { DhcpView, emitDhcp, dhcpLength, parseDhcp, DHCP_SERVER_PORT, DHCP_CLIENT_PORT } from '../wire/dhcpv4.js';
 import { Icmpv4Type, Icmpv4UnreachableCode, Icmpv4View } from '../wire/icmpv4.js';
 import { IPV4_HEADER_LENGTH, IpProtocol, type Ipv4View } from '../wire/ipv4.js';
@@ -62,6 +62,8 @@ export interface NatLanConfig {
   defaultGuestHost: number;
   localhostReachable: boolean;
   dnsHostResolver: boolean;
+  /** Host address the connections and UDP flows to other hosts leave from (NAT `--nat-bind-ip<N>`). */
+  bindIp?: string;
   mtu: number;
   forwards: PortForward[];
   leaseStore?: LeaseStore;
@@ -128,9 +130,9 @@ export class NatLan {
     this.tcp = new TcpNat({
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
-      connect: this.hostStreams.open,
+      connect: config.bindIp === undefined ? this.hostStreams.open : (host, port, events) => this.hostStreams.open(host, port, events, isLoopbackText(host) ? undefined : config.bindIp),
     });
-    this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets });
+    this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets, ...(config.bindIp !== undefined ? { bindAddress: config.bindIp } : {}) });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
     this.icmp = new IcmpEchoNat({ link: this.gateway, openSocket: (handlers) => openNativeIcmpSocket(handlers) });
     this.dhcp = config.dhcp

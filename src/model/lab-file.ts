@@ -135,7 +135,7 @@ const NIC_KEYS: Record<string, Kind> = {
   mode: 'string', mac: 'string', cableConnected: 'boolean', promisc: 'string', trace: 'boolean', traceFile: 'string',
   intnet: 'string', genericDriver: 'string', genericProperties: 'map', mtu: 'integer', natNet: 'string',
   natLocalhostReachable: 'boolean', natDnsHostResolver: 'boolean', natSplice: 'boolean',
-  natTftpPrefix: 'string', natTftpFile: 'string', natTftpServer: 'string', portForwards: 'string[]', natNetwork: 'string',
+  natTftpPrefix: 'string', natTftpFile: 'string', natTftpServer: 'string', natBindIp: 'string', portForwards: 'string[]', natNetwork: 'string',
   hostOnlyAdapter: 'string', bridgeAdapter: 'string',
 };
 const SECTIONS: Record<string, Record<string, Kind>> = {

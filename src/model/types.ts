@@ -54,6 +54,12 @@ export interface NicConfig {
   natTftpFile: string;
   /** NAT: the TFTP server DHCP names (`--nat-tftp-server<N>`); empty = the NAT's own (.4). */
   natTftpServer: string;
+  /**
+   * NAT: the host address the NAT's connections and UDP flows to other hosts
+   * leave from (`--nat-bind-ip<N>`, VirtualBox's `--natbindip<N>`); empty =
+   * the host's routing picks. Loopback destinations are not bound.
+   */
+  natBindIp: string;
   /** NAT: port forwards (`--nat-pf<N>`). */
   portForwards: PortForward[];
   /** NAT Network name (`--nat-network<N>`), VirtualBox's default `NatNetwork`. */

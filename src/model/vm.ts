@@ -71,6 +71,7 @@ export function defaultNic(slot: number): NicConfig {
     natTftpPrefix: '',
     natTftpFile: '',
     natTftpServer: '',
+    natBindIp: '',
     portForwards: [],
     natNetwork: 'NatNetwork',
     hostOnlyAdapter: '',
@@ -162,7 +163,7 @@ export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
 
 const NIC_FIELDS = new Set([
   'mode', 'mac', 'cableConnected', 'promisc', 'trace', 'traceFile', 'intnet', 'genericDriver', 'genericProperties', 'mtu',
-  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natSplice', 'natTftpPrefix', 'natTftpFile', 'natTftpServer',
+  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natSplice', 'natTftpPrefix', 'natTftpFile', 'natTftpServer', 'natBindIp',
   'natNetwork', 'addForwards', 'deleteForwards',
   'hostOnlyAdapter', 'bridgeAdapter',
 ]);
@@ -195,6 +196,7 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
   if (change.natTftpPrefix !== undefined) next.natTftpPrefix = absolutePath(change.natTftpPrefix, `NIC ${n} TFTP prefix`);
   if (change.natTftpFile !== undefined) next.natTftpFile = bootFileName(change.natTftpFile, `NIC ${n} TFTP boot file`);
   if (change.natTftpServer !== undefined) next.natTftpServer = change.natTftpServer === '' ? '' : ipv4Text(change.natTftpServer, `NIC ${n} TFTP server`);
+  if (change.natBindIp !== undefined) next.natBindIp = change.natBindIp === '' ? '' : ipv4Text(change.natBindIp, `NIC ${n} NAT bind address`);
   if (change.natNetwork !== undefined) next.natNetwork = networkName(change.natNetwork, `NIC ${n} NAT network name`);
   if (change.hostOnlyAdapter !== undefined) next.hostOnlyAdapter = interfaceName(change.hostOnlyAdapter, `NIC ${n} host-only adapter`);
   if (change.bridgeAdapter !== undefined) next.bridgeAdapter = interfaceName(change.bridgeAdapter, `NIC ${n} bridge adapter`);

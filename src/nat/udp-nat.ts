@@ -23,7 +23,7 @@
  *   the table is bounded by `maxFlows`: beyond it, new flows are refused and
  *   counted.
  */
-import { formatIpv4 } from '../wire/address.js';
+import { formatIpv4, isLoopbackText } from '../wire/address.js';
 import { fold, pseudoHeaderSum } from '../wire/checksum.js';
 import { Icmpv4Type, Icmpv4UnreachableCode } from '../wire/icmpv4.js';
 import { emitIpv4, IpProtocol, IPV4_HEADER_LENGTH, IPV4_MAX_HEADER_LENGTH, type Ipv4View } from '../wire/ipv4.js';
@@ -191,6 +191,8 @@ export interface UdpNatOptions {
   link: NatLink;
   /** Opens the host sockets (the daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts). */
   openSockets: OpenHostUdpSockets;
+  /** The host address flows to other hosts leave from (`--nat-bind-ip<N>`); absent: the kernel's choice. */
+  bindAddress?: string;
   clock?: Clock;
   maxFlows?: number;
 }
@@ -245,7 +247,12 @@ export class UdpNat {
     try {
       this.sockets ??= this.options.openSockets(maxUdpPayload(this.options.link.mtu));
       socket = this.sockets.open(
-        { connectAddress: hostAddress, connectPort: udp.destinationPort, bufferBytes: UDP_SOCKET_BUFFER },
+        {
+          connectAddress: hostAddress,
+          connectPort: udp.destinationPort,
+          bufferBytes: UDP_SOCKET_BUFFER,
+          ...(this.options.bindAddress !== undefined && !isLoopbackText(hostAddress) ? { bindAddress: this.options.bindAddress } : {}),
+        },
         {
           received: (batch) => this.toGuest(flow, batch),
           error: (code, fatal) => this.hostError(flow, code, fatal),

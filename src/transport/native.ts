@@ -257,9 +257,11 @@ export interface NativeTcpSockets {
   /**
    * A non-blocking connect under way: the slot, or a negative errno (nothing
    * left open). With `netnsFd` (an open /var/run/netns/NAME), the socket is
-   * made in that namespace. Throws for a host that is not an IP address.
+   * made in that namespace; with `bindAddress`, it leaves from that address
+   * (EADDRNOTAVAIL when it is not the host's). Throws for a host that is not
+   * an IP address.
    */
-  connect(host: string, port: number, netnsFd?: number): number;
+  connect(host: string, port: number, netnsFd?: number | null, bindAddress?: string): number;
   /** A listening socket (an IPv6 host takes IPv4 clients too): the slot, or a negative errno (EADDRINUSE…). */
   listen(host: string, port: number): number;
   /** The next connection of a listening slot: its slot, or a negative errno (-EAGAIN: none). */

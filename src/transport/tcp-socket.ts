@@ -48,11 +48,11 @@ export class NativeHostStreams {
     this.native = new (nativeAddon().TcpSockets)(this.onEvent);
   }
 
-  /** An `OpenHostStream` (src/nat/tcp/host-stream.ts). */
-  readonly open = (host: string, port: number, events: HostStreamEvents): HostStream => {
+  /** An `OpenHostStream` (src/nat/tcp/host-stream.ts); from `bindAddress` when given. */
+  readonly open = (host: string, port: number, events: HostStreamEvents, bindAddress?: string): HostStream => {
     let id: number;
     try {
-      id = this.closed ? -constants.errno.ECANCELED : this.native.connect(host, port);
+      id = this.closed ? -constants.errno.ECANCELED : this.native.connect(host, port, null, bindAddress);
     } catch {
       id = -constants.errno.EINVAL; // not an IP address: a refusal for the guest, not a crash
     }

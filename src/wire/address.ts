@@ -91,6 +91,11 @@ export function parseIpv4(s: string): number {
   throw new Error(`invalid IPv4 address "${s}": expected four decimal numbers 0-255 like 10.0.2.15`);
 }
 
+/** An address as text (IPv4 or IPv6) in the host's loopback: 127.0.0.0/8 or ::1. */
+export function isLoopbackText(address: string): boolean {
+  return address.startsWith('127.') || address === '::1';
+}
+
 /** Formats an IPv4 number as dotted-quad. */
 export function formatIpv4(n: number): string {
   return `${(n >>> 24) & 0xff}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;

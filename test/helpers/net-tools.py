@@ -7,6 +7,8 @@
   net-tools.py blob-clients HOST PORT COUNT             -> COUNT concurrent connections, checks every byte; prints "ok N"
   net-tools.py reset-server HOST PORT SECONDS           -> sends 8 MiB then closes with RST (SO_LINGER 0)
   net-tools.py syn-flood SRC DST COUNT                  -> COUNT TCP SYNs from SRC to DST, random closed ports (raw socket)
+  net-tools.py whoami-server HOST PORT SECONDS          -> TCP and UDP on PORT: answers each client with its address
+  net-tools.py whoami-client HOST PORT tcp|udp          -> prints the address the server saw
 Every server stops by itself after SECONDS."""
 import asyncio, hashlib, os, random, socket, struct, sys, time
 
@@ -42,6 +44,41 @@ def udp_echo_client(host, port, message):
         except socket.timeout:
             continue
     sys.exit("no echo")
+
+def whoami_server(host, port, seconds):
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind((host, int(port)))
+    tcp.listen(16)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((host, int(port)))
+    end = time.time() + float(seconds)
+    import select
+    while time.time() < end:
+        ready, _, _ = select.select([tcp, udp], [], [], 0.5)
+        if tcp in ready:
+            conn, peer = tcp.accept()
+            conn.sendall(peer[0].encode() + b"\n")
+            conn.close()
+        if udp in ready:
+            _, peer = udp.recvfrom(65535)
+            udp.sendto(peer[0].encode(), peer)
+
+def whoami_client(host, port, protocol):
+    if protocol == "tcp":
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            print(s.recv(100).decode().strip())
+        return
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    for _ in range(3):
+        s.sendto(b"?", (host, int(port)))
+        try:
+            print(s.recvfrom(100)[0].decode())
+            return
+        except socket.timeout:
+            continue
+    sys.exit("no answer")
 
 async def blob_server(host, port, seconds):
     async def handle(reader, writer):
@@ -114,4 +151,6 @@ if __name__ == "__main__":
     elif cmd == "blob-clients": asyncio.run(blob_clients(*args))
     elif cmd == "reset-server": reset_server(*args)
     elif cmd == "syn-flood": syn_flood(*args)
+    elif cmd == "whoami-server": whoami_server(*args)
+    elif cmd == "whoami-client": whoami_client(*args)
     else: sys.exit(f"unknown command {cmd}")

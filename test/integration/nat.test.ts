@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, sleep, waitFor } from '../helpers/lab.js';
+import { Lab, must, sleep, waitFor } from '../helpers/lab.js';
 import { REPO, VnetDaemon } from '../helpers/vnet.js';
 import { ping } from '../helpers/guest.js';
 import { markCpu } from '../../bench/proc-usage.js';
@@ -232,6 +232,33 @@ describe('NAT', { timeout: 300_000 }, () => {
     const echo = await lab.mustExec(guest, 'python3', [NET_TOOLS, 'udp-echo-client', INTERNET_IP, '7000', 'marco']);
     assert.equal(echo.trim(), 'marco');
     await ping(lab, guest, INTERNET_IP, 3);
+  });
+
+  test('--nat-bind-ip1: connections and UDP flows to other hosts leave from that host address; without it, from the route\'s', async () => {
+    const bound = '198.51.100.3';
+    await must('ip', ['-n', world.hostNs, 'addr', 'add', `${bound}/24`, 'dev', 'up0']);
+    lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'whoami-server', INTERNET_IP, '7100', '60']);
+    await lab.waitListening(world.internetNs, 7100);
+    const whoami = async (ns: string, protocol: string) => (await lab.mustExec(ns, 'python3', [NET_TOOLS, 'whoami-client', INTERNET_IP, '7100', protocol])).trim();
+    assert.equal(await whoami(guest, 'tcp'), HOST_UPLINK_IP);
+    assert.equal(await whoami(guest, 'udp'), HOST_UPLINK_IP);
+    await vnet.must(['createvm', '--name', 'b', '--register']);
+    await vnet.must(['modifyvm', 'b', '--nic1', 'nat', '--natbindip1', bound, '--nat-localhostreachable1', 'on']);
+    const other = lab.name('b');
+    await vnet.must(['startvm', 'b', '--type', 'netns', '--netns', other]);
+    try {
+      await dhcp(lab, other);
+      assert.equal(await whoami(other, 'tcp'), bound);
+      assert.equal(await whoami(other, 'udp'), bound);
+      // The host's loopback is not bound: 10.0.2.2 still reaches it.
+      lab.spawn(world.hostNs, 'python3', [NET_TOOLS, 'whoami-server', '127.0.0.1', '7101', '60']);
+      await lab.waitListening(world.hostNs, 7101);
+      assert.equal((await lab.mustExec(other, 'python3', [NET_TOOLS, 'whoami-client', '10.0.2.2', '7101', 'tcp'])).trim(), '127.0.0.1');
+      assert.match(await vnet.must(['showvminfo', 'b', '--machinereadable']), /natbindip1="198.51.100.3"/);
+    } finally {
+      await vnet.cli(['controlvm', 'b', 'poweroff']);
+      await vnet.cli(['unregistervm', 'b', '--delete']);
+    }
   });
 
   test('busy polling: a request/response exchange finds its frames while the daemon polls; idle, it sleeps', async () => {

@@ -409,7 +409,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       queued: this.sendQueue.length,
       inFlight: seqSub(this.sndMax, this.sndUna),
       sendWindow: this.sndWnd,
-      buffered: (this.socket.destroyed ? 0 : this.socket.writableLength) + this.stagingUsed,
+      buffered: (this.socket.destroyed ? 0 : this.socket.writableLength) + this.stagingUsed + this.gatheredBytes,
       rto: this.rto,
     };
   }

@@ -173,6 +173,37 @@ describe('NativeHostStreams', () => {
     assert.equal(stream.tryWrite(payload), 0, 'nothing after end()');
   });
 
+  it('tryWriteGathered writes several buffers in order in one call', async () => {
+    const got: Buffer[] = [];
+    let peer: net.Socket | undefined;
+    const port = await server((s) => {
+      peer = s;
+      s.on('data', (d: Buffer) => got.push(d));
+    });
+    const stream = streams().open('127.0.0.1', port, new Recorder());
+    await until(() => peer !== undefined, 'accept');
+    const parts = [randomBytes(70_000), randomBytes(10), randomBytes(65_536)];
+    assert.equal(stream.tryWriteGathered(parts), 70_000 + 10 + 65_536);
+    await until(() => Buffer.concat(got).length === 135_546, 'all bytes');
+    assert.equal(sha(Buffer.concat(got)), sha(Buffer.concat(parts)));
+    stream.end();
+    assert.equal(stream.tryWriteGathered(parts), 0, 'nothing after end()');
+  });
+
+  it('connects from the bind address it is given', async () => {
+    const peers: Array<string | undefined> = [];
+    const port = await server((s) => peers.push(s.remoteAddress));
+    const set = streams();
+    set.open('127.0.0.1', port, new Recorder(), '127.0.0.7');
+    set.open('127.0.0.1', port, new Recorder());
+    await until(() => peers.length === 2, 'both accepts');
+    assert.deepEqual(peers.sort(), ['127.0.0.1', '127.0.0.7']);
+    const unbindable = new Recorder();
+    set.open('127.0.0.1', port, unbindable, '192.0.2.1');
+    await until(() => unbindable.log.includes('close'), 'the failed connect to report');
+    assert.deepEqual(unbindable.log, ['error EADDRNOTAVAIL', 'close'], 'an address the host does not have');
+  });
+
   it('stops reading while paused and goes on when resumed', async () => {
     let peer: net.Socket | undefined;
     const port = await server((s) => (peer = s));
