@@ -10,7 +10,7 @@
   net-tools.py whoami-server HOST PORT SECONDS          -> TCP and UDP on PORT: answers each client with its address
   net-tools.py whoami-client HOST PORT tcp|udp          -> prints the address the server saw
 Every server stops by itself after SECONDS."""
-import asyncio, hashlib, os, random, socket, struct, sys, time
+import asyncio, hashlib, os, random, select, socket, struct, sys, time
 
 BLOB = 1 << 20
 
@@ -33,17 +33,20 @@ def udp_echo_server(host, port, seconds):
         except socket.timeout:
             pass
 
-def udp_echo_client(host, port, message):
+def udp_ask(host, port, message):
+    """Sends `message` (up to 3 times) and returns the first answer."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(2)
     for _ in range(3):
-        s.sendto(message.encode(), (host, int(port)))
+        s.sendto(message, (host, int(port)))
         try:
-            print(s.recvfrom(65535)[0].decode())
-            return
+            return s.recvfrom(65535)[0].decode()
         except socket.timeout:
             continue
-    sys.exit("no echo")
+    sys.exit("no answer")
+
+def udp_echo_client(host, port, message):
+    print(udp_ask(host, port, message.encode()))
 
 def whoami_server(host, port, seconds):
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -53,7 +56,6 @@ def whoami_server(host, port, seconds):
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind((host, int(port)))
     end = time.time() + float(seconds)
-    import select
     while time.time() < end:
         ready, _, _ = select.select([tcp, udp], [], [], 0.5)
         if tcp in ready:
@@ -68,17 +70,8 @@ def whoami_client(host, port, protocol):
     if protocol == "tcp":
         with socket.create_connection((host, int(port)), timeout=5) as s:
             print(s.recv(100).decode().strip())
-        return
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(2)
-    for _ in range(3):
-        s.sendto(b"?", (host, int(port)))
-        try:
-            print(s.recvfrom(100)[0].decode())
-            return
-        except socket.timeout:
-            continue
-    sys.exit("no answer")
+    else:
+        print(udp_ask(host, port, b"?"))
 
 async def blob_server(host, port, seconds):
     async def handle(reader, writer):
