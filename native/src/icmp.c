@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <linux/errqueue.h>
 #include <linux/icmp.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +89,23 @@ static int open_raw_socket(void) {
   return fd;
 }
 
-static napi_value opened(napi_env env, int fd, const char *kind) {
+/* Binds `fd` to the IPv4 address `text` (empty: nothing to do): echo requests leave from it. 0 or an errno. */
+static int bind_icmp(int fd, const char *text) {
+  if (text[0] == '\0') return 0;
+  struct sockaddr_in at = {.sin_family = AF_INET};
+  if (inet_pton(AF_INET, text, &at.sin_addr) != 1) return EINVAL;
+  return bind(fd, (struct sockaddr *)&at, sizeof at) == 0 ? 0 : errno;
+}
+
+static napi_value opened(napi_env env, int fd, const char *kind, const char *bind_text) {
+  int err = bind_icmp(fd, bind_text);
+  if (err != 0) {
+    close(fd);
+    char what[96];
+    snprintf(what, sizeof what, "cannot send ICMP from %s", bind_text);
+    vnet_throw_errno(env, "VNET_ERR_ICMP", err, what);
+    return NULL;
+  }
   napi_value result, fd_value, kind_value;
   if (napi_create_object(env, &result) != napi_ok ||
       napi_create_int32(env, fd, &fd_value) != napi_ok ||
@@ -101,14 +118,21 @@ static napi_value opened(napi_env env, int fd, const char *kind) {
   return result;
 }
 
-/* openIcmpSocket(kind?: 'ping' | 'raw' | null) → {fd, kind}: non-blocking, close-on-exec. */
+/*
+ * openIcmpSocket(kind?: 'ping' | 'raw' | null, bindAddress?: string | null)
+ * → {fd, kind}: non-blocking, close-on-exec; bound to bindAddress if given.
+ */
 static napi_value open_icmp_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   char kind[8];
+  char bind_text[INET_ADDRSTRLEN] = "";
   bool any = true;
+  bool unbound = true;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc >= 1 && !vnet_arg_string(env, argv[0], "kind", kind, sizeof kind, &any)) return NULL;
+  if (argc >= 2 && !vnet_arg_string(env, argv[1], "bindAddress", bind_text, sizeof bind_text, &unbound)) return NULL;
+  if (unbound) bind_text[0] = '\0';
   bool want_ping = any || strcmp(kind, "ping") == 0;
   bool want_raw = any || strcmp(kind, "raw") == 0;
   if (!want_ping && !want_raw) {
@@ -118,13 +142,13 @@ static napi_value open_icmp_socket(napi_env env, napi_callback_info info) {
   int ping_err = 0;
   if (want_ping) {
     int fd = open_ping_socket();
-    if (fd >= 0) return opened(env, fd, "ping");
+    if (fd >= 0) return opened(env, fd, "ping", bind_text);
     ping_err = -fd;
   }
   int raw_err = 0;
   if (want_raw) {
     int fd = open_raw_socket();
-    if (fd >= 0) return opened(env, fd, "raw");
+    if (fd >= 0) return opened(env, fd, "raw", bind_text);
     raw_err = -fd;
   }
   char what[256];

@@ -62,7 +62,7 @@ export interface NatLanConfig {
   defaultGuestHost: number;
   localhostReachable: boolean;
   dnsHostResolver: boolean;
-  /** Host address the connections and UDP flows to other hosts leave from (NAT `--nat-bind-ip<N>`). */
+  /** Host address the connections, UDP flows and pings to other hosts leave from (NAT `--nat-bind-ip<N>`). */
   bindIp?: string;
   mtu: number;
   forwards: PortForward[];
@@ -134,7 +134,7 @@ export class NatLan {
     });
     this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets, ...(config.bindIp !== undefined ? { bindAddress: config.bindIp } : {}) });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
-    this.icmp = new IcmpEchoNat({ link: this.gateway, openSocket: (handlers) => openNativeIcmpSocket(handlers) });
+    this.icmp = new IcmpEchoNat({ link: this.gateway, openSocket: (handlers) => openNativeIcmpSocket(handlers, undefined, config.bindIp) });
     this.dhcp = config.dhcp
       ? new DhcpServer(
           {

@@ -55,8 +55,8 @@ export interface NicConfig {
   /** NAT: the TFTP server DHCP names (`--nat-tftp-server<N>`); empty = the NAT's own (.4). */
   natTftpServer: string;
   /**
-   * NAT: the host address the NAT's connections and UDP flows to other hosts
-   * leave from (`--nat-bind-ip<N>`, VirtualBox's `--natbindip<N>`); empty =
+   * NAT: the host address the NAT's connections, UDP flows and pings to other
+   * hosts leave from (`--nat-bind-ip<N>`, VirtualBox's `--natbindip<N>`); empty =
    * the host's routing picks. Loopback destinations are not bound.
    */
   natBindIp: string;

@@ -12,12 +12,13 @@ const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(
 
 /**
  * The host's ICMP socket through the native addon: a ping socket if the
- * host allows, else raw (`kind` forces one). Throws VNET_ERR_ICMP (with what
- * each kind needs) or NativeAddonMissingError.
+ * host allows, else raw (`kind` forces one); sending from `bindAddress` when
+ * given. Throws VNET_ERR_ICMP (with what each kind needs, or why the address
+ * could not be bound) or NativeAddonMissingError.
  */
-export function openNativeIcmpSocket(handlers: IcmpEchoSocketHandlers, kind?: 'ping' | 'raw'): IcmpEchoSocket {
+export function openNativeIcmpSocket(handlers: IcmpEchoSocketHandlers, kind?: 'ping' | 'raw', bindAddress?: string): IcmpEchoSocket {
   const addon = nativeAddon();
-  const opened = addon.openIcmpSocket(kind ?? null);
+  const opened = addon.openIcmpSocket(kind ?? null, bindAddress ?? null);
   const fd = opened.fd;
   let closed = false;
   let receiver: NativeIcmpReceiver;

@@ -212,7 +212,7 @@ export interface NativeAddon {
    * An ICMP socket for echo requests: a ping socket if allowed, else raw
    * (`kind` forces one). Throws VNET_ERR_ICMP naming what each needs.
    */
-  openIcmpSocket(kind?: 'ping' | 'raw' | null): OpenedIcmpSocket;
+  openIcmpSocket(kind?: 'ping' | 'raw' | null, bindAddress?: string | null): OpenedIcmpSocket;
   /** sendto(fd, message, address); returns bytes sent. Throws VNET_ERR_ICMP with `errno` (EAGAIN included). */
   icmpSendTo(fd: number, message: Uint8Array, address: number): number;
   IcmpReceiver: NativeIcmpReceiverConstructor;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Lab, must, sleep, waitFor } from '../helpers/lab.js';
 import { REPO, VnetDaemon } from '../helpers/vnet.js';
-import { ping } from '../helpers/guest.js';
+import { capture, ping } from '../helpers/guest.js';
 import { markCpu } from '../../bench/proc-usage.js';
 import { BIG_TXT, dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
 
@@ -234,7 +234,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     await ping(lab, guest, INTERNET_IP, 3);
   });
 
-  test('--nat-bind-ip1: connections and UDP flows to other hosts leave from that host address; without it, from the route\'s', async () => {
+  test('--nat-bind-ip1: connections, UDP flows and pings to other hosts leave from that host address; without it, from the route\'s', async () => {
     const bound = '198.51.100.3';
     await must('ip', ['-n', world.hostNs, 'addr', 'add', `${bound}/24`, 'dev', 'up0']);
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'whoami-server', INTERNET_IP, '7100', '60']);
@@ -250,6 +250,11 @@ describe('NAT', { timeout: 300_000 }, () => {
       await dhcp(lab, other);
       assert.equal(await whoami(other, 'tcp'), bound);
       assert.equal(await whoami(other, 'udp'), bound);
+      // Where the echo requests leave the host: its uplink.
+      const pings = capture(lab, world.hostNs, 'up0', join(lab.tempDir('pcap'), 'echo.pcap'), 'icmp[icmptype] == icmp-echo');
+      await sleep(500);
+      await ping(lab, other, INTERNET_IP, 2);
+      assert.match(await pings.stop(), /198\.51\.100\.3 > 198\.51\.100\.2: ICMP echo request/, 'the echo requests left from the bind address');
       // The host's loopback is not bound: 10.0.2.2 still reaches it.
       lab.spawn(world.hostNs, 'python3', [NET_TOOLS, 'whoami-server', '127.0.0.1', '7101', '60']);
       await lab.waitListening(world.hostNs, 7101);

@@ -188,6 +188,23 @@ if (netns !== undefined) {
         }
       });
 
+      it('sends from the bind address it is given, and says why when the host has no such address', async () => {
+        const link = new FakeLink();
+        const bound = new IcmpEchoNat({ link, openSocket: (handlers) => openNativeIcmpSocket(handlers, kind, '127.0.0.2') });
+        const unbindable = new IcmpEchoNat({ link: new FakeLink(), openSocket: (handlers) => openNativeIcmpSocket(handlers, kind, '192.0.2.1') });
+        try {
+          bound.fromGuest(...guestEcho(GUEST_A, GATEWAY, 9, 1, payload(3)), '127.0.0.1');
+          await waitFor('the echo reply', () => link.frames.length === 1);
+          assert.equal(openReply(link.frames[0]!.frame).icmp.sequenceNumber, 1);
+          unbindable.fromGuest(...guestEcho(GUEST_A, GATEWAY, 9, 1, payload(3)), '127.0.0.1');
+          assert.match(unbindable.stats().socketError ?? '', /cannot send ICMP from 192\.0\.2\.1/);
+          assert.equal(unbindable.stats().socket, null);
+        } finally {
+          bound.shutdown();
+          unbindable.shutdown();
+        }
+      });
+
       it('answers from whatever address the guest pinged', async () => {
         const { link, nat } = setup();
         try {
