@@ -25,7 +25,9 @@
  * - Guest → host. In-order payload is copied once into a staging buffer (a
  *   pooled block once the connection moves bulk data) and
  *   written to the socket at the end of the batch (one write per batch, not
- *   per segment), or sooner when it fills. The window we advertise is what is
+ *   per segment), or sooner when it fills. Large segments are not copied:
+ *   they are gathered as views into their frames and written together in
+ *   one sendmsg at the end of the batch (DIRECT_WRITE_MIN). The window we advertise is what is
  *   left of `limits.receiveBuffer` after the socket's unsent bytes: it shrinks
  *   while the host is slow and reopens on 'drain' with a window update. We
  *   never move the right edge back (RFC 9293 §3.8.6.2.2 SWS avoidance too).
@@ -1042,9 +1044,9 @@ export class Connection implements TimerItem, HostStreamEvents {
   }
 
   /**
-   * Copies guest bytes into the staging buffer, written to the host at the
-   * end of the batch; a large segment with nothing before it goes to the
-   * kernel at once, and only what it does not take is staged.
+   * Guest bytes for the host, written at the end of the batch: a large
+   * segment with nothing staged before it is gathered (no copy), the rest is
+   * copied into the staging buffer.
    */
   private stage(data: Uint8Array): void {
     if (data.length >= DIRECT_WRITE_MIN && this.stagingUsed === 0) {
