@@ -11,6 +11,7 @@
  *   host sockets / port-forward listeners ─► gateway.sendIpv4 ─► switch ─► guest
  */
 import { closeSync, openSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { Switch } from '../switch/switch.js';
 import { Gateway } from '../stack/gateway.js';
 import { formatIpv4, formatMac, isLoopbackText, parseCidr, parseMac, BROADCAST_MAC } from '../wire/address.js';
@@ -77,6 +78,11 @@ export interface NatLanConfig {
 /** VirtualBox NAT's gateway MAC prefix (52:54:00:12:35:xx); the last byte is the gateway's host number. */
 const GATEWAY_MAC_PREFIX = [0x52, 0x54, 0x00, 0x12, 0x35];
 const LOOPBACK = '127.0.0.1';
+
+/** True if one of this host's interfaces (in the daemon's namespace) has `ip`. */
+function hostHasAddress(ip: string): boolean {
+  return Object.values(networkInterfaces()).some((addresses) => addresses?.some((a) => a.address === ip));
+}
 
 /** Destinations a guest may never reach through the NAT (RFC 1122 §3.2.1.3, RFC 5735). */
 function isMartian(ip: number): boolean {
@@ -178,6 +184,10 @@ export class NatLan {
 
   /** Build the LAN and bind its port forwards; a bind failure closes everything and throws. */
   static async create(config: NatLanConfig): Promise<NatLan> {
+    if (config.bindIp !== undefined && !hostHasAddress(config.bindIp)) {
+      // Not refused: the address may come later (a VPN, DHCP on the uplink); until then flows fail, counted.
+      config.log?.(`${config.key}: bind address ${config.bindIp} is not this host's; connections to other hosts fail until it is`);
+    }
     const lan = new NatLan(config);
     try {
       await lan.forwarder.apply(config.forwards);
