@@ -34,6 +34,7 @@ const NIC_PATCH: Record<string, FieldSpec> = {
   natNet: { kind: 'string' },
   natLocalhostReachable: { kind: 'boolean' },
   natDnsHostResolver: { kind: 'boolean' },
+  natDnsPassDomain: { kind: 'boolean' },
   natSplice: { kind: 'boolean' },
   natTftpPrefix: { kind: 'string' },
   natTftpFile: { kind: 'string' },

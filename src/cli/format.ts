@@ -91,7 +91,7 @@ export function formatVmMachineReadable(vm: VmView): string {
     if (nic.mode === 'bridged') pairs.push([`bridgeadapter${n}`, nic.bridgeAdapter]);
     if (nic.mode === 'natnetwork') pairs.push([`nat-network${n}`, nic.natNetwork], [`natsplice${n}`, onOff(nic.natSplice)]);
     if (nic.mode === 'nat') {
-      pairs.push([`natnet${n}`, nic.natNet || 'nat'], [`natlocalhostreachable${n}`, onOff(nic.natLocalhostReachable)], [`natdnshostresolver${n}`, onOff(nic.natDnsHostResolver)], [`natsplice${n}`, onOff(nic.natSplice)]);
+      pairs.push([`natnet${n}`, nic.natNet || 'nat'], [`natlocalhostreachable${n}`, onOff(nic.natLocalhostReachable)], [`natdnshostresolver${n}`, onOff(nic.natDnsHostResolver)], [`natdnspassdomain${n}`, onOff(nic.natDnsPassDomain)], [`natsplice${n}`, onOff(nic.natSplice)]);
       if (nic.natTftpPrefix) pairs.push([`nattftpprefix${n}`, nic.natTftpPrefix]);
       if (nic.natTftpFile) pairs.push([`nattftpfile${n}`, nic.natTftpFile]);
       if (nic.natTftpServer) pairs.push([`nattftpserver${n}`, nic.natTftpServer]);

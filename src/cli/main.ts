@@ -16,7 +16,7 @@ const USAGE = `usage: vnet [--home DIR] COMMAND ...        (the CLI talks to DIR
               --nat-pf<N> "[name],tcp|udp,[hostip],hostport,[guestip],guestport" | delete NAME
               --nat-net<N> CIDR --nat-localhostreachable<N> on|off --nat-dns-host-resolver<N> on|off
               --nat-splice<N> on|off --nat-tftp-prefix<N> DIR --nat-tftp-file<N> F --nat-tftp-server<N> IP
-              --nat-bind-ip<N> IP
+              --nat-bind-ip<N> IP --nat-dns-pass-domain<N> on|off
               --nat-network<N> NAME --host-only-adapter<N> IF --bridge-adapter<N> IF
               --nic-generic-drv<N> UDPTunnel --nic-property<N> dest=H|sport=P|dport=P
               --boot<1-4> none|floppy|dvd|disk|net

@@ -34,6 +34,7 @@ export const NIC_OPTIONS: Record<string, NicSetter> = {
   natnet: (c, o) => (c.natNet = value(o) === 'default' ? '' : value(o)),
   natlocalhostreachable: (c, o) => (c.natLocalhostReachable = onOff(o)),
   natdnshostresolver: (c, o) => (c.natDnsHostResolver = onOff(o)),
+  natdnspassdomain: (c, o) => (c.natDnsPassDomain = onOff(o)),
   natsplice: (c, o) => (c.natSplice = onOff(o)),
   nattftpprefix: (c, o) => (c.natTftpPrefix = value(o)),
   nattftpfile: (c, o) => (c.natTftpFile = value(o)),

@@ -63,6 +63,8 @@ export interface NatLanConfig {
   defaultGuestHost: number;
   localhostReachable: boolean;
   dnsHostResolver: boolean;
+  /** DHCP hands out the host's DNS domain and search list (options 15 and 119; NAT `--nat-dns-pass-domain<N>`). */
+  passDomain?: boolean;
   /** Host address the connections, UDP flows and pings to other hosts leave from (NAT `--nat-bind-ip<N>`). */
   bindIp?: string;
   mtu: number;
@@ -141,6 +143,9 @@ export class NatLan {
     this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets, ...(config.bindIp !== undefined ? { bindAddress: config.bindIp } : {}) });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
     this.icmp = new IcmpEchoNat({ link: this.gateway, openSocket: (handlers) => openNativeIcmpSocket(handlers, undefined, config.bindIp) });
+    const resolv = readResolvConf(process.env.VNET_RESOLV_CONF);
+    // As VirtualBox's NAT: the host's domain is the first of its search list (resolv.conf(5)).
+    const domain = config.passDomain && resolv.search.length > 0 ? { domainName: resolv.search[0]!, searchDomains: resolv.search } : {};
     this.dhcp = config.dhcp
       ? new DhcpServer(
           {
@@ -155,12 +160,13 @@ export class NatLan {
             leaseTimeSec: config.dhcp.leaseTimeSec ?? 86400,
             fixed: config.dhcp.fixed,
             ...(config.tftp ? { boot: { nextServer: config.tftp.nextServer ?? this.tftpIp, file: config.tftp.bootFile } } : {}),
+            ...domain,
           },
           { store: config.leaseStore, onLease: config.onLease },
         )
       : null;
     this.dns = new DnsProxy({
-      upstreams: readResolvConf(process.env.VNET_RESOLV_CONF).nameservers,
+      upstreams: resolv.nameservers,
       useHostResolver: config.dnsHostResolver,
       localNames: (name) => this.resolveLocal(name),
     });

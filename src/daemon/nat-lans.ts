@@ -57,6 +57,7 @@ export class NatLans {
       defaultGuestHost: 15,
       localhostReachable: nic.natLocalhostReachable,
       dnsHostResolver: nic.natDnsHostResolver,
+      passDomain: nic.natDnsPassDomain,
       ...(nic.natBindIp ? { bindIp: nic.natBindIp } : {}),
       mtu: nic.mtu || DEFAULT_MTU,
       forwards: nic.portForwards,

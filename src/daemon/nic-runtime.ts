@@ -254,7 +254,7 @@ export class NicRuntime {
 export function wiringKey(nic: NicConfig): string {
   return JSON.stringify([
     nic.mode, nic.mac, nic.mtu, nic.intnet, nic.genericDriver, nic.genericProperties,
-    nic.natNet, nic.natDnsHostResolver, nic.natTftpPrefix, nic.natTftpFile, nic.natTftpServer, nic.natBindIp, nic.natNetwork, nic.hostOnlyAdapter, nic.bridgeAdapter,
+    nic.natNet, nic.natDnsHostResolver, nic.natDnsPassDomain, nic.natTftpPrefix, nic.natTftpFile, nic.natTftpServer, nic.natBindIp, nic.natNetwork, nic.hostOnlyAdapter, nic.bridgeAdapter,
   ]);
 }
 

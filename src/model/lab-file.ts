@@ -134,7 +134,7 @@ type Kind = 'string' | 'boolean' | 'integer' | 'string[]' | 'map' | 'list';
 const NIC_KEYS: Record<string, Kind> = {
   mode: 'string', mac: 'string', cableConnected: 'boolean', promisc: 'string', trace: 'boolean', traceFile: 'string',
   intnet: 'string', genericDriver: 'string', genericProperties: 'map', mtu: 'integer', natNet: 'string',
-  natLocalhostReachable: 'boolean', natDnsHostResolver: 'boolean', natSplice: 'boolean',
+  natLocalhostReachable: 'boolean', natDnsHostResolver: 'boolean', natDnsPassDomain: 'boolean', natSplice: 'boolean',
   natTftpPrefix: 'string', natTftpFile: 'string', natTftpServer: 'string', natBindIp: 'string', portForwards: 'string[]', natNetwork: 'string',
   hostOnlyAdapter: 'string', bridgeAdapter: 'string',
 };

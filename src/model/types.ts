@@ -43,6 +43,13 @@ export interface NicConfig {
   /** NAT: DNS answered through the host's own resolver (`--nat-dns-host-resolver<N>`). */
   natDnsHostResolver: boolean;
   /**
+   * NAT: DHCP passes the host's DNS domain and search list (resolv.conf's
+   * `search`/`domain`) to the guest as options 15 and 119
+   * (`--nat-dns-pass-domain<N>`, on by default as VirtualBox's
+   * `--natdnspassdomain<N>`).
+   */
+  natDnsPassDomain: boolean;
+  /**
    * NAT, namespace guests: TCP forwards from host loopback clients are joined
    * in the kernel inside the guest's namespace instead of crossing the NIC
    * (`--nat-splice<N>`; src/nat/port-forwarder.ts).

@@ -67,6 +67,7 @@ export function defaultNic(slot: number): NicConfig {
     natNet: '',
     natLocalhostReachable: false,
     natDnsHostResolver: false,
+    natDnsPassDomain: true,
     natSplice: false,
     natTftpPrefix: '',
     natTftpFile: '',
@@ -163,7 +164,7 @@ export function applyVmChange(vm: VmConfig, change: VmChange): VmConfig {
 
 const NIC_FIELDS = new Set([
   'mode', 'mac', 'cableConnected', 'promisc', 'trace', 'traceFile', 'intnet', 'genericDriver', 'genericProperties', 'mtu',
-  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natSplice', 'natTftpPrefix', 'natTftpFile', 'natTftpServer', 'natBindIp',
+  'natNet', 'natLocalhostReachable', 'natDnsHostResolver', 'natDnsPassDomain', 'natSplice', 'natTftpPrefix', 'natTftpFile', 'natTftpServer', 'natBindIp',
   'natNetwork', 'addForwards', 'deleteForwards',
   'hostOnlyAdapter', 'bridgeAdapter',
 ]);
@@ -192,6 +193,7 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
   if (change.natNet !== undefined) next.natNet = change.natNet === '' ? '' : natCidr(change.natNet, `NIC ${n} NAT network`);
   if (change.natLocalhostReachable !== undefined) next.natLocalhostReachable = bool(change.natLocalhostReachable, `NIC ${n} localhost-reachable`);
   if (change.natDnsHostResolver !== undefined) next.natDnsHostResolver = bool(change.natDnsHostResolver, `NIC ${n} DNS host resolver`);
+  if (change.natDnsPassDomain !== undefined) next.natDnsPassDomain = bool(change.natDnsPassDomain, `NIC ${n} DNS pass-domain`);
   if (change.natSplice !== undefined) next.natSplice = bool(change.natSplice, `NIC ${n} splice`);
   if (change.natTftpPrefix !== undefined) next.natTftpPrefix = absolutePath(change.natTftpPrefix, `NIC ${n} TFTP prefix`);
   if (change.natTftpFile !== undefined) next.natTftpFile = bootFileName(change.natTftpFile, `NIC ${n} TFTP boot file`);

@@ -13,6 +13,8 @@ import { must, run, waitFor, type Lab } from './lab.js';
 import { REPO } from './vnet.js';
 
 export const INTERNET_IP = '198.51.100.2';
+/** The host's DNS search list (the daemon's resolv.conf), which NAT DHCP passes on (options 15 and 119). */
+export const SEARCH_DOMAINS = ['lab.example.test', 'corp.example.test'];
 export const HOST_UPLINK_IP = '198.51.100.1';
 export const NET_TOOLS = join(REPO, 'test', 'helpers', 'net-tools.py');
 export const UDHCPC_SCRIPT = join(REPO, 'test', 'helpers', 'udhcpc.script');
@@ -46,7 +48,7 @@ export async function makeWorld(lab: Lab): Promise<World> {
   await must('ip', ['-n', internetNs, 'link', 'set', 'eth0', 'up']);
   const dir = lab.tempDir('world');
   const resolvConf = join(dir, 'resolv.conf');
-  writeFileSync(resolvConf, 'nameserver 127.0.0.1\n');
+  writeFileSync(resolvConf, `nameserver 127.0.0.1\nsearch ${SEARCH_DOMAINS.join(' ')}\n`);
   lab.spawn(hostNs, 'dnsmasq', ['-k', '--no-resolv', '--no-hosts', '--listen-address=127.0.0.1', '--bind-interfaces', '--port=53', `--pid-file=${join(dir, 'dnsmasq.pid')}`, '--user=root', ...DNSMASQ_RECORDS]);
   await waitFor('dnsmasq', async () => (await run('ip', ['netns', 'exec', hostNs, 'dig', '+short', '+time=1', '+tries=1', '@127.0.0.1', 'www.example.test'])).stdout.includes(INTERNET_IP));
   return { hostNs, internetNs, resolvConf };

@@ -27,6 +27,7 @@ const CASES: { why: string; args: string[]; message: RegExp }[] = [
   { why: 'bad UDPTunnel port', args: ['modifyvm', 'vm1', '--nic1', 'generic', '--nic-generic-drv1', 'UDPTunnel', '--nic-property1', 'sport=99999'], message: /sport='99999'/ },
   { why: 'relative TFTP prefix', args: ['modifyvm', 'vm1', '--nat-tftp-prefix1', 'tftp'], message: /TFTP prefix 'tftp': expected an absolute path/ },
   { why: 'bad TFTP server', args: ['modifyvm', 'vm1', '--nattftpserver1', '10.0.2.256'], message: /TFTP server '10.0.2.256'/ },
+  { why: 'bad pass-domain switch', args: ['modifyvm', 'vm1', '--nat-dns-pass-domain1', 'sometimes'], message: /expects on or off/ },
   { why: 'bad NAT bind address', args: ['modifyvm', 'vm1', '--natbindip1', 'eth0'], message: /NAT bind address 'eth0'/ },
   { why: 'bad boot device', args: ['modifyvm', 'vm1', '--boot1', 'tape'], message: /boot device 1 'tape'/ },
   { why: 'unknown command', args: ['frobvm', 'vm1'], message: /unknown command 'frobvm'/ },
@@ -71,6 +72,7 @@ describe('CLI errors', { timeout: 120_000 }, () => {
     assert.match(nat, /nattftpfile1="pxelinux.0"/);
     assert.match(nat, /nattftpserver1="10.0.2.9"/);
     assert.match(nat, /natbindip1="192.0.2.7"/);
+    assert.match(nat, /natdnspassdomain1="on"/, 'on by default, as VirtualBox');
     assert.match(nat, /boot1="net"\nboot2="disk"\nboot3="disk"\nboot4="none"/);
   });
 

@@ -13,7 +13,7 @@ import { Lab, must, sleep, waitFor } from '../helpers/lab.js';
 import { REPO, VnetDaemon } from '../helpers/vnet.js';
 import { capture, ping } from '../helpers/guest.js';
 import { markCpu } from '../../bench/proc-usage.js';
-import { BIG_TXT, dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, type World } from '../helpers/internet.js';
+import { BIG_TXT, dhcp, HOST_UPLINK_IP, INTERNET_IP, makeWorld, NET_TOOLS, SEARCH_DOMAINS, type World } from '../helpers/internet.js';
 
 const TCPLOAD = join(REPO, 'bench', 'tools', 'tcpload.py');
 
@@ -48,12 +48,14 @@ describe('NAT', { timeout: 300_000 }, () => {
     await lab.cleanup();
   });
 
-  test('udhcpc gets 10.0.2.15 with router 10.0.2.2 and DNS 10.0.2.3; the gateway answers ping', async () => {
+  test("udhcpc gets 10.0.2.15 with router 10.0.2.2, DNS 10.0.2.3 and the host's domain; the gateway answers ping", async () => {
     assert.equal(lease.ip, '10.0.2.15');
     assert.equal(lease.subnet, '255.255.255.0');
     assert.equal(lease.router, '10.0.2.2');
     assert.equal(lease.dns, '10.0.2.3');
     assert.equal(lease.mtu, '9000', 'DHCP option 26 carries --nic-mtu1');
+    assert.equal(lease.domain, SEARCH_DOMAINS[0], "option 15: the host's domain, as VirtualBox passes it");
+    assert.equal(lease.search, SEARCH_DOMAINS.join(' '), "option 119: the host's search list");
     await ping(lab, guest, '10.0.2.2');
   });
 
@@ -234,7 +236,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     await ping(lab, guest, INTERNET_IP, 3);
   });
 
-  test('--nat-bind-ip1: connections, UDP flows and pings to other hosts leave from that host address; without it, from the route\'s', async () => {
+  test('a second NAT VM: with --nat-bind-ip1 its connections, UDP flows and pings leave from that host address (without, from the route\'s); --nat-dns-pass-domain1 off', async () => {
     const bound = '198.51.100.3';
     await must('ip', ['-n', world.hostNs, 'addr', 'add', `${bound}/24`, 'dev', 'up0']);
     lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'whoami-server', INTERNET_IP, '7100', '60']);
@@ -243,11 +245,12 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.equal(await whoami(guest, 'tcp'), HOST_UPLINK_IP);
     assert.equal(await whoami(guest, 'udp'), HOST_UPLINK_IP);
     await vnet.must(['createvm', '--name', 'b', '--register']);
-    await vnet.must(['modifyvm', 'b', '--nic1', 'nat', '--natbindip1', bound, '--nat-localhostreachable1', 'on']);
+    await vnet.must(['modifyvm', 'b', '--nic1', 'nat', '--natbindip1', bound, '--nat-localhostreachable1', 'on', '--natdnspassdomain1', 'off']);
     const other = lab.name('b');
     await vnet.must(['startvm', 'b', '--type', 'netns', '--netns', other]);
     try {
-      await dhcp(lab, other);
+      const otherLease = await dhcp(lab, other);
+      assert.deepEqual([otherLease.domain, otherLease.search], ['', ''], 'no domain with --natdnspassdomain1 off');
       assert.equal(await whoami(other, 'tcp'), bound);
       assert.equal(await whoami(other, 'udp'), bound);
       // Where the echo requests leave the host: its uplink.
