@@ -246,10 +246,12 @@ export class NatLan {
 
   /** Guests by the host name they sent in DHCP, or by their VM's name. */
   private resolveLocal(name: string): number[] | undefined {
-    const byHostname = this.dhcp?.resolveName(name);
+    if (this.dhcp === null) return undefined;
+    const byHostname = this.dhcp.resolveName(name);
     if (byHostname?.length) return byHostname;
-    const wanted = name.toLowerCase().replace(/\.$/, '');
-    const byVm = (this.dhcp?.leases() ?? [])
+    const wanted = this.dhcp.localName(name);
+    const byVm = this.dhcp
+      .leases()
       .filter((l) => l.state === 'bound' && this.config.vmNameForMac?.(l.mac)?.toLowerCase() === wanted)
       .map((l) => l.ip);
     return byVm.length ? byVm : undefined;

@@ -66,6 +66,7 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.equal(await dig('AAAA', 'v6.example.test'), '2001:db8::42');
     assert.equal(await dig('MX', 'example.test'), '10 mail.example.test.');
     assert.equal(await dig('TXT', 'example.test'), '"hello from the lab"');
+    assert.equal(await dig('A', `g.${SEARCH_DOMAINS[0]}`), '10.0.2.15', 'the VM by its name in the domain DHCP passed');
   });
 
   test('DNS over TCP (RFC 7766): dig +tcp, several queries on one connection, and a truncated answer retried over TCP', async () => {

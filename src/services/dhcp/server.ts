@@ -241,13 +241,18 @@ export class DhcpServer {
    * trailing dot and our `domainName` suffix allowed); for DNS's `localNames`.
    */
   resolveName(name: string): number[] | undefined {
-    let wanted = name.toLowerCase().replace(/\.$/, '');
-    const domain = this.config.domainName?.toLowerCase().replace(/\.$/, '');
-    if (domain !== undefined && domain !== '' && wanted.endsWith(`.${domain}`)) wanted = wanted.slice(0, -domain.length - 1);
+    const wanted = this.localName(name);
     const ips = this.leases()
       .filter((l) => l.state === 'bound' && l.hostname?.toLowerCase() === wanted)
       .map((l) => l.ip);
     return ips.length > 0 ? ips : undefined;
+  }
+
+  /** `name` as a name on this network: lower case, without a trailing dot or our `domainName` suffix. */
+  localName(name: string): string {
+    const wanted = name.toLowerCase().replace(/\.$/, '');
+    const domain = this.config.domainName?.toLowerCase().replace(/\.$/, '');
+    return domain !== undefined && domain !== '' && wanted.endsWith(`.${domain}`) ? wanted.slice(0, -domain.length - 1) : wanted;
   }
 
   stats(): DhcpStats {
