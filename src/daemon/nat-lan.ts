@@ -17,11 +17,11 @@ import { Gateway } from '../stack/gateway.js';
 import { formatIpv4, formatMac, isLoopbackText, parseCidr, parseMac, BROADCAST_MAC } from '../wire/address.js';
 import { DhcpView, emitDhcp, dhcpLength, parseDhcp, DHCP_SERVER_PORT, DHCP_CLIENT_PORT } from '../wire/dhcpv4.js';
 import { Icmpv4Type, Icmpv4UnreachableCode, Icmpv4View } from '../wire/icmpv4.js';
-import { IPV4_HEADER_LENGTH, IpProtocol, type Ipv4View } from '../wire/ipv4.js';
+import { IPV4_HEADER_LENGTH, IpProtocol, Ipv4View } from '../wire/ipv4.js';
 import { TcpView } from '../wire/tcp.js';
 import { UDP_HEADER_LENGTH, UdpView } from '../wire/udp.js';
 import { WireError } from '../wire/errors.js';
-import { get16, get32 } from '../wire/bytes.js';
+import { get16 } from '../wire/bytes.js';
 import { TcpNat } from '../nat/tcp/tcp-nat.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { IcmpEchoNat } from '../nat/icmp-echo.js';
@@ -135,12 +135,15 @@ export class NatLan {
       forward: (ip, _mac, pending) => this.forward(ip, pending),
       unreachable: (quoted, code) => this.unreachable(quoted, code),
     };
+    // `--nat-bind-ip<N>` for flows to other hosts; the host's own loopback is reached as it always is.
+    const bindIp = config.bindIp;
+    const sourceFor = bindIp === undefined ? undefined : (host: string) => (isLoopbackText(host) ? undefined : bindIp);
     this.tcp = new TcpNat({
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
-      connect: config.bindIp === undefined ? this.hostStreams.open : (host, port, events) => this.hostStreams.open(host, port, events, isLoopbackText(host) ? undefined : config.bindIp),
+      connect: sourceFor === undefined ? this.hostStreams.open : (host, port, events) => this.hostStreams.open(host, port, events, sourceFor(host)),
     });
-    this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets, ...(config.bindIp !== undefined ? { bindAddress: config.bindIp } : {}) });
+    this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets, ...(sourceFor !== undefined ? { sourceAddress: sourceFor } : {}) });
     // The ICMP socket opens on the first echo request; stats() says if it could not.
     this.icmp = new IcmpEchoNat({ link: this.gateway, openSocket: (handlers) => openNativeIcmpSocket(handlers, undefined, config.bindIp) });
     const resolv = readResolvConf(process.env.VNET_RESOLV_CONF);
@@ -293,12 +296,11 @@ export class NatLan {
    * went away (its transfer ends now instead of after its retries).
    */
   private unreachable(quoted: Uint8Array, code: number): void {
-    const headerLength = ((quoted[0] ?? 0) & 0x0f) * 4;
-    if (code !== Icmpv4UnreachableCode.PortUnreachable || headerLength < IPV4_HEADER_LENGTH || quoted.length < headerLength + 4 ||
-        quoted[9] !== IpProtocol.UDP || get32(quoted, 12) !== this.tftpIp) {
-      return this.gateway.drop('icmpv4:unreachable-ignored');
-    }
-    this.tftp?.clientGone(get16(quoted, headerLength), get32(quoted, 16), get16(quoted, headerLength + 2));
+    if (code !== Icmpv4UnreachableCode.PortUnreachable) return this.gateway.drop('icmpv4:unreachable-ignored');
+    const original = Ipv4View.checkedHeader(quoted); // a malformed one throws: the gateway counts it
+    const ports = original.payload;
+    if (original.protocol !== IpProtocol.UDP || original.source !== this.tftpIp || ports.length < 4) return this.gateway.drop('icmpv4:unreachable-ignored');
+    this.tftp?.clientGone(get16(ports, 0), original.destination, get16(ports, 2));
   }
 
   /** Packets for outside the LAN: the NAT proper. */

@@ -197,8 +197,8 @@ function applyNicChange(nic: NicConfig, change: NicChange): NicConfig {
   if (change.natSplice !== undefined) next.natSplice = bool(change.natSplice, `NIC ${n} splice`);
   if (change.natTftpPrefix !== undefined) next.natTftpPrefix = absolutePath(change.natTftpPrefix, `NIC ${n} TFTP prefix`);
   if (change.natTftpFile !== undefined) next.natTftpFile = bootFileName(change.natTftpFile, `NIC ${n} TFTP boot file`);
-  if (change.natTftpServer !== undefined) next.natTftpServer = change.natTftpServer === '' ? '' : ipv4Text(change.natTftpServer, `NIC ${n} TFTP server`);
-  if (change.natBindIp !== undefined) next.natBindIp = change.natBindIp === '' ? '' : ipv4Text(change.natBindIp, `NIC ${n} NAT bind address`);
+  if (change.natTftpServer !== undefined) next.natTftpServer = ipv4OrEmpty(change.natTftpServer, `NIC ${n} TFTP server`);
+  if (change.natBindIp !== undefined) next.natBindIp = ipv4OrEmpty(change.natBindIp, `NIC ${n} NAT bind address`);
   if (change.natNetwork !== undefined) next.natNetwork = networkName(change.natNetwork, `NIC ${n} NAT network name`);
   if (change.hostOnlyAdapter !== undefined) next.hostOnlyAdapter = interfaceName(change.hostOnlyAdapter, `NIC ${n} host-only adapter`);
   if (change.bridgeAdapter !== undefined) next.bridgeAdapter = interfaceName(change.bridgeAdapter, `NIC ${n} bridge adapter`);
@@ -253,6 +253,11 @@ function interfaceName(value: unknown, what: string): string {
     throw invalid(`invalid ${what} '${name}': expected an interface name of 1-15 letters, digits, '.', '_' or '-'`);
   }
   return name;
+}
+
+/** An IPv4 address as text, or empty for the default. */
+function ipv4OrEmpty(value: unknown, what: string): string {
+  return value === '' ? '' : ipv4Text(value, what);
 }
 
 /** A directory or file on the host, absolute (the daemon's working directory is nobody's); empty = the default. */

@@ -23,7 +23,7 @@
  *   the table is bounded by `maxFlows`: beyond it, new flows are refused and
  *   counted.
  */
-import { formatIpv4, isLoopbackText } from '../wire/address.js';
+import { formatIpv4 } from '../wire/address.js';
 import { fold, pseudoHeaderSum } from '../wire/checksum.js';
 import { Icmpv4Type, Icmpv4UnreachableCode } from '../wire/icmpv4.js';
 import { emitIpv4, IpProtocol, IPV4_HEADER_LENGTH, IPV4_MAX_HEADER_LENGTH, type Ipv4View } from '../wire/ipv4.js';
@@ -191,8 +191,8 @@ export interface UdpNatOptions {
   link: NatLink;
   /** Opens the host sockets (the daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts). */
   openSockets: OpenHostUdpSockets;
-  /** The host address flows to other hosts leave from (`--nat-bind-ip<N>`); absent: the kernel's choice. */
-  bindAddress?: string;
+  /** The host address a flow to `hostAddress` leaves from (`--nat-bind-ip<N>`); absent or undefined: the kernel's choice. */
+  sourceAddress?: (hostAddress: string) => string | undefined;
   clock?: Clock;
   maxFlows?: number;
 }
@@ -251,7 +251,7 @@ export class UdpNat {
           connectAddress: hostAddress,
           connectPort: udp.destinationPort,
           bufferBytes: UDP_SOCKET_BUFFER,
-          ...(this.options.bindAddress !== undefined && !isLoopbackText(hostAddress) ? { bindAddress: this.options.bindAddress } : {}),
+          bindAddress: this.options.sourceAddress?.(hostAddress),
         },
         {
           received: (batch) => this.toGuest(flow, batch),
