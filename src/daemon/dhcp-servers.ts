@@ -139,6 +139,7 @@ class DhcpResponder {
 
   close(): void {
     this.sw.detach(this.port);
+    this.gateway.close();
   }
 }
 

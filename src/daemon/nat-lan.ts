@@ -340,7 +340,12 @@ export class NatLan {
   stats() {
     return {
       key: this.config.key,
-      gateway: { ...this.gateway.counters, drops: { ...this.gateway.drops }, arpEntries: this.gateway.arp.size },
+      gateway: {
+        ...this.gateway.counters,
+        drops: { ...this.gateway.drops },
+        arpEntries: this.gateway.arp.size,
+        reassembly: { ...this.gateway.reassembly.counters, pending: this.gateway.reassembly.pending, heldBytes: this.gateway.reassembly.heldBytes },
+      },
       tcp: this.tcp.stats(),
       udp: this.udp.stats(),
       icmp: this.icmp.stats(),
@@ -362,6 +367,7 @@ export class NatLan {
     this.icmp.shutdown();
     this.dns.close();
     this.tftp?.close();
+    this.gateway.close();
   }
 }
 

@@ -32,7 +32,9 @@
  *   `drops` and dropped.
  *
  * Limits: no IPv4 options or TTL of the guest's request are carried over
- * (the host picks its own); replies larger than the guest MTU are dropped.
+ * (the host picks its own). Replies longer than the guest MTU go in
+ * fragments (the gateway cuts them), as requests that came in fragments
+ * were reassembled before they reached us.
  */
 import { LINK_HEADROOM, type Clock } from '../stack/guest-link.js';
 import { parseIpv4 } from '../wire/address.js';
@@ -262,7 +264,6 @@ export class IcmpEchoNat {
     const link = this.options.link;
     const data = reply.data;
     const length = ICMPV4_HEADER_LENGTH + data.length;
-    if (IPV4_HEADER_LENGTH + length > link.mtu) return this.drop('icmp:larger-than-mtu');
     flow.lastUsed = this.clock();
     const frame = new Uint8Array(LINK_HEADROOM + IPV4_HEADER_LENGTH + length);
     emitIpv4(

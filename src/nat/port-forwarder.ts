@@ -30,7 +30,7 @@ import type { Ipv4View } from '../wire/ipv4.js';
 import type { UdpView } from '../wire/udp.js';
 import { listenNetHostTcp, type AcceptedHostSocket, type ListenHostTcp } from './tcp/host-stream.js';
 import {
-  maxUdpPayload,
+  MAX_UDP_PAYLOAD,
   sendUdpToGuest,
   UDP_SOCKET_BUFFER,
   type HostUdpBatch,
@@ -207,7 +207,7 @@ export class PortForwarder {
     const mappings = new Map<number, UdpMapping>();
     let socket: HostUdpSocket;
     try {
-      this.udpSockets ??= this.options.openUdpSockets(maxUdpPayload(this.options.link.mtu));
+      this.udpSockets ??= this.options.openUdpSockets(MAX_UDP_PAYLOAD);
       socket = this.udpSockets.open(
         { bindAddress: host, bindPort: rule.hostPort, bufferBytes: UDP_SOCKET_BUFFER },
         {
@@ -254,8 +254,8 @@ export class PortForwarder {
       mapping.port = port;
       mapping.address6 = address === 0 ? Uint8Array.from(batch.address6(i)) : undefined;
       mapping.lastUsed = now;
-      if (sendUdpToGuest(this.options.link, batch.payload(i), source, port, guestIp, rule.guestPort)) this.counters.udpToGuest++;
-      else this.drop('udp:larger-than-mtu');
+      sendUdpToGuest(this.options.link, batch.payload(i), source, port, guestIp, rule.guestPort);
+      this.counters.udpToGuest++;
     }
   }
 

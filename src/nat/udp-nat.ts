@@ -91,7 +91,7 @@ export interface HostUdpHandlers {
    * socket broke and is closed.
    */
   error(code: string, fatal: boolean): void;
-  /** `count` datagrams were lost for `reason` (`udp:larger-than-mtu`, `udp:send-would-block`, …). */
+  /** `count` datagrams were lost for `reason` (`udp:too-long`, `udp:send-would-block`, …). */
   dropped(reason: string, count: number): void;
 }
 
@@ -118,16 +118,15 @@ export interface HostUdpSockets {
 /** The daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts. */
 export type OpenHostUdpSockets = (maxPayload: number) => HostUdpSockets;
 
-/** The largest payload a guest link of `mtu` carries in one datagram. */
-export const maxUdpPayload = (mtu: number): number => Math.max(1, Math.min(MAX_UDP_PAYLOAD, mtu - IPV4_HEADER_LENGTH - UDP_HEADER_LENGTH));
-
 /**
  * Sends `payload`, which has HOST_UDP_HEADROOM writable bytes in front of it
  * (a host socket's batch), to a guest as a UDP datagram from
  * `source`:`sourcePort`: the frame is built in place. With an offloading link
  * only the pseudo-header part of the checksum is written (NEEDS_CSUM); the
  * guest's NIC, or the software fallback for guests without offloads, finishes
- * it. False (nothing sent) when it is larger than the link's MTU.
+ * it. A datagram longer than the link's MTU gets its whole checksum here:
+ * the link sends it in fragments (RFC 791), and only the first carries the
+ * UDP header.
  */
 export function sendUdpToGuest(
   link: NatLink,
@@ -136,19 +135,18 @@ export function sendUdpToGuest(
   sourcePort: number,
   destination: number,
   destinationPort: number,
-): boolean {
+): void {
   const udpLength = UDP_HEADER_LENGTH + payload.length;
-  if (IPV4_HEADER_LENGTH + udpLength > link.mtu) return false;
   const frame = new Uint8Array(payload.buffer, payload.byteOffset - HOST_UDP_HEADROOM, HOST_UDP_HEADROOM + payload.length);
   emitIpv4(
     { source, destination, protocol: IpProtocol.UDP, ttl: TTL, payloadLength: udpLength, identification: link.nextIdentification() },
     frame,
     LINK_HEADROOM,
   );
-  if (!link.offload) {
+  if (!link.offload || IPV4_HEADER_LENGTH + udpLength > link.mtu) {
     emitUdp({ sourcePort, destinationPort, payload }, frame, UDP_AT, { source, destination });
     link.sendIpv4(frame, destination);
-    return true;
+    return;
   }
   const udp = new UdpView(frame.subarray(UDP_AT));
   udp.sourcePort = sourcePort;
@@ -157,7 +155,6 @@ export function sendUdpToGuest(
   // The partial checksum: the pseudo-header sum, not complemented (as Linux's CHECKSUM_PARTIAL).
   udp.checksum = ~fold(pseudoHeaderSum(source, destination, IpProtocol.UDP, udpLength)) & 0xffff;
   link.sendIpv4(frame, destination, UDP_OFFLOAD);
-  return true;
 }
 
 /** The offload of every datagram `sendUdpToGuest` builds: never changed, so shared. */
@@ -245,7 +242,7 @@ export class UdpNat {
   private open(key: number, ip: Ipv4View, udp: UdpView, hostAddress: string): Flow | undefined {
     let socket: HostUdpSocket;
     try {
-      this.sockets ??= this.options.openSockets(maxUdpPayload(this.options.link.mtu));
+      this.sockets ??= this.options.openSockets(MAX_UDP_PAYLOAD);
       socket = this.sockets.open(
         {
           connectAddress: hostAddress,
@@ -284,10 +281,8 @@ export class UdpNat {
   private toGuest(flow: Flow, batch: HostUdpBatch): void {
     flow.lastUsed = this.clock();
     const link = this.options.link;
-    for (let i = 0; i < batch.count; i++) {
-      if (sendUdpToGuest(link, batch.payload(i), flow.remoteIp, flow.remotePort, flow.guestIp, flow.guestPort)) this.counters.datagramsToGuest++;
-      else this.drop('udp:larger-than-mtu');
-    }
+    for (let i = 0; i < batch.count; i++) sendUdpToGuest(link, batch.payload(i), flow.remoteIp, flow.remotePort, flow.guestIp, flow.guestPort);
+    this.counters.datagramsToGuest += batch.count;
   }
 
   private hostError(flow: Flow, code: string, fatal: boolean): void {

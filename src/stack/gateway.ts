@@ -5,11 +5,13 @@
  * - ARP (RFC 826): answers requests for its addresses; learns guests' MACs.
  * - ICMP (RFC 792): answers echo requests to its addresses; emits errors
  *   (destination unreachable) on behalf of the NAT.
- * - IPv4 (RFC 791): checks every packet once, then hands it to `local` (for
- *   its own addresses and broadcasts: DHCP, DNS, …) or `forward` (anything
- *   outside the LAN: the NAT engine).
- * - Toward guests it is the GuestLink: fills the Ethernet header from the ARP
- *   table and passes the frame to `output` (the switch port).
+ * - IPv4 (RFC 791): checks every packet once, reassembles fragments
+ *   (ipv4-reassembly.ts), then hands it to `local` (for its own addresses
+ *   and broadcasts: DHCP, DNS, …) or `forward` (anything outside the LAN:
+ *   the NAT engine).
+ * - Toward guests it is the GuestLink: fragments packets longer than the
+ *   guests' MTU (wire/ipv4-fragmentation.ts), fills the Ethernet header
+ *   from the ARP table and passes the frame to `output` (the switch port).
  *
  * Malformed frames throw WireError inside; this is the one place that catches
  * it, counts `drops[protocol:reason]` and drops the frame.
@@ -19,11 +21,14 @@ import { ArpOperation, ArpView, ARP_PACKET_LENGTH, emitArp } from '../wire/arp.j
 import { WireError } from '../wire/errors.js';
 import { emitEthernet, EtherType, EthernetView, ETHERNET_HEADER_LENGTH } from '../wire/ethernet.js';
 import { emitIcmpv4, Icmpv4Type, Icmpv4View, ICMPV4_HEADER_LENGTH, ICMPV4_MAX_ERROR_DATAGRAM } from '../wire/icmpv4.js';
+import { finishOffload } from '../wire/gso.js';
 import { emitIpv4, IpProtocol, Ipv4View, IPV4_HEADER_LENGTH } from '../wire/ipv4.js';
+import { fragmentIpv4 } from '../wire/ipv4-fragmentation.js';
 import { emitUdp, UDP_HEADER_LENGTH } from '../wire/udp.js';
-import { checksumPending, type FrameOffload } from '../wire/virtio-net.js';
+import { checksumPending, GSO_ECN, GsoType, type FrameOffload } from '../wire/virtio-net.js';
 import { ArpTable } from './arp-table.js';
 import { LINK_HEADROOM, type Clock, type GuestLink } from './guest-link.js';
+import { Ipv4Reassembler } from './ipv4-reassembly.js';
 
 export interface GatewayOptions {
   mac: Uint8Array;
@@ -54,6 +59,9 @@ export interface GatewayHandlers {
   unreachable?(quoted: Uint8Array, code: number): void;
 }
 
+/** ICMP time exceeded code: "fragment reassembly time exceeded" (RFC 792). */
+const TIME_EXCEEDED_REASSEMBLY = 1;
+
 /** TTL of packets the gateway originates (RFC 1700's recommended default). */
 export const DEFAULT_TTL = 64;
 
@@ -63,7 +71,9 @@ export class Gateway implements GuestLink {
   readonly offload = true;
   readonly arp = new ArpTable();
   readonly drops: Record<string, number> = {};
-  readonly counters = { framesIn: 0, framesOut: 0, arpReplies: 0, echoReplies: 0, icmpErrors: 0 };
+  readonly counters = { framesIn: 0, framesOut: 0, arpReplies: 0, echoReplies: 0, icmpErrors: 0, fragmented: 0 };
+  /** Fragments from guests, put back together. */
+  readonly reassembly: Ipv4Reassembler;
   /** Frames toward the guests; set by whoever plugs the gateway into a switch. */
   output: (frame: Uint8Array, offload?: FrameOffload) => void = () => {};
   handlers: GatewayHandlers = { local: () => this.drop('ipv4:no-handler'), forward: () => this.drop('ipv4:no-route') };
@@ -75,6 +85,7 @@ export class Gateway implements GuestLink {
   constructor(private readonly options: GatewayOptions) {
     this.mtu = options.mtu;
     this.clock = options.clock ?? Date.now;
+    this.reassembly = new Ipv4Reassembler(this.clock, (head) => this.sendIcmpError(head, Icmpv4Type.TimeExceeded, TIME_EXCEEDED_REASSEMBLY));
     this.own = new Set(options.addresses.map((a) => a >>> 0));
     this.broadcast = (options.network | ~options.mask) >>> 0;
   }
@@ -106,8 +117,15 @@ export class Gateway implements GuestLink {
     }
   }
 
-  /** GuestLink: fill the Ethernet header for `dstIp` and send, or park the frame while ARP resolves it. */
+  /**
+   * GuestLink: fill the Ethernet header for `dstIp` and send, or park the
+   * frame while ARP resolves it. A packet longer than the MTU (not a TCP
+   * super-segment) goes as fragments.
+   */
   sendIpv4(frame: Uint8Array, dstIp: number, offload?: FrameOffload): void {
+    if (frame.length - LINK_HEADROOM > this.mtu && (offload === undefined || (offload.gsoType & ~GSO_ECN) === GsoType.None)) {
+      return this.sendFragments(frame, dstIp, offload);
+    }
     const mac = this.arp.lookup(dstIp, this.clock());
     if (mac) {
       this.emitFrame(frame, mac, EtherType.IPv4, offload);
@@ -126,15 +144,10 @@ export class Gateway implements GuestLink {
   /**
    * Send a UDP datagram to a guest, from any address the guest should see
    * (the gateway's, a NAT peer's). `toMac` skips ARP (DHCP replies to a
-   * guest with no address yet; broadcast). Returns false when it was too big
-   * for the guests' MTU (we do not fragment) and was dropped.
+   * guest with no address yet; broadcast).
    */
-  sendUdp(source: number, sourcePort: number, destination: number, destinationPort: number, payload: Uint8Array, toMac?: Uint8Array): boolean {
+  sendUdp(source: number, sourcePort: number, destination: number, destinationPort: number, payload: Uint8Array, toMac?: Uint8Array): void {
     const udpLength = UDP_HEADER_LENGTH + payload.length;
-    if (IPV4_HEADER_LENGTH + udpLength > this.mtu) {
-      this.drop('udp:larger-than-mtu');
-      return false;
-    }
     const frame = new Uint8Array(LINK_HEADROOM + IPV4_HEADER_LENGTH + udpLength);
     emitIpv4(
       { source, destination, protocol: IpProtocol.UDP, ttl: DEFAULT_TTL, payloadLength: udpLength, identification: this.nextIdentification() },
@@ -144,7 +157,6 @@ export class Gateway implements GuestLink {
     emitUdp({ sourcePort, destinationPort, payload }, frame, LINK_HEADROOM + IPV4_HEADER_LENGTH, { source, destination });
     if (toMac) this.sendIpv4To(frame, toMac);
     else this.sendIpv4(frame, destination);
-    return true;
   }
 
   /** Next IP identification for packets we originate. */
@@ -175,6 +187,11 @@ export class Gateway implements GuestLink {
     emitIcmpv4({ kind: 'other', type, code, restOfHeader: 0, data: quoted }, frame, LINK_HEADROOM + IPV4_HEADER_LENGTH);
     this.counters.icmpErrors++;
     this.sendIpv4(frame, ip.source);
+  }
+
+  /** Stops the reassembly timer; the gateway is done. */
+  close(): void {
+    this.reassembly.close();
   }
 
   drop(reason: string): void {
@@ -224,12 +241,16 @@ export class Gateway implements GuestLink {
   }
 
   private inputIpv4(packet: Uint8Array, sourceMac: Uint8Array, checksumPending: boolean): void {
-    const ip = Ipv4View.checked(packet);
+    let ip = Ipv4View.checked(packet);
     if (!ip.verifyChecksum()) throw new WireError('ipv4', 'bad-checksum');
     const src = ip.source;
     if (src !== 0 && this.inLan(src) && !this.owns(src)) this.arp.learn(src, sourceMac, this.clock());
-    // Reassembly is not implemented: guests' TCP sets DF; fragmented UDP is dropped and counted.
-    if (ip.isFragment) return this.drop('ipv4:fragment');
+    if (ip.isFragment) {
+      const whole = this.reassembly.add(ip);
+      if (whole === null) return;
+      ip = whole;
+      checksumPending = false; // a guest's stack finishes checksums before it fragments
+    }
     const dst = ip.destination;
     if (this.owns(dst) || dst === 0xffffffff || dst === this.broadcast) {
       if (ip.protocol === IpProtocol.ICMP && this.owns(dst)) return this.inputIcmp(ip);
@@ -277,6 +298,17 @@ export class Gateway implements GuestLink {
       ETHERNET_HEADER_LENGTH,
     );
     this.emitFrame(frame, BROADCAST_MAC, EtherType.ARP);
+  }
+
+  /** RFC 791 §3.2: a packet longer than the guests' MTU goes in fragments that fit. */
+  private sendFragments(frame: Uint8Array, dstIp: number, offload: FrameOffload | undefined): void {
+    let whole = frame;
+    // A checksum left to the NIC is finished first: fragments carry the transport header once.
+    if (offload !== undefined && !finishOffload(frame, offload, (finished) => (whole = finished))) return this.drop('ipv4:bad-offload');
+    if (!fragmentIpv4(whole.subarray(LINK_HEADROOM), this.mtu, LINK_HEADROOM, (fragment) => this.sendIpv4(fragment, dstIp))) {
+      return this.drop('ipv4:cannot-fragment');
+    }
+    this.counters.fragmented++;
   }
 
   private emitFrame(frame: Uint8Array, destination: Uint8Array, etherType: number, offload?: FrameOffload): void {

@@ -17,7 +17,8 @@ export interface GuestLink {
    * header into the headroom and does not keep `frame` past its return (what
    * must wait — for ARP — is copied), so the caller may reuse the buffer.
    * Dropped and counted when the destination's MAC is unknown and its ARP
-   * queue is full.
+   * queue is full. A packet longer than `mtu` (other than a TCP
+   * super-segment, see `offload`) goes in IPv4 fragments.
    */
   sendIpv4(frame: Uint8Array, dstIp: number, offload?: FrameOffload): void;
   /** Largest IPv4 packet the guests take (their link MTU). */

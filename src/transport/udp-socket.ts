@@ -32,8 +32,7 @@ const NO_ENTRY = -1;
 
 /**
  * Host UDP sockets sharing buffers for datagrams of up to `maxPayload` bytes
- * (longer ones are dropped as `udp:larger-than-mtu`: the caller sizes it to
- * its link). Throws NativeAddonMissingError.
+ * (longer ones are dropped as `udp:too-long`). Throws NativeAddonMissingError.
  */
 export function openNativeUdpSockets(maxPayload: number): HostUdpSockets {
   return new NativeUdpSockets(maxPayload);
@@ -243,7 +242,7 @@ class UdpSocket implements HostUdpSocket {
 
   readonly onDatagrams = (count: number, truncated: number): void => {
     if (this.closed) return;
-    if (truncated > 0) this.handlers.dropped('udp:larger-than-mtu', truncated);
+    if (truncated > 0) this.handlers.dropped('udp:too-long', truncated);
     if (count === 0 || this.closed) return;
     const batch = this.group.batch;
     batch.count = count;

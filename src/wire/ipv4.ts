@@ -167,6 +167,11 @@ export class Ipv4View {
     set32(this.bytes, DESTINATION, v);
   }
 
+  /** Clears MF and the fragment offset (a reassembled datagram); DF stays. */
+  clearFragmentation(): void {
+    set16(this.bytes, FLAGS_FRAGMENT, get16(this.bytes, FLAGS_FRAGMENT) & FLAG_DF);
+  }
+
   /** True when the header checksum is right (RFC 791 §3.1: the header sums to all ones). */
   verifyChecksum(): boolean {
     return fold(sumRange(this.bytes, 0, this.headerLength)) === 0;

@@ -9,6 +9,8 @@
   net-tools.py syn-flood SRC DST COUNT                  -> COUNT TCP SYNs from SRC to DST, random closed ports (raw socket)
   net-tools.py whoami-server HOST PORT SECONDS          -> TCP and UDP on PORT: answers each client with its address
   net-tools.py whoami-client HOST PORT tcp|udp          -> prints the address the server saw
+  net-tools.py udp-sizes-client HOST PORT SIZE,SIZE,... -> one datagram of each size to an echo server, checks every byte; prints "ok SIZE" each
+  net-tools.py frag-flood SRC DST COUNT                 -> COUNT lone first fragments (1 KiB, MF set, distinct IDs, 100 per 2 ms) from SRC to DST (raw socket)
 Every server stops by itself after SECONDS."""
 import asyncio, hashlib, os, random, select, socket, struct, sys, time
 
@@ -136,6 +138,35 @@ def syn_flood(src, dst, count):
         s.sendto(tcp, (dst, 0))
     print(count)
 
+def udp_sizes_client(host, port, sizes):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    for size in (int(n) for n in sizes.split(",")):
+        message = (blob(size) * (size // BLOB + 1))[:size]
+        for _ in range(3):
+            s.sendto(message, (host, int(port)))
+            try:
+                echo = s.recvfrom(65535)[0]
+                break
+            except socket.timeout:
+                continue
+        else:
+            sys.exit(f"no echo of {size} bytes")
+        if echo != message:
+            sys.exit(f"echo of {size} bytes came back as {len(echo)} different bytes")
+        print("ok", size, flush=True)
+
+def frag_flood(src, dst, count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IP_HDRINCL: we write the IPv4 header
+    srcb, dstb, data = socket.inet_aton(src), socket.inet_aton(dst), bytes(1024)
+    for i in range(int(count)):
+        # Version/IHL, TOS, total length, ID, flags+offset (MF, offset 0), TTL, UDP, checksum (the kernel fills it), addresses.
+        header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(data), 1 + i % 65535, 0x2000, 64, socket.IPPROTO_UDP, 0, srcb, dstb)
+        s.sendto(header + data, (dst, 0))
+        if i % 100 == 99:
+            time.sleep(0.002)  # paced, so the guest's TAP queue does not drop them before the engine sees them
+    print(count)
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "udp-echo-server": udp_echo_server(*args)
@@ -146,4 +177,6 @@ if __name__ == "__main__":
     elif cmd == "syn-flood": syn_flood(*args)
     elif cmd == "whoami-server": whoami_server(*args)
     elif cmd == "whoami-client": whoami_client(*args)
+    elif cmd == "udp-sizes-client": udp_sizes_client(*args)
+    elif cmd == "frag-flood": frag_flood(*args)
     else: sys.exit(f"unknown command {cmd}")

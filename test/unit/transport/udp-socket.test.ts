@@ -200,7 +200,7 @@ describe('native UDP sockets', () => {
     await quiet();
     assert.equal(recorder.datagrams.length, 1);
     assert.equal(recorder.datagrams[0]!.payload.length, 100);
-    assert.deepEqual(recorder.drops, { 'udp:larger-than-mtu': 1 });
+    assert.deepEqual(recorder.drops, { 'udp:too-long': 1 });
   });
 
   it('a busy host port is EADDRINUSE', async () => {

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { Ipv4Reassembler, MAX_BYTES, MAX_DATAGRAMS, TIMEOUT_MS } from '../../../src/stack/ipv4-reassembly.js';
+import { WireError } from '../../../src/wire/errors.js';
+import { emitIpv4, IpProtocol, IPV4_HEADER_LENGTH, Ipv4View } from '../../../src/wire/ipv4.js';
+import { fragmentIpv4 } from '../../../src/wire/ipv4-fragmentation.js';
+
+const GUEST = 0x0a00020f;
+const REMOTE = 0xc6336402;
+
+function whole(length: number, identification = 7): Uint8Array {
+  const bytes = new Uint8Array(IPV4_HEADER_LENGTH + length);
+  emitIpv4({ source: GUEST, destination: REMOTE, protocol: IpProtocol.UDP, ttl: 64, payloadLength: length, identification }, bytes, 0);
+  for (let i = 0; i < length; i++) bytes[IPV4_HEADER_LENGTH + i] = (i * 13 + identification) & 0xff;
+  return bytes;
+}
+
+function fragments(bytes: Uint8Array, mtu: number): Ipv4View[] {
+  const out: Ipv4View[] = [];
+  assert.ok(fragmentIpv4(bytes, mtu, 0, (frame) => out.push(Ipv4View.checked(frame))));
+  return out;
+}
+
+/** A hand-made fragment: `length` data bytes at `offset`. */
+function fragment(offset: number, length: number, more: boolean, identification = 9): Ipv4View {
+  const bytes = new Uint8Array(IPV4_HEADER_LENGTH + length);
+  emitIpv4({ source: GUEST, destination: REMOTE, protocol: IpProtocol.ICMP, ttl: 64, payloadLength: length, identification, moreFragments: more, fragmentOffset: offset }, bytes, 0);
+  bytes.fill(offset & 0xff, IPV4_HEADER_LENGTH);
+  return Ipv4View.checked(bytes);
+}
+
+function reason(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof WireError) return err.key;
+    throw err;
+  }
+  return 'none';
+}
+
+describe('Ipv4Reassembler', () => {
+  it('puts fragments back together in any order, repeats ignored, and holds nothing after', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 65_515 }), fc.integer({ min: 276, max: 9000 }), fc.integer(), (length, mtu, seed) => {
+        const original = whole(length);
+        const pieces = fragments(original, mtu);
+        // A seeded shuffle; the first piece to go is repeated at once (a repeat after completion would start a new datagram).
+        const order = pieces.map((p, i) => ({ p, k: Math.imul(i + 1, seed | 1) >>> 0 })).sort((a, b) => a.k - b.k).map((x) => x.p);
+        order.splice(1, 0, order[0]!);
+        const r = new Ipv4Reassembler(() => 0);
+        const done: Ipv4View[] = [];
+        for (const piece of order) {
+          const key = reason(() => {
+            const out = r.add(piece);
+            if (out) done.push(out);
+          });
+          assert.ok(key === 'none' || key === 'ipv4:fragment-repeated', key);
+        }
+        if (pieces.length === 1) return; // not a fragment at all: never given to the reassembler in real use
+        assert.equal(done.length, 1);
+        const got = done[0]!;
+        assert.ok(got.verifyChecksum());
+        assert.equal(got.isFragment, false);
+        assert.equal(got.totalLength, original.length);
+        assert.deepEqual(got.payload, original.subarray(IPV4_HEADER_LENGTH));
+        assert.equal(r.pending, 0);
+        assert.equal(r.heldBytes, 0);
+        r.close();
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('keeps datagrams apart by identification', () => {
+    const r = new Ipv4Reassembler(() => 0);
+    const a = fragments(whole(3000, 1), 1500);
+    const b = fragments(whole(2000, 2), 1500);
+    assert.equal(r.add(a[0]!), null);
+    assert.equal(r.add(b[0]!), null);
+    assert.equal(r.add(a[1]!), null);
+    assert.equal(r.add(b[1]!)?.totalLength, 2020);
+    assert.equal(r.add(a[2]!)?.totalLength, 3020);
+    assert.deepEqual(r.counters, { fragments: 5, reassembled: 2, timedOut: 0, evicted: 0 });
+    r.close();
+  });
+
+  it('drops the whole datagram on an overlap, and on a last fragment that contradicts the rest', () => {
+    const r = new Ipv4Reassembler(() => 0);
+    assert.equal(r.add(fragment(0, 16, true)), null);
+    assert.equal(reason(() => r.add(fragment(8, 16, true))), 'ipv4:fragment-overlap');
+    assert.equal(r.pending, 0);
+    assert.equal(r.add(fragment(0, 16, true, 10)), null);
+    assert.equal(r.add(fragment(32, 8, false, 10)), null);
+    assert.equal(reason(() => r.add(fragment(40, 8, true, 10))), 'ipv4:fragment-inconsistent');
+    assert.equal(r.pending, 0);
+    assert.equal(r.add(fragment(24, 16, true, 11)), null);
+    assert.equal(reason(() => r.add(fragment(0, 8, false, 11))), 'ipv4:fragment-inconsistent');
+    assert.equal(r.heldBytes, 0);
+    r.close();
+  });
+
+  it('refuses odd-sized middle fragments and the ping of death', () => {
+    const r = new Ipv4Reassembler(() => 0);
+    assert.equal(reason(() => r.add(fragment(0, 12, true))), 'ipv4:fragment-bad-length');
+    assert.equal(reason(() => r.add(fragment(65_528, 16, false))), 'ipv4:fragment-too-long');
+    assert.equal(r.pending, 0);
+    r.close();
+  });
+
+  it('times out incomplete datagrams, with an ICMP quote only when fragment zero came', () => {
+    let now = 1_000;
+    const quotes: Uint8Array[] = [];
+    const r = new Ipv4Reassembler(() => now, (head) => quotes.push(head));
+    r.add(fragment(0, 16, true, 1));
+    r.add(fragment(16, 16, true, 2));
+    now += TIMEOUT_MS - 1;
+    r.expire();
+    assert.equal(r.pending, 2);
+    now += 1;
+    r.expire();
+    assert.equal(r.pending, 0);
+    assert.equal(r.counters.timedOut, 2);
+    assert.equal(quotes.length, 1);
+    const quoted = Ipv4View.checkedHeader(quotes[0]!);
+    assert.equal(quoted.identification, 1);
+    assert.equal(quotes[0]!.length, IPV4_HEADER_LENGTH + 8, 'the header and 64 bits of data (RFC 792)');
+    r.close();
+  });
+
+  it('evicts the oldest datagrams past its limits, so a flood of lone fragments does not block new ones', () => {
+    const r = new Ipv4Reassembler(() => 0);
+    for (let id = 0; id < MAX_DATAGRAMS + 100; id++) r.add(fragment(0, 1024, true, id));
+    assert.equal(r.pending, Math.min(MAX_DATAGRAMS, Math.floor(MAX_BYTES / (1024 + 64))));
+    assert.ok(r.heldBytes <= MAX_BYTES);
+    assert.equal(r.counters.evicted, MAX_DATAGRAMS + 100 - r.pending);
+    // The newest survive: a datagram begun now still completes.
+    const pieces = fragments(whole(3000, 60_000), 1500);
+    assert.equal(r.add(pieces[0]!), null);
+    assert.equal(r.add(pieces[1]!), null);
+    assert.equal(r.add(pieces[2]!)?.totalLength, 3020);
+    r.close();
+    assert.equal(r.pending, 0);
+  });
+
+  it('drops a datagram of more fragments than it holds', () => {
+    const r = new Ipv4Reassembler(() => 0);
+    let key = 'none';
+    for (let i = 0; i < 300 && key === 'none'; i++) key = reason(() => r.add(fragment(i * 8, 8, true)));
+    assert.equal(key, 'ipv4:too-many-fragments');
+    assert.equal(r.pending, 0);
+    r.close();
+  });
+});
