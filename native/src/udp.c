@@ -217,12 +217,17 @@ static void finalize_buffers(napi_env env, void *data, void *hint) {
   free(data);
 }
 
-/* Adds a read-only property `name`: a new ArrayBuffer of `size` bytes, or a Uint32Array of size/4. */
+/*
+ * Adds a read-only property `name`: a new ArrayBuffer of `size` bytes, or a
+ * Uint32Array of size/4. Only the arrays are cleared: a slab's bytes are
+ * written (by the kernel or by JS) before they are read, and clearing a
+ * receive slab of 64 slots of 64 KiB would make all 4 MiB of it resident.
+ */
 static bool add_buffer(napi_env env, napi_value self, const char *name, size_t size, bool words,
                        void **data) {
   napi_value buffer, value;
   if (napi_create_arraybuffer(env, size, data, &buffer) != napi_ok) return false;
-  memset(*data, 0, size);
+  if (words) memset(*data, 0, size);
   value = buffer;
   if (words && napi_create_typedarray(env, napi_uint32_array, size / sizeof(uint32_t), buffer, 0,
                                       &value) != napi_ok) {

@@ -61,6 +61,8 @@ export interface GatewayHandlers {
 
 /** ICMP time exceeded code: "fragment reassembly time exceeded" (RFC 792). */
 const TIME_EXCEEDED_REASSEMBLY = 1;
+/** 224.0.0.0/4 (class D) in the top four bits. */
+const MULTICAST_NIBBLE = 0xe;
 
 /** TTL of packets the gateway originates (RFC 1700's recommended default). */
 export const DEFAULT_TTL = 64;
@@ -85,7 +87,17 @@ export class Gateway implements GuestLink {
   constructor(private readonly options: GatewayOptions) {
     this.mtu = options.mtu;
     this.clock = options.clock ?? Date.now;
-    this.reassembly = new Ipv4Reassembler(this.clock, (head) => this.sendIcmpError(head, Icmpv4Type.TimeExceeded, TIME_EXCEEDED_REASSEMBLY));
+    this.reassembly = new Ipv4Reassembler({
+      ...(options.clock ? { clock: options.clock } : {}),
+      timedOut: (head) => {
+        // From the reassembly timer: nothing may escape it.
+        try {
+          this.sendIcmpError(head, Icmpv4Type.TimeExceeded, TIME_EXCEEDED_REASSEMBLY);
+        } catch {
+          this.drop('internal');
+        }
+      },
+    });
     this.own = new Set(options.addresses.map((a) => a >>> 0));
     this.broadcast = (options.network | ~options.mask) >>> 0;
   }
@@ -123,22 +135,17 @@ export class Gateway implements GuestLink {
    * super-segment) goes as fragments.
    */
   sendIpv4(frame: Uint8Array, dstIp: number, offload?: FrameOffload): void {
-    if (frame.length - LINK_HEADROOM > this.mtu && (offload === undefined || (offload.gsoType & ~GSO_ECN) === GsoType.None)) {
-      return this.sendFragments(frame, dstIp, offload);
-    }
     const mac = this.arp.lookup(dstIp, this.clock());
-    if (mac) {
-      this.emitFrame(frame, mac, EtherType.IPv4, offload);
-      return;
-    }
+    if (mac) return this.emitIpv4(frame, mac, offload);
     if (!this.inLan(dstIp)) return this.drop('link:not-on-lan');
+    // Parked whole: one ARP entry's queue holds a few packets, not a datagram's dozens of fragments.
     if (!this.arp.park(dstIp, frame, offload)) return this.drop('link:arp-queue-full');
     this.sendArpRequest(dstIp);
   }
 
   /** Send an IPv4 packet to a MAC directly (DHCP replies before the guest has an address). */
   sendIpv4To(frame: Uint8Array, mac: Uint8Array): void {
-    this.emitFrame(frame, mac, EtherType.IPv4);
+    this.emitIpv4(frame, mac);
   }
 
   /**
@@ -172,6 +179,7 @@ export class Gateway implements GuestLink {
    */
   sendIcmpError(original: Uint8Array, type: number, code: number, source = this.address): void {
     const ip = Ipv4View.checkedHeader(original);
+    if (!this.mayReportAbout(ip)) return this.drop('icmpv4:error-not-sent');
     if (ip.protocol === IpProtocol.ICMP && original.length > ip.headerLength) {
       const t = original[ip.headerLength]!;
       if (t !== Icmpv4Type.EchoRequest && t !== Icmpv4Type.EchoReply) return;
@@ -215,13 +223,25 @@ export class Gateway implements GuestLink {
     }
   }
 
+  /**
+   * RFC 1122 §3.2.2: no ICMP error about a datagram to a broadcast or
+   * multicast address, or whose source "does not define a single host"; and
+   * ours go to hosts on the LAN that are not us.
+   */
+  private mayReportAbout(ip: Ipv4View): boolean {
+    const source = ip.source;
+    const destination = ip.destination;
+    const single = (address: number): boolean => address !== 0xffffffff && address !== this.broadcast && address >>> 28 !== MULTICAST_NIBBLE;
+    return single(destination) && single(source) && this.inLan(source) && source !== this.options.network && !this.owns(source);
+  }
+
   private inputArp(arp: ArpView): void {
     const now = this.clock();
     const sender = arp.senderProtocolAddress;
     // RFC 826 "merge": refresh a known sender, learn one that asks us.
     if (sender !== 0 && this.inLan(sender) && (this.arp.lookup(sender, now) || this.owns(arp.targetProtocolAddress))) {
       this.arp.learn(sender, arp.senderHardwareAddress, now);
-      for (const parked of this.arp.takeParked(sender)) this.emitFrame(parked.frame, arp.senderHardwareAddress, EtherType.IPv4, parked.offload);
+      for (const parked of this.arp.takeParked(sender)) this.emitIpv4(parked.frame, arp.senderHardwareAddress, parked.offload);
     }
     if (arp.operation !== ArpOperation.Request || !this.owns(arp.targetProtocolAddress)) return;
     const frame = new Uint8Array(ETHERNET_HEADER_LENGTH + ARP_PACKET_LENGTH);
@@ -245,18 +265,19 @@ export class Gateway implements GuestLink {
     if (!ip.verifyChecksum()) throw new WireError('ipv4', 'bad-checksum');
     const src = ip.source;
     if (src !== 0 && this.inLan(src) && !this.owns(src)) this.arp.learn(src, sourceMac, this.clock());
+    const dst = ip.destination;
+    const toUs = this.owns(dst) || dst === 0xffffffff || dst === this.broadcast;
+    if (!toUs && this.inLan(dst)) return; // guest to guest: the switch carries it, not us
     if (ip.isFragment) {
       const whole = this.reassembly.add(ip);
       if (whole === null) return;
       ip = whole;
       checksumPending = false; // a guest's stack finishes checksums before it fragments
     }
-    const dst = ip.destination;
-    if (this.owns(dst) || dst === 0xffffffff || dst === this.broadcast) {
+    if (toUs) {
       if (ip.protocol === IpProtocol.ICMP && this.owns(dst)) return this.inputIcmp(ip);
       return this.handlers.local(ip, sourceMac, checksumPending);
     }
-    if (this.inLan(dst)) return; // guest to guest: the switch carries it, not us
     if (ip.ttl <= 1) return this.sendIcmpError(ip.bytes, Icmpv4Type.TimeExceeded, 0);
     this.handlers.forward(ip, sourceMac, checksumPending);
   }
@@ -300,12 +321,19 @@ export class Gateway implements GuestLink {
     this.emitFrame(frame, BROADCAST_MAC, EtherType.ARP);
   }
 
-  /** RFC 791 §3.2: a packet longer than the guests' MTU goes in fragments that fit. */
-  private sendFragments(frame: Uint8Array, dstIp: number, offload: FrameOffload | undefined): void {
+  /**
+   * An IPv4 packet to `mac`; one longer than the guests' MTU (not a TCP
+   * super-segment: the guest's NIC or gso.ts cuts those) goes in fragments
+   * that fit (RFC 791 §3.2).
+   */
+  private emitIpv4(frame: Uint8Array, mac: Uint8Array, offload?: FrameOffload): void {
+    if (frame.length - LINK_HEADROOM <= this.mtu || (offload !== undefined && (offload.gsoType & ~GSO_ECN) !== GsoType.None)) {
+      return this.emitFrame(frame, mac, EtherType.IPv4, offload);
+    }
     let whole = frame;
-    // A checksum left to the NIC is finished first: fragments carry the transport header once.
+    // A checksum left to the NIC is finished first: only the first fragment carries the transport header.
     if (offload !== undefined && !finishOffload(frame, offload, (finished) => (whole = finished))) return this.drop('ipv4:bad-offload');
-    if (!fragmentIpv4(whole.subarray(LINK_HEADROOM), this.mtu, LINK_HEADROOM, (fragment) => this.sendIpv4(fragment, dstIp))) {
+    if (!fragmentIpv4(whole.subarray(LINK_HEADROOM), this.mtu, LINK_HEADROOM, (fragment) => this.emitFrame(fragment, mac, EtherType.IPv4))) {
       return this.drop('ipv4:cannot-fragment');
     }
     this.counters.fragmented++;

@@ -25,9 +25,12 @@
  *   dropped, and if fragment zero had arrived its sender is told with ICMP
  *   time exceeded, code 1 (RFC 1122 §3.3.2: "the partially-reassembled
  *   datagram MUST be discarded and an ICMP Time Exceeded message sent to the
- *   source host (if fragment zero has been received)"). Datagrams are held
+ *   source host (if fragment zero has been received)"). 30 s is Linux's
+ *   ipfrag_time, shorter than RFC 1122's recommended 60–120 s: on a virtual
+ *   link a fragment late by seconds is lost, not delayed. Datagrams are held
  *   in arrival order, so expiry looks at the front only; one unref'd timer
- *   runs while any is held.
+ *   runs while any is held. The clock is monotonic (performance.now), so a
+ *   change of the wall clock neither holds nor drops them early.
  */
 import { WireError } from '../wire/errors.js';
 import { IPV4_MAX_LENGTH, Ipv4View } from '../wire/ipv4.js';
@@ -41,8 +44,8 @@ export const MAX_BYTES = 2 * 1024 * 1024;
 export const MAX_FRAGMENTS = 256;
 /** How long an incomplete datagram is kept (Linux's ipfrag_time). */
 export const TIMEOUT_MS = 30_000;
-/** What a fragment is charged beyond its data, so tiny fragments cannot hide in MAX_BYTES. */
-const FRAGMENT_OVERHEAD = 64;
+/** What a fragment is charged beyond its data (about what its JS objects cost), so tiny fragments cannot hide in MAX_BYTES. */
+const FRAGMENT_OVERHEAD = 256;
 /** Fragment zero's header plus this much data is kept for the ICMP error (RFC 792: "64 bits of Data Datagram"). */
 const QUOTED_DATA = 8;
 
@@ -74,22 +77,34 @@ export interface ReassemblyCounters {
   evicted: number;
 }
 
+export interface ReassemblyOptions {
+  /** Milliseconds, monotonic (default performance.now). */
+  clock?: Clock;
+  /**
+   * Hears of each datagram dropped by the timeout whose fragment zero had
+   * come: `head` is that fragment's header and first 8 data bytes, for the
+   * ICMP error.
+   */
+  timedOut?: (head: Uint8Array) => void;
+  /** Default TIMEOUT_MS. */
+  timeoutMs?: number;
+}
+
 export class Ipv4Reassembler {
   readonly counters: ReassemblyCounters = { fragments: 0, reassembled: 0, timedOut: 0, evicted: 0 };
   /** In arrival order of their first fragment: the oldest first. */
   private readonly datagrams = new Map<string, Datagram>();
   private bytes = 0;
   private timer: NodeJS.Timeout | null = null;
+  private readonly clock: Clock;
+  private readonly timedOut: (head: Uint8Array) => void;
+  private readonly timeoutMs: number;
 
-  /**
-   * `timedOut(head)` hears of each datagram dropped by the timeout whose
-   * fragment zero had come: `head` is that fragment's header and first 8
-   * data bytes, for the ICMP error.
-   */
-  constructor(
-    private readonly clock: Clock,
-    private readonly timedOut: (head: Uint8Array) => void = () => {},
-  ) {}
+  constructor(options: ReassemblyOptions = {}) {
+    this.clock = options.clock ?? (() => performance.now());
+    this.timedOut = options.timedOut ?? (() => {});
+    this.timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
+  }
 
   /** Datagrams being reassembled. */
   get pending(): number {
@@ -118,7 +133,7 @@ export class Ipv4Reassembler {
     const key = `${ip.source}/${ip.destination}/${ip.protocol}/${ip.identification}`;
     let datagram = this.datagrams.get(key);
     if (datagram === undefined) {
-      datagram = { key, expiresAt: this.clock() + TIMEOUT_MS, fragments: [], received: 0, length: -1, head: null, charged: 0 };
+      datagram = { key, expiresAt: this.clock() + this.timeoutMs, fragments: [], received: 0, length: -1, head: null, charged: 0 };
       this.datagrams.set(key, datagram);
       this.arm();
     }
@@ -140,7 +155,7 @@ export class Ipv4Reassembler {
     }
     if (datagram.fragments.length === MAX_FRAGMENTS) {
       this.discard(datagram);
-      throw new WireError('ipv4', 'too-many-fragments');
+      throw new WireError('ipv4', 'fragment-too-many');
     }
     datagram.fragments.splice(at, 0, { offset, data: data.slice() });
     datagram.received += data.length;

@@ -49,7 +49,7 @@ describe('Ipv4Reassembler', () => {
         // A seeded shuffle; the first piece to go is repeated at once (a repeat after completion would start a new datagram).
         const order = pieces.map((p, i) => ({ p, k: Math.imul(i + 1, seed | 1) >>> 0 })).sort((a, b) => a.k - b.k).map((x) => x.p);
         order.splice(1, 0, order[0]!);
-        const r = new Ipv4Reassembler(() => 0);
+        const r = new Ipv4Reassembler({ clock: () => 0 });
         const done: Ipv4View[] = [];
         for (const piece of order) {
           const key = reason(() => {
@@ -74,7 +74,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('keeps datagrams apart by identification', () => {
-    const r = new Ipv4Reassembler(() => 0);
+    const r = new Ipv4Reassembler({ clock: () => 0 });
     const a = fragments(whole(3000, 1), 1500);
     const b = fragments(whole(2000, 2), 1500);
     assert.equal(r.add(a[0]!), null);
@@ -87,7 +87,7 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('drops the whole datagram on an overlap, and on a last fragment that contradicts the rest', () => {
-    const r = new Ipv4Reassembler(() => 0);
+    const r = new Ipv4Reassembler({ clock: () => 0 });
     assert.equal(r.add(fragment(0, 16, true)), null);
     assert.equal(reason(() => r.add(fragment(8, 16, true))), 'ipv4:fragment-overlap');
     assert.equal(r.pending, 0);
@@ -101,18 +101,44 @@ describe('Ipv4Reassembler', () => {
     r.close();
   });
 
-  it('refuses odd-sized middle fragments and the ping of death', () => {
-    const r = new Ipv4Reassembler(() => 0);
+  for (const [name, first, second] of [
+    ['the same offset with another length', [0, 16], [0, 24]],
+    ['one that holds an earlier one', [8, 8], [0, 24]],
+    ['one that starts inside the one before', [0, 16], [8, 16]],
+    ['one that runs into the one after', [16, 16], [8, 16]],
+  ] as const) {
+    it(`an overlap drops the datagram: ${name}`, () => {
+      const r = new Ipv4Reassembler({ clock: () => 0 });
+      assert.equal(r.add(fragment(first[0], first[1], true)), null);
+      assert.equal(reason(() => r.add(fragment(second[0], second[1], true))), 'ipv4:fragment-overlap');
+      assert.equal(r.pending, 0);
+      assert.equal(r.heldBytes, 0);
+      r.close();
+    });
+  }
+
+  it('takes fragments that touch, and an empty last fragment', () => {
+    const r = new Ipv4Reassembler({ clock: () => 0 });
+    assert.equal(r.add(fragment(8, 8, true)), null);
+    assert.equal(r.add(fragment(0, 8, true)), null);
+    assert.equal(r.add(fragment(16, 0, false))?.totalLength, IPV4_HEADER_LENGTH + 16);
+    r.close();
+  });
+
+  it('refuses odd-sized middle fragments and the ping of death, to the byte', () => {
+    const r = new Ipv4Reassembler({ clock: () => 0 });
     assert.equal(reason(() => r.add(fragment(0, 12, true))), 'ipv4:fragment-bad-length');
-    assert.equal(reason(() => r.add(fragment(65_528, 16, false))), 'ipv4:fragment-too-long');
+    assert.equal(reason(() => r.add(fragment(65_512, 4, false))), 'ipv4:fragment-too-long', 'ends at 65,516: a 65,536-byte datagram');
     assert.equal(r.pending, 0);
+    assert.equal(reason(() => r.add(fragment(65_512, 3, false))), 'none', 'ends at 65,515: 65,535 with its header');
+    assert.equal(r.pending, 1);
     r.close();
   });
 
   it('times out incomplete datagrams, with an ICMP quote only when fragment zero came', () => {
     let now = 1_000;
     const quotes: Uint8Array[] = [];
-    const r = new Ipv4Reassembler(() => now, (head) => quotes.push(head));
+    const r = new Ipv4Reassembler({ clock: () => now, timedOut: (head) => quotes.push(head) });
     r.add(fragment(0, 16, true, 1));
     r.add(fragment(16, 16, true, 2));
     now += TIMEOUT_MS - 1;
@@ -130,9 +156,9 @@ describe('Ipv4Reassembler', () => {
   });
 
   it('evicts the oldest datagrams past its limits, so a flood of lone fragments does not block new ones', () => {
-    const r = new Ipv4Reassembler(() => 0);
+    const r = new Ipv4Reassembler({ clock: () => 0 });
     for (let id = 0; id < MAX_DATAGRAMS + 100; id++) r.add(fragment(0, 1024, true, id));
-    assert.equal(r.pending, Math.min(MAX_DATAGRAMS, Math.floor(MAX_BYTES / (1024 + 64))));
+    assert.equal(r.pending, MAX_DATAGRAMS);
     assert.ok(r.heldBytes <= MAX_BYTES);
     assert.equal(r.counters.evicted, MAX_DATAGRAMS + 100 - r.pending);
     // The newest survive: a datagram begun now still completes.
@@ -144,11 +170,37 @@ describe('Ipv4Reassembler', () => {
     assert.equal(r.pending, 0);
   });
 
+  it('evicts the oldest datagrams once MAX_BYTES are held', () => {
+    const r = new Ipv4Reassembler({ clock: () => 0 });
+    // 60 KB datagrams, each missing its last fragment: 40 of them are more than MAX_BYTES.
+    for (let id = 1; id <= 40; id++) for (const piece of fragments(whole(60_000, id), 1500).slice(0, -1)) r.add(piece);
+    assert.ok(r.heldBytes <= MAX_BYTES, `${r.heldBytes}`);
+    assert.ok(r.counters.evicted > 0 && r.pending < 40 && r.pending + r.counters.evicted === 40, JSON.stringify(r.counters));
+    r.close();
+  });
+
+  it('its own timer drops what is left incomplete, and re-arms for the next', async () => {
+    const quotes: Uint8Array[] = [];
+    const r = new Ipv4Reassembler({ timeoutMs: 100, timedOut: (head) => quotes.push(head) });
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const until = async (check: () => boolean) => {
+      for (const started = Date.now(); !check(); await sleep(5)) assert.ok(Date.now() - started < 2000, 'the timer never fired');
+    };
+    r.add(fragment(0, 16, true, 1));
+    await sleep(50);
+    r.add(fragment(0, 16, true, 2));
+    await until(() => r.pending < 2);
+    assert.equal(r.pending, 1, 'the first is gone, the second not yet');
+    await until(() => r.pending === 0);
+    assert.deepEqual(quotes.map((q) => Ipv4View.checkedHeader(q).identification), [1, 2]);
+    r.close();
+  });
+
   it('drops a datagram of more fragments than it holds', () => {
-    const r = new Ipv4Reassembler(() => 0);
+    const r = new Ipv4Reassembler({ clock: () => 0 });
     let key = 'none';
     for (let i = 0; i < 300 && key === 'none'; i++) key = reason(() => r.add(fragment(i * 8, 8, true)));
-    assert.equal(key, 'ipv4:too-many-fragments');
+    assert.equal(key, 'ipv4:fragment-too-many');
     assert.equal(r.pending, 0);
     r.close();
   });
