@@ -196,6 +196,30 @@ describe('Ipv4Reassembler', () => {
     r.close();
   });
 
+  it('hostile fragments (random offsets, lengths, flags and IDs) only ever raise WireError, and the books balance', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ id: fc.integer({ min: 0, max: 3 }), unit: fc.integer({ min: 0, max: 8191 }), length: fc.integer({ min: 0, max: 1480 }), more: fc.boolean() }), { maxLength: 300 }),
+        (specs) => {
+          const r = new Ipv4Reassembler({ clock: () => 0 });
+          for (const { id, unit, length, more } of specs) {
+            if (unit === 0 && !more) continue; // not a fragment: the gateway never hands those over
+            try {
+              const whole = r.add(fragment(unit * 8, length, more, id));
+              if (whole) assert.ok(whole.verifyChecksum() && whole.totalLength <= 65_535 && !whole.isFragment);
+            } catch (err) {
+              if (!(err instanceof WireError)) throw err;
+            }
+            assert.ok(r.pending <= MAX_DATAGRAMS && r.heldBytes <= MAX_BYTES && r.heldBytes >= 0);
+            if (r.pending === 0) assert.equal(r.heldBytes, 0);
+          }
+          r.close();
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('drops a datagram of more fragments than it holds', () => {
     const r = new Ipv4Reassembler({ clock: () => 0 });
     let key = 'none';
