@@ -242,6 +242,8 @@ export class Connection implements TimerItem, HostStreamEvents {
   private tailDeferred = false;
   /** When our SYN or SYN-ACK went out, for a first RTT sample. */
   private synSentAt = 0;
+  /** Our SYN-ACK went again because the guest repeated its SYN: the handshake's RTT is ambiguous. */
+  private synRepeated = false;
   private dupAcks = 0;
   private inRecovery = false;
   private recover = 0;
@@ -373,7 +375,8 @@ export class Connection implements TimerItem, HostStreamEvents {
   /** RST to the guest (when synchronized) and reset the host socket; the connection leaves the table. */
   abort(): void {
     if (this.state === 'closed') return;
-    if (this.state !== 'connecting' && this.state !== 'synSent') this.sendBare(TcpFlags.RST | TcpFlags.ACK, this.sndNxt);
+    // SND.MAX, not SND.NXT: after a timeout SND.NXT went back, and the guest may hold bytes past it.
+    if (this.state !== 'connecting' && this.state !== 'synSent') this.sendBare(TcpFlags.RST | TcpFlags.ACK, this.sndMax);
     this.close('reset');
   }
 
@@ -479,8 +482,11 @@ export class Connection implements TimerItem, HostStreamEvents {
     const flags = tcp.flags;
     const seq = tcp.sequenceNumber;
     if (this.state === 'synReceived' && (flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN) {
-      // The guest did not get our SYN-ACK: repeat it.
-      if (seq === this.irs) this.sendSyn(TcpFlags.SYN | TcpFlags.ACK);
+      // The guest did not get our SYN-ACK: repeat it (and take no RTT sample from the handshake: Karn).
+      if (seq === this.irs) {
+        this.synRepeated = true;
+        this.sendSyn(TcpFlags.SYN | TcpFlags.ACK);
+      }
       return;
     }
     let payload = tcp.payload;
@@ -617,8 +623,11 @@ export class Connection implements TimerItem, HostStreamEvents {
         this.retransmitHead();
       }
     }
-    // RFC 9293 §3.10.7.4: update the send window only from a newer segment.
-    if (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && seqLeq(this.sndWl2, ack))) {
+    // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
+    // updated", and only from a newer segment.
+    if (seqGeq(ack, this.sndUna) && (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && seqLeq(this.sndWl2, ack)))) {
+      // The probes' backoff is not the path's: data after a zero window starts from the measured RTO.
+      if (this.sndWnd === 0 && window > 0) this.rto = this.measuredRto();
       this.sndWnd = window;
       this.sndWl1 = seq;
       this.sndWl2 = ack;
@@ -708,7 +717,7 @@ export class Connection implements TimerItem, HostStreamEvents {
   /** RFC 6298 §2.2: a first RTT sample from the handshake, unless the SYN was retransmitted (Karn); §5.7 otherwise. */
   private handshakeDone(now: number): void {
     this.rto = INITIAL_RTO_MS;
-    if (this.retries === 0) this.sampleRtt(now - this.synSentAt);
+    if (this.retries === 0 && !this.synRepeated) this.sampleRtt(now - this.synSentAt);
     else if (!this.hasRtt) this.rto = 3 * INITIAL_RTO_MS;
     this.retries = 0;
     this.rtoAt = Infinity;
@@ -964,7 +973,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       case 'timeWait':
         // Linger over; keep the flow while the host socket still flushes the guest's last bytes.
         if (!this.socket.destroyed && this.socket.writableLength > 0) {
-          this.setRto(now + limits.timeWaitMs);
+          this.setRto(now + Math.max(1, limits.timeWaitMs));
         } else {
           this.close('destroy');
         }
@@ -982,14 +991,15 @@ export class Connection implements TimerItem, HostStreamEvents {
           this.dupAcks = 0;
           this.retransmitHead();
         } else if (this.sendQueue.length > 0 && this.sndWnd === 0) {
-          // RFC 9293 §3.8.6.1: zero-window probe with one byte of new data.
+          // RFC 9293 §3.8.6.1: zero-window probe. As Linux's, an ACK at SND.UNA−1 with no data:
+          // the guest answers an old sequence number with an ACK that carries its window, and
+          // there is no byte a full receiver could drop (Linux does) and leave a hole at SND.UNA.
           if (++this.retries > limits.maxRetransmits) {
             this.host.counters.timeouts++;
             this.abort();
             return;
           }
-          this.sendData(this.sndNxt, seqSub(this.sndNxt, this.sndUna), 1, false);
-          this.advanceSent(1);
+          this.sendBare(TcpFlags.ACK, seqAdd(this.sndUna, -1));
         } else {
           return;
         }
@@ -1008,11 +1018,14 @@ export class Connection implements TimerItem, HostStreamEvents {
       this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
       this.srtt = 0.875 * this.srtt + 0.125 * r;
     }
+    this.rto = this.measuredRto();
+  }
+
+  /** RFC 6298 §2.3: SRTT + max(G, 4·RTTVAR) within the limits (the initial RTO before any sample). */
+  private measuredRto(): number {
+    if (!this.hasRtt) return INITIAL_RTO_MS;
     const limits = this.host.limits;
-    this.rto = Math.min(
-      limits.maxRtoMs,
-      Math.max(limits.minRtoMs, this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar)),
-    );
+    return Math.min(limits.maxRtoMs, Math.max(limits.minRtoMs, this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar)));
   }
 
   private setRto(at: number): void {
@@ -1117,7 +1130,8 @@ export class Connection implements TimerItem, HostStreamEvents {
   private windowField(): number {
     const limit = this.host.limits.receiveBuffer;
     const buffered = this.socket.writableLength + this.stagingUsed + this.gatheredBytes;
-    const available = limit > buffered ? limit - buffered : 0;
+    // No more than the field can say: without window scaling (shift 0) that is 65,535.
+    const available = Math.min(limit > buffered ? limit - buffered : 0, 0xffff * (1 << this.rcvScale));
     const candidate = seqAdd(this.rcvNxt, available);
     if (seqGeq(candidate, seqAdd(this.rcvAdvEnd, Math.min(limit >>> 1, this.ourMss)))) this.rcvAdvEnd = candidate;
     const window = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));

@@ -371,6 +371,8 @@ export class GuestTcp {
         this.ooo.set(s.seq, s);
       }
       this.sendAck(); // every data segment, dup ACK for out-of-order or old ones
+    } else if (((s.seq - this.rcvNxt) | 0) < 0) {
+      this.sendAck(); // RFC 9293 §3.10.7.4: an unacceptable (old) segment gets an ACK: how zero-window probes are answered
     }
     if (advanced || has(s, TcpFlags.ACK)) this.pump();
   }

@@ -411,26 +411,39 @@ describe('TcpNat data', () => {
     assert.ok(nat.stats().fastRetransmits >= 1);
   });
 
-  it('probes a zero window and resumes when it opens', async () => {
-    const time = fakeClock();
-    const { nat, guest } = rig({ clock: time.clock });
-    const payload = randomBytes(100_000);
-    const srv = await server((s) => s.end(payload));
-    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, window: 20_000 });
-    c.holding = true;
-    await c.connect();
-    await until(() => c.receivedBytes === 20_000, 3000, 'the first window');
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(c.windowsSeen.length > 0, true);
-    // The window is zero: a probe goes out on the timer.
-    time.now += 1_100;
-    nat.runTimers();
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(nat.connections()[0]!.inFlight, 1, 'a one-byte probe is outstanding');
-    c.release();
-    await until(() => c.finReceived, 5000, 'the rest after the window opened');
-    assert.equal(sha256(c.receivedData), sha256(payload));
-  });
+  for (const window of [20_000, 2_000]) {
+    it(`probes a zero window with an ACK at SND.UNA−1 and no data, and resumes at once when it opens (window ${window})`, async () => {
+      const time = fakeClock();
+      const { nat, guest } = rig({ clock: time.clock });
+      const payload = randomBytes(100_000);
+      const srv = await server((s) => s.end(payload));
+      const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, window });
+      c.holding = true;
+      await c.connect();
+      await until(() => c.receivedBytes === window, 3000, 'the first window');
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(c.windowsSeen.length > 0, true);
+      const seen: Segment[] = [];
+      const original = c.onSegment.bind(c);
+      c.onSegment = (s) => {
+        seen.push(s);
+        original(s);
+      };
+      // The window is zero: a probe goes out on the timer.
+      time.now += 1_100;
+      nat.runTimers();
+      await new Promise((r) => setTimeout(r, 20));
+      const probe = seen.at(-1)!;
+      assert.equal(probe.payload.length, 0, 'no data: nothing a full receiver could drop');
+      assert.equal(probe.seq, (c.rcvNxt - 1) >>> 0);
+      assert.equal(nat.connections()[0]!.inFlight, 0);
+      // The window opens. No timer runs from here on: a hole at SND.UNA would stall it for good
+      // with a small window (too few segments for three duplicate ACKs).
+      c.release();
+      await until(() => c.finReceived, 5000, 'the rest after the window opened');
+      assert.equal(sha256(c.receivedData), sha256(payload));
+    });
+  }
 
   it('reorders out-of-order guest data and answers it with a duplicate ACK', async () => {
     const { guest } = rig();
