@@ -667,6 +667,9 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (payload.length === 0 && !fin) return;
     let i = list.length;
     while (i > 0 && seqGt(list[i - 1]!.seq, seq)) i--;
+    // A repeat of what an entry already holds is not copied again: repeats must not multiply the memory.
+    const before = list[i - 1];
+    if (before !== undefined && !fin && seqLeq(seqAdd(seq, payload.length), seqAdd(before.seq, before.data.length))) return;
     list.splice(i, 0, { seq, data: Buffer.from(payload), fin });
   }
 

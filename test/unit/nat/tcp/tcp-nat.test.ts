@@ -468,6 +468,22 @@ describe('TcpNat data', () => {
     await until(() => seen.some((s) => s.ack === base + 10));
     assert.equal(guest.inbox.length, before);
   });
+
+  it('keeps one copy of an out-of-order segment the guest repeats', async () => {
+    const { nat, guest } = rig({ limits: { maxOutOfOrder: 4 } });
+    const chunks: Buffer[] = [];
+    const srv = await server((s) => s.on('data', (d: Buffer) => chunks.push(d)));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    const base = c.sndNxt;
+    for (let i = 0; i < 10; i++) c.sendSegment(TcpFlags.ACK, base + 5, c.rcvNxt, Buffer.from('world'));
+    c.sendSegment(TcpFlags.ACK, base + 7, c.rcvNxt, Buffer.from('rl')); // inside the first: not kept either
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(nat.stats().drops['tcp:out-of-order-full'], undefined, 'repeats take no room');
+    c.sendSegment(TcpFlags.ACK, base, c.rcvNxt, Buffer.from('hello'));
+    await until(() => Buffer.concat(chunks).length === 10);
+    assert.equal(Buffer.concat(chunks).toString(), 'helloworld');
+  });
 });
 
 describe('TcpNat closing', () => {
