@@ -20,8 +20,10 @@
  *   full 64 KiB read a sub-MSS tail waits for the rest of the I/O round
  *   (setImmediate) so large MTUs don't emit a runt per read. Chunks stay
  *   queued until acknowledged, for retransmission. When the queue reaches
- *   twice the guest's window (within `[128 KiB, limits.sendBuffer]`) the
- *   socket is paused; an ACK that drains it resumes the socket.
+ *   twice the guest's window (within `[128 KiB, limits.sendBuffer]`), or
+ *   the NAT's queues together reach `limits.maxQueuedBytes`, the socket is
+ *   paused; an ACK that drains it resumes the socket (the NAT wakes the
+ *   connections that waited for its budget once it is three quarters full).
  * - Guest → host. In-order payload is copied once into a staging buffer (a
  *   pooled block once the connection moves bulk data) and
  *   written to the socket at the end of the batch (one write per batch, not
@@ -46,7 +48,8 @@
  *   are not delayed. See docs/performance.md.)
  * - Loss toward the guest: RTO per RFC 6298 (Karn's rule, backoff, min 200 ms),
  *   fast retransmit on the third duplicate ACK with NewReno-style partial-ACK
- *   retransmission (RFC 6582), zero-window probes. No congestion window: the
+ *   retransmission (RFC 6582), zero-window probes (an ACK at SND.UNA−1, as
+ *   Linux's). No congestion window: the
  *   link to the guest is a local queue, so the guest's window is the limit.
  *   SACK and timestamps are not offered.
  * - Closing. Guest FIN → `socket.end()`; host 'end' → FIN after the queued
@@ -116,6 +119,13 @@ export interface ConnectionHost {
   now(): number;
   /** Makes sure the connection's timer fires no later than `at`. */
   armTimer(connection: Connection, at: number): void;
+  /**
+   * `delta` bytes joined (or, negative, left) the queues toward guests;
+   * false while the NAT-wide queue is full (limits.maxQueuedBytes).
+   */
+  queued(delta: number): boolean;
+  /** Calls `connection.budgetFreed()` once the NAT-wide queue has room again. */
+  waitForBudget(connection: Connection): void;
   /** Calls `connection.flush()` at the end of the current batch. */
   markDirty(connection: Connection): void;
   /** Calls `connection.sendHeldTail()` once the current I/O round is over (setImmediate). */
@@ -386,6 +396,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (this.state === 'connecting') this.host.connectFinished();
     this.state = 'closed';
     this.host.remove(this);
+    this.host.queued(-this.sendQueue.length);
     this.sendQueue.clear();
     this.outOfOrder = [];
     this.staging = EMPTY;
@@ -583,6 +594,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       const finAcked = acked > queued;
       if (finAcked) acked = queued;
       this.sendQueue.consume(acked);
+      this.host.queued(-acked);
       this.sndUna = ack;
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
       if (this.rttActive && seqGeq(ack, this.rttSeq)) {
@@ -599,7 +611,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
       if (ack === this.sndMax) this.rtoAt = Infinity;
       else this.setRto(now + this.rto);
-      if (this.hostPaused && this.sendQueue.length < this.sendTarget()) this.resumeHost();
+      this.resumeIfRoom();
       if (finAcked) {
         this.ourFinAcked = true;
         if (this.state === 'lastAck') {
@@ -778,11 +790,13 @@ export class Connection implements TimerItem, HostStreamEvents {
     const now = this.host.now();
     this.lastActivity = now;
     this.sendQueue.push(chunk);
+    const room = this.host.queued(chunk.length);
     // More will likely be read in this same I/O round: don't cut a tiny segment from the end of this chunk.
     this.holdTail = full;
-    if (!this.hostPaused && this.sendQueue.length >= this.sendTarget()) {
+    if (!this.hostPaused && (this.sendQueue.length >= this.sendTarget() || !room)) {
       this.socket.pause();
       this.hostPaused = true;
+      if (!room) this.host.waitForBudget(this);
     }
     this.transmit(now);
   }
@@ -884,6 +898,18 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (!this.hostPaused) return;
     this.hostPaused = false;
     this.socket.resume();
+  }
+
+  /** Reads the host socket again if this queue is under its target and the NAT-wide one has room. */
+  private resumeIfRoom(): void {
+    if (!this.hostPaused || this.sendQueue.length >= this.sendTarget() || this.state === 'closed') return;
+    if (!this.host.queued(0)) return this.host.waitForBudget(this);
+    this.resumeHost();
+  }
+
+  /** The NAT-wide queue has room again (see `waitForBudget`). */
+  budgetFreed(): void {
+    this.resumeIfRoom();
   }
 
   /** Sends queued data (and the FIN) as far as the guest's window allows. */

@@ -10,6 +10,13 @@ export interface TcpLimits {
   maxConnecting: number;
   /** Bytes read from a host socket and not yet acknowledged by the guest before the socket is paused. */
   sendBuffer: number;
+  /**
+   * Bytes read from host sockets and not yet acknowledged by the guests, all
+   * connections of the NAT together. Past it no host socket is read until
+   * guests acknowledge: per-connection limits times the flow table would
+   * let a guest that never acknowledges hold gigabytes.
+   */
+  maxQueuedBytes: number;
   /** Bytes from a guest buffered toward a host socket; the window advertised to the guest is what is left of it. */
   receiveBuffer: number;
   /** Out-of-order segments kept per connection. */
@@ -38,6 +45,7 @@ export const DEFAULT_TCP_LIMITS: Readonly<TcpLimits> = {
   maxFlows: 16384,
   maxConnecting: 1024,
   sendBuffer: 4 << 20,
+  maxQueuedBytes: 256 << 20,
   receiveBuffer: 2 << 20,
   maxOutOfOrder: 64,
   windowShift: 7,

@@ -64,6 +64,10 @@ export interface TcpNatOptions {
 export interface TcpNatStats extends Omit<TcpCounters, 'drops'> {
   flows: number;
   connecting: number;
+  /** Host bytes held for guests, all flows (limits.maxQueuedBytes). */
+  queuedToGuests: number;
+  /** Flows whose host socket waits for room under limits.maxQueuedBytes. */
+  waitingForRoom: number;
   /** Flows per state. */
   states: Partial<Record<TcpState, number>>;
   drops: Record<string, number>;
@@ -120,6 +124,9 @@ export class TcpNat implements ConnectionHost {
   private timeout: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
 
+  /** Host bytes queued toward guests, all flows; and the flows waiting for it to fall. */
+  private queuedBytes = 0;
+  private readonly waiting = new Set<Connection>();
   private tails: Connection[] = [];
   private tailsQueued = false;
   private dirty: Connection[] = [];
@@ -221,7 +228,15 @@ export class TcpNat implements ConnectionHost {
     for (const head of this.table.values()) {
       for (let c: Connection | undefined = head; c !== undefined; c = c.next) states[c.state] = (states[c.state] ?? 0) + 1;
     }
-    return { ...this.counters, flows: this.count, connecting: this.connecting, states, drops: { ...this.counters.drops } };
+    return {
+      ...this.counters,
+      flows: this.count,
+      connecting: this.connecting,
+      queuedToGuests: this.queuedBytes,
+      waitingForRoom: this.waiting.size,
+      states,
+      drops: { ...this.counters.drops },
+    };
   }
 
   /** A snapshot of every flow, for status output and tests. */
@@ -296,7 +311,24 @@ export class TcpNat implements ConnectionHost {
     }
   }
 
+  queued(delta: number): boolean {
+    this.queuedBytes += delta;
+    const limit = this.limits.maxQueuedBytes;
+    // Woken at three quarters, so a full NAT does not wake them for every acknowledged segment.
+    if (delta < 0 && this.waiting.size > 0 && this.queuedBytes <= limit - (limit >>> 2)) {
+      const waiting = [...this.waiting];
+      this.waiting.clear();
+      for (const c of waiting) c.budgetFreed();
+    }
+    return this.queuedBytes < limit;
+  }
+
+  waitForBudget(connection: Connection): void {
+    this.waiting.add(connection);
+  }
+
   remove(connection: Connection): void {
+    this.waiting.delete(connection);
     this.timers.cancel(connection);
     const head = this.table.get(connection.key);
     if (head === connection) {

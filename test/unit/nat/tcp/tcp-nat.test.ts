@@ -469,6 +469,34 @@ describe('TcpNat data', () => {
     assert.equal(guest.inbox.length, before);
   });
 
+  it('holds no more for guests than the NAT-wide budget: a guest that never acknowledges pauses every host socket, and they resume as it does', async () => {
+    const budget = 400_000;
+    const { nat, guest, link } = rig({ limits: { maxQueuedBytes: budget } });
+    const payloads = [randomBytes(1_500_000), randomBytes(1_500_000), randomBytes(1_500_000)];
+    let next = 0;
+    const srv = await server((s) => s.end(payloads[next++]!));
+    // The guest advertises 1 MiB windows and never sees (so never acknowledges) any data.
+    link.drop = (s) => s.payload.length > 0;
+    const clients: GuestTcp[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7, window: 1 << 20 });
+      await c.connect();
+      clients.push(c);
+    }
+    await until(() => nat.stats().waitingForRoom > 0, 3000, 'the budget reached');
+    await new Promise((r) => setTimeout(r, 100));
+    const held = nat.stats().queuedToGuests;
+    assert.ok(held >= budget && held < budget + 3 * READ_BLOCK_SIZE, `${held} bytes held`);
+    // The guest sees data again: retransmissions, acknowledgments, and the paused sockets resume.
+    link.drop = () => false;
+    await until(() => clients.every((c) => c.finReceived), 15_000, 'every transfer');
+    assert.deepEqual(
+      clients.map((c) => sha256(c.receivedData)).sort(),
+      payloads.map((p) => sha256(p)).sort(),
+    );
+    assert.equal(nat.stats().queuedToGuests, 0);
+  });
+
   it('keeps one copy of an out-of-order segment the guest repeats', async () => {
     const { nat, guest } = rig({ limits: { maxOutOfOrder: 4 } });
     const chunks: Buffer[] = [];
