@@ -136,16 +136,30 @@ export class Gateway implements GuestLink {
    */
   sendIpv4(frame: Uint8Array, dstIp: number, offload?: FrameOffload): void {
     const mac = this.arp.lookup(dstIp, this.clock());
-    if (mac) return this.emitIpv4(frame, mac, offload);
+    if (mac) return this.sendIpv4To(frame, mac, offload);
     if (!this.inLan(dstIp)) return this.drop('link:not-on-lan');
     // Parked whole: one ARP entry's queue holds a few packets, not a datagram's dozens of fragments.
     if (!this.arp.park(dstIp, frame, offload)) return this.drop('link:arp-queue-full');
     this.sendArpRequest(dstIp);
   }
 
-  /** Send an IPv4 packet to a MAC directly (DHCP replies before the guest has an address). */
-  sendIpv4To(frame: Uint8Array, mac: Uint8Array): void {
-    this.emitIpv4(frame, mac);
+  /**
+   * Send an IPv4 packet to a MAC directly (DHCP replies before the guest has
+   * an address; what ARP resolved). One longer than the guests' MTU (not a
+   * TCP super-segment: the guest's NIC or gso.ts cuts those) goes in
+   * fragments that fit (RFC 791 §3.2).
+   */
+  sendIpv4To(frame: Uint8Array, mac: Uint8Array, offload?: FrameOffload): void {
+    if (frame.length - LINK_HEADROOM <= this.mtu || (offload !== undefined && (offload.gsoType & ~GSO_ECN) !== GsoType.None)) {
+      return this.emitFrame(frame, mac, EtherType.IPv4, offload);
+    }
+    let whole = frame;
+    // A checksum left to the NIC is finished first: only the first fragment carries the transport header.
+    if (offload !== undefined && !finishOffload(frame, offload, (finished) => (whole = finished))) return this.drop('ipv4:bad-offload');
+    if (!fragmentIpv4(whole.subarray(LINK_HEADROOM), this.mtu, LINK_HEADROOM, (fragment) => this.emitFrame(fragment, mac, EtherType.IPv4))) {
+      return this.drop('ipv4:cannot-fragment');
+    }
+    this.counters.fragmented++;
   }
 
   /**
@@ -241,7 +255,7 @@ export class Gateway implements GuestLink {
     // RFC 826 "merge": refresh a known sender, learn one that asks us.
     if (sender !== 0 && this.inLan(sender) && (this.arp.lookup(sender, now) || this.owns(arp.targetProtocolAddress))) {
       this.arp.learn(sender, arp.senderHardwareAddress, now);
-      for (const parked of this.arp.takeParked(sender)) this.emitIpv4(parked.frame, arp.senderHardwareAddress, parked.offload);
+      for (const parked of this.arp.takeParked(sender)) this.sendIpv4To(parked.frame, arp.senderHardwareAddress, parked.offload);
     }
     if (arp.operation !== ArpOperation.Request || !this.owns(arp.targetProtocolAddress)) return;
     const frame = new Uint8Array(ETHERNET_HEADER_LENGTH + ARP_PACKET_LENGTH);
@@ -319,24 +333,6 @@ export class Gateway implements GuestLink {
       ETHERNET_HEADER_LENGTH,
     );
     this.emitFrame(frame, BROADCAST_MAC, EtherType.ARP);
-  }
-
-  /**
-   * An IPv4 packet to `mac`; one longer than the guests' MTU (not a TCP
-   * super-segment: the guest's NIC or gso.ts cuts those) goes in fragments
-   * that fit (RFC 791 §3.2).
-   */
-  private emitIpv4(frame: Uint8Array, mac: Uint8Array, offload?: FrameOffload): void {
-    if (frame.length - LINK_HEADROOM <= this.mtu || (offload !== undefined && (offload.gsoType & ~GSO_ECN) !== GsoType.None)) {
-      return this.emitFrame(frame, mac, EtherType.IPv4, offload);
-    }
-    let whole = frame;
-    // A checksum left to the NIC is finished first: only the first fragment carries the transport header.
-    if (offload !== undefined && !finishOffload(frame, offload, (finished) => (whole = finished))) return this.drop('ipv4:bad-offload');
-    if (!fragmentIpv4(whole.subarray(LINK_HEADROOM), this.mtu, LINK_HEADROOM, (fragment) => this.emitFrame(fragment, mac, EtherType.IPv4))) {
-      return this.drop('ipv4:cannot-fragment');
-    }
-    this.counters.fragmented++;
   }
 
   private emitFrame(frame: Uint8Array, destination: Uint8Array, etherType: number, offload?: FrameOffload): void {

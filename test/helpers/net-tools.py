@@ -35,20 +35,21 @@ def udp_echo_server(host, port, seconds):
         except socket.timeout:
             pass
 
-def udp_ask(host, port, message):
-    """Sends `message` (up to 3 times) and returns the first answer."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(2)
+def udp_ask(host, port, message, s=None):
+    """Sends `message` (up to 3 times) and returns the first answer's bytes."""
+    if s is None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
     for _ in range(3):
         s.sendto(message, (host, int(port)))
         try:
-            return s.recvfrom(65535)[0].decode()
+            return s.recvfrom(65535)[0]
         except socket.timeout:
             continue
-    sys.exit("no answer")
+    sys.exit(f"no answer to {len(message)} bytes")
 
 def udp_echo_client(host, port, message):
-    print(udp_ask(host, port, message.encode()))
+    print(udp_ask(host, port, message.encode()).decode())
 
 def whoami_server(host, port, seconds):
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -73,7 +74,7 @@ def whoami_client(host, port, protocol):
         with socket.create_connection((host, int(port)), timeout=5) as s:
             print(s.recv(100).decode().strip())
     else:
-        print(udp_ask(host, port, b"?"))
+        print(udp_ask(host, port, b"?").decode())
 
 async def blob_server(host, port, seconds):
     async def handle(reader, writer):
@@ -143,15 +144,7 @@ def udp_sizes_client(host, port, sizes):
     s.settimeout(2)
     for size in (int(n) for n in sizes.split(",")):
         message = (blob(size) * (size // BLOB + 1))[:size]
-        for _ in range(3):
-            s.sendto(message, (host, int(port)))
-            try:
-                echo = s.recvfrom(65535)[0]
-                break
-            except socket.timeout:
-                continue
-        else:
-            sys.exit(f"no echo of {size} bytes")
+        echo = udp_ask(host, port, message, s)
         if echo != message:
             sys.exit(f"echo of {size} bytes came back as {len(echo)} different bytes")
         print("ok", size, flush=True)
