@@ -33,6 +33,9 @@
  *   left of `limits.receiveBuffer` after the socket's unsent bytes: it shrinks
  *   while the host is slow and reopens on 'drain' with a window update. We
  *   never move the right edge back (RFC 9293 §3.8.6.2.2 SWS avoidance too).
+ *   Nor does it promise more than the NAT has left under
+ *   `limits.maxHeldForHosts` (buffers toward hosts plus open windows, all
+ *   connections); windows held by it reopen when the NAT wakes them.
  *   Out-of-order segments are copied and kept (bounded), with an immediate
  *   duplicate ACK so the guest fast-retransmits.
  * - ACKs toward the guest are coalesced: data segments carry them; otherwise
@@ -126,6 +129,15 @@ export interface ConnectionHost {
   queued(delta: number): boolean;
   /** Calls `connection.budgetFreed()` once the NAT-wide queue has room again. */
   waitForBudget(connection: Connection): void;
+  /**
+   * `delta` bytes joined (or, negative, left) what the NAT holds or has
+   * promised toward hosts (guest bytes not yet taken by a host socket, and
+   * windows still open to guests); returns the room left under
+   * limits.maxHeldForHosts (0 when full).
+   */
+  heldForHosts(delta: number): number;
+  /** Calls `connection.windowRoomFreed()` once there is room under limits.maxHeldForHosts again. */
+  waitForWindowRoom(connection: Connection): void;
   /** Calls `connection.flush()` at the end of the current batch. */
   markDirty(connection: Connection): void;
   /** Calls `connection.sendHeldTail()` once the current I/O round is over (setImmediate). */
@@ -277,6 +289,10 @@ export class Connection implements TimerItem, HostStreamEvents {
   private rcvAdvEnd = 0;
   private rcvScale = 0;
   private windowScaling = false;
+  /** The window our SYN or SYN-ACK advertised (unscaled). */
+  private synWindow = 0;
+  /** What this connection counts in the NAT's `heldForHosts`: guest bytes not taken by the host yet, plus the window still open. */
+  private heldCharge = 0;
   private readonly ourMss: number;
   private guestFin = false;
   private staging: Buffer = EMPTY;
@@ -397,6 +413,8 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.state = 'closed';
     this.host.remove(this);
     this.host.queued(-this.sendQueue.length);
+    this.host.heldForHosts(-this.heldCharge);
+    this.heldCharge = 0;
     this.sendQueue.clear();
     this.outOfOrder = [];
     this.staging = EMPTY;
@@ -471,7 +489,8 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.irs = tcp.sequenceNumber;
     this.rcvNxt = seqAdd(this.irs, 1);
     // Our SYN advertised an unscaled window: that is the right edge so far.
-    this.rcvAdvEnd = seqAdd(this.rcvNxt, Math.min(0xffff, this.host.limits.receiveBuffer));
+    this.rcvAdvEnd = seqAdd(this.rcvNxt, this.synWindow);
+    this.chargeHeld();
     const offeredShift = this.rcvScale;
     this.takeSynOptions(options, tcp);
     if (this.windowScaling) this.rcvScale = offeredShift;
@@ -716,6 +735,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.guestFin = true;
     this.outOfOrder = [];
     this.flushStaging();
+    this.chargeHeld(); // the window is closed for good
     if (!this.socket.destroyed) this.socket.end();
     if (this.state === 'established') this.state = 'closeWait';
     else if (this.state === 'finWait') {
@@ -820,7 +840,9 @@ export class Connection implements TimerItem, HostStreamEvents {
   }
 
   onHostDrain(): void {
-    if (this.state === 'closed' || this.guestFin) return;
+    if (this.state === 'closed') return;
+    this.chargeHeld();
+    if (this.guestFin) return;
     // Reopen a window that the full socket buffer had closed (RFC 9293 §3.8.6.2.2: only a big step).
     const limit = this.host.limits.receiveBuffer;
     if (seqSub(this.rcvAdvEnd, this.rcvNxt) < limit >>> 1) this.sendBare(TcpFlags.ACK, this.sndNxt);
@@ -910,6 +932,12 @@ export class Connection implements TimerItem, HostStreamEvents {
   /** The NAT-wide queue has room again (see `waitForBudget`). */
   budgetFreed(): void {
     this.resumeIfRoom();
+  }
+
+  /** There is room under limits.maxHeldForHosts again (see `waitForWindowRoom`): a window update if the window can open. */
+  windowRoomFreed(): void {
+    if (this.state !== 'established' && this.state !== 'finWait') return;
+    if (!this.guestFin && this.advanceWindow()) this.sendBare(TcpFlags.ACK, this.sndNxt);
   }
 
   /** Sends queued data (and the FIN) as far as the guest's window allows. */
@@ -1152,34 +1180,78 @@ export class Connection implements TimerItem, HostStreamEvents {
     else this.socket.write(out);
   }
 
+  /** Guest bytes not yet taken by the host socket (its queue, staging, gathered views). */
+  private bufferedForHost(): number {
+    return this.socket.writableLength + this.stagingUsed + this.gatheredBytes;
+  }
+
   /**
-   * The window field for the next segment; moves the advertised right edge
-   * forward only by a worthwhile step (RFC 9293 §3.8.6.2.2) and never back.
+   * Brings this connection's part of the NAT's `heldForHosts` up to date:
+   * what it buffers plus the window still open to the guest (none after its
+   * FIN). Returns the room left. Between calls the part only shrinks (the
+   * kernel takes bytes; the guest's data turns window into buffer), so a
+   * stale one errs high.
    */
-  private windowField(): number {
+  private chargeHeld(): number {
+    const open = this.guestFin ? 0 : Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
+    const charge = this.bufferedForHost() + open;
+    const room = this.host.heldForHosts(charge - this.heldCharge);
+    this.heldCharge = charge;
+    return room;
+  }
+
+  /**
+   * Moves the advertised right edge forward if that is a worthwhile step
+   * (RFC 9293 §3.8.6.2.2), never back; true if it moved. The window is what
+   * is left of `limits.receiveBuffer`, and no more than the NAT-wide room
+   * under `limits.maxHeldForHosts` (waiting for room when that is what holds it).
+   */
+  private advanceWindow(): boolean {
     const limit = this.host.limits.receiveBuffer;
-    const buffered = this.socket.writableLength + this.stagingUsed + this.gatheredBytes;
+    const room = this.chargeHeld();
+    const buffered = this.bufferedForHost();
+    const open = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
     // No more than the field can say: without window scaling (shift 0) that is 65,535.
-    const available = Math.min(limit > buffered ? limit - buffered : 0, 0xffff * (1 << this.rcvScale));
+    let available = Math.min(limit > buffered ? limit - buffered : 0, 0xffff * (1 << this.rcvScale));
+    if (available > open + room) {
+      available = open + room;
+      this.host.waitForWindowRoom(this);
+    }
     const candidate = seqAdd(this.rcvNxt, available);
-    if (seqGeq(candidate, seqAdd(this.rcvAdvEnd, Math.min(limit >>> 1, this.ourMss)))) this.rcvAdvEnd = candidate;
+    if (!seqGeq(candidate, seqAdd(this.rcvAdvEnd, Math.min(limit >>> 1, this.ourMss)))) return false;
+    this.rcvAdvEnd = candidate;
+    this.chargeHeld();
+    return true;
+  }
+
+  /** The window field for the next segment (see advanceWindow). */
+  private windowField(): number {
+    this.advanceWindow();
     const window = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
     const shift = this.rcvScale;
     const field = Math.min(0xffff, Math.ceil(window / (1 << shift)));
     const edge = seqAdd(this.rcvNxt, field * (1 << shift));
-    if (seqGt(edge, this.rcvAdvEnd)) this.rcvAdvEnd = edge;
+    if (seqGt(edge, this.rcvAdvEnd)) {
+      // Rounded up to the scale's unit: fewer than 2^shift bytes more.
+      this.rcvAdvEnd = edge;
+      this.chargeHeld();
+    }
     return field;
   }
 
   private sendSyn(flags: number): void {
-    const limit = this.host.limits.receiveBuffer;
-    const window = Math.min(0xffff, limit);
+    // The window counts in the NAT's heldForHosts once the guest's sequence is known (SYN-ACK here, else its SYN-ACK).
+    const window = (this.synWindow = Math.min(0xffff, this.host.limits.receiveBuffer, this.host.heldForHosts(0)));
+    if (window === 0) this.host.waitForWindowRoom(this);
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
     const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
     const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, 0);
     writeSynOptions(frame, this.ourMss, shift);
     fillTcpChecksum(frame, this.pseudoBase);
-    if ((flags & TcpFlags.ACK) !== 0) this.rcvAdvEnd = seqAdd(this.rcvNxt, window);
+    if ((flags & TcpFlags.ACK) !== 0) {
+      this.rcvAdvEnd = seqAdd(this.rcvNxt, window);
+      this.chargeHeld();
+    }
     this.sndNxt = this.sndMax = seqAdd(this.iss, 1);
     this.synSentAt = this.host.now();
     this.host.link.sendIpv4(frame, this.guestIp);

@@ -19,6 +19,13 @@ export interface TcpLimits {
   maxQueuedBytes: number;
   /** Bytes from a guest buffered toward a host socket; the window advertised to the guest is what is left of it. */
   receiveBuffer: number;
+  /**
+   * Guest bytes buffered toward host sockets plus the windows still open to
+   * guests, all connections of the NAT together. Windows never promise more:
+   * a guest cannot make the NAT hold more than this for hosts that do not
+   * read, however many connections it opens.
+   */
+  maxHeldForHosts: number;
   /** Out-of-order segments kept per connection. */
   maxOutOfOrder: number;
   /** Window-scale shift offered to guests (RFC 7323 §2.3: at most 14). */
@@ -47,6 +54,7 @@ export const DEFAULT_TCP_LIMITS: Readonly<TcpLimits> = {
   sendBuffer: 4 << 20,
   maxQueuedBytes: 256 << 20,
   receiveBuffer: 2 << 20,
+  maxHeldForHosts: 256 << 20,
   maxOutOfOrder: 64,
   windowShift: 7,
   connectTimeoutMs: 20_000,

@@ -68,6 +68,10 @@ export interface TcpNatStats extends Omit<TcpCounters, 'drops'> {
   queuedToGuests: number;
   /** Flows whose host socket waits for room under limits.maxQueuedBytes. */
   waitingForRoom: number;
+  /** Guest bytes not yet taken by host sockets plus windows open to guests, all flows (limits.maxHeldForHosts). */
+  heldForHosts: number;
+  /** Flows whose window waits for room under limits.maxHeldForHosts. */
+  waitingForWindowRoom: number;
   /** Flows per state. */
   states: Partial<Record<TcpState, number>>;
   drops: Record<string, number>;
@@ -127,6 +131,10 @@ export class TcpNat implements ConnectionHost {
   /** Host bytes queued toward guests, all flows; and the flows waiting for it to fall. */
   private queuedBytes = 0;
   private readonly waiting = new Set<Connection>();
+  /** Guest bytes held or promised toward hosts, all flows; and the flows whose window waits for it to fall. */
+  private heldBytes = 0;
+  private readonly waitingForWindow = new Set<Connection>();
+  private windowWakeQueued = false;
   private tails: Connection[] = [];
   private tailsQueued = false;
   private dirty: Connection[] = [];
@@ -234,6 +242,8 @@ export class TcpNat implements ConnectionHost {
       connecting: this.connecting,
       queuedToGuests: this.queuedBytes,
       waitingForRoom: this.waiting.size,
+      heldForHosts: this.heldBytes,
+      waitingForWindowRoom: this.waitingForWindow.size,
       states,
       drops: { ...this.counters.drops },
     };
@@ -327,8 +337,32 @@ export class TcpNat implements ConnectionHost {
     this.waiting.add(connection);
   }
 
+  heldForHosts(delta: number): number {
+    this.heldBytes += delta;
+    const limit = this.limits.maxHeldForHosts;
+    // As `queued`: woken at three quarters, so a full NAT does not send window updates byte by byte.
+    // After the call: the caller is a connection in the middle of building a segment.
+    if (delta < 0 && this.waitingForWindow.size > 0 && !this.windowWakeQueued && this.heldBytes <= limit - (limit >>> 2)) {
+      this.windowWakeQueued = true;
+      afterCall(this.wakeWindows);
+    }
+    return this.heldBytes < limit ? limit - this.heldBytes : 0;
+  }
+
+  private readonly wakeWindows = (): void => {
+    this.windowWakeQueued = false;
+    const waiting = [...this.waitingForWindow];
+    this.waitingForWindow.clear();
+    for (const c of waiting) c.windowRoomFreed();
+  };
+
+  waitForWindowRoom(connection: Connection): void {
+    this.waitingForWindow.add(connection);
+  }
+
   remove(connection: Connection): void {
     this.waiting.delete(connection);
+    this.waitingForWindow.delete(connection);
     this.timers.cancel(connection);
     const head = this.table.get(connection.key);
     if (head === connection) {

@@ -497,6 +497,51 @@ describe('TcpNat data', () => {
     assert.equal(nat.stats().queuedToGuests, 0);
   });
 
+  it('holds no more for hosts than the NAT-wide budget: windows to guests close while hosts do not read, and reopen as they do', async () => {
+    const budget = 1 << 20;
+    const { nat, guest } = rig({ limits: { maxHeldForHosts: budget } });
+    const payloads = [randomBytes(12_000_000), randomBytes(12_000_000), randomBytes(12_000_000)];
+    const sockets: net.Socket[] = [];
+    const received: Buffer[][] = [];
+    const srv = await server((s) => {
+      const parts: Buffer[] = [];
+      received.push(parts);
+      s.on('data', (d: Buffer) => parts.push(d));
+      s.pause(); // the host reads nothing for now
+      sockets.push(s);
+    });
+    const clients: GuestTcp[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7 });
+      await c.connect();
+      c.write(payloads[i]!);
+      c.end();
+      clients.push(c);
+    }
+    await until(() => nat.stats().waitingForWindowRoom > 0, 5000, 'the budget reached');
+    // Some 30 samples while the hosts still read nothing: what the NAT buffers stays within its budget
+    // (windows are rounded up to the scale's 128-byte unit).
+    let peak = 0;
+    for (let i = 0; i < 30; i++) {
+      const buffered = nat.connections().reduce((sum, c) => sum + c.buffered, 0);
+      const held = nat.stats().heldForHosts;
+      assert.ok(buffered <= budget + 3 * 128, `${buffered} bytes buffered`);
+      assert.ok(buffered <= held && held <= budget + 3 * 128, `buffered ${buffered}, held ${held}`);
+      peak = Math.max(peak, buffered);
+      await sleep(10);
+    }
+    assert.ok(peak >= budget / 2, `the hosts' sockets were full: ${peak} bytes buffered`);
+    for (const s of sockets) s.resume();
+    await until(() => received.every((parts) => parts.reduce((n, p) => n + p.length, 0) === 12_000_000), 20_000, 'every upload');
+    assert.deepEqual(
+      received.map((parts) => sha256(Buffer.concat(parts))).sort(),
+      payloads.map((p) => sha256(p)).sort(),
+    );
+    for (const s of sockets) s.end();
+    await until(() => clients.every((c) => c.finReceived), 5000, 'the closes');
+    await until(() => nat.stats().heldForHosts === 0, 5000, 'nothing held');
+  });
+
   it('keeps one copy of an out-of-order segment the guest repeats', async () => {
     const { nat, guest } = rig({ limits: { maxOutOfOrder: 4 } });
     const chunks: Buffer[] = [];
