@@ -268,6 +268,9 @@ export class Connection implements TimerItem, HostStreamEvents {
   private synRepeated = false;
   private dupAcks = 0;
   private inRecovery = false;
+  /** Since a timeout, until everything sent before it is acknowledged (RFC 6582 §3.2 step 1). */
+  private afterTimeout = false;
+  /** SND.MAX when fast recovery began, or when the last timeout fired. */
   private recover = 0;
   private srtt = 0;
   private rttvar = 0;
@@ -333,6 +336,22 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.lastActivity = host.now();
     // Last: the stream may report from here on.
     this.socket = open(this);
+  }
+
+  /**
+   * A guest SYN (no ACK) with sequence number `seq` came for this
+   * connection's 4-tuple: closes the connection and returns true when that
+   * SYN opens a new one. In TIME-WAIT, a SYN above the old sequence space
+   * (RFC 9293 §3.10.7.4, RFC 6191); before the guest completed its
+   * handshake, a SYN with another ISN — the guest started over, and a
+   * passive open "returns to LISTEN" (RFC 9293 §3.10.7.4, fourth): the host
+   * connection made for the old SYN is reset.
+   */
+  makeWayFor(seq: number): boolean {
+    if (this.state === 'timeWait' && seqGt(seq, this.rcvNxt)) this.close('destroy');
+    else if ((this.state === 'connecting' || this.state === 'synReceived') && seq !== this.irs) this.close('reset');
+    else return false;
+    return true;
   }
 
   /** Starts a guest-initiated connection from its SYN; `synPacket` is a copy of the guest's IPv4 packet. */
@@ -626,6 +645,8 @@ export class Connection implements TimerItem, HostStreamEvents {
         // RFC 6582 §3.2: a partial ACK retransmits the next hole at once.
         if (seqGeq(ack, this.recover)) this.inRecovery = false;
         else this.retransmitHead();
+      } else if (this.afterTimeout && seqGeq(ack, this.recover)) {
+        this.afterTimeout = false;
       }
       // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
       if (ack === this.sndMax) this.rtoAt = Infinity;
@@ -646,8 +667,9 @@ export class Connection implements TimerItem, HostStreamEvents {
       window === this.sndWnd &&
       window !== 0
     ) {
-      // RFC 5681 §2 "duplicate acknowledgment"; §3.2 fast retransmit.
-      if (++this.dupAcks === DUPACK_THRESHOLD && !this.inRecovery) {
+      // RFC 5681 §2 "duplicate acknowledgment"; §3.2 fast retransmit. Not for data sent before
+      // a timeout (RFC 6582 §3.2 step 1): the go-back-N resend draws duplicates of its own.
+      if (++this.dupAcks === DUPACK_THRESHOLD && !this.inRecovery && !this.afterTimeout) {
         this.inRecovery = true;
         this.recover = this.sndMax;
         this.host.counters.fastRetransmits++;
@@ -1045,6 +1067,8 @@ export class Connection implements TimerItem, HostStreamEvents {
           // RFC 6298 §5.4–5.6: retransmit the earliest segment, back off, restart the timer.
           this.sndNxt = this.sndUna;
           this.inRecovery = false;
+          this.afterTimeout = true;
+          this.recover = this.sndMax;
           this.dupAcks = 0;
           this.retransmitHead();
         } else if (this.sendQueue.length > 0 && this.sndWnd === 0) {

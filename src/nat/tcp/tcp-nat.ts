@@ -183,13 +183,10 @@ export class TcpNat implements ConnectionHost {
     const flags = tcp.flags;
     if (connection !== undefined) {
       const newSyn = (flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN;
-      if (!(newSyn && connection.state === 'timeWait' && seqGt(tcp.sequenceNumber, connection.rcvNxt))) {
+      if (!(newSyn && connection.makeWayFor(tcp.sequenceNumber))) {
         connection.fromGuest(tcp, this.clock());
         return;
       }
-      // RFC 9293 §3.10.7.4 (TIME-WAIT) and RFC 6191: a new SYN above the old
-      // sequence space may reuse the 4-tuple at once.
-      connection.close('destroy');
       connection = undefined;
     }
     if ((flags & TcpFlags.RST) !== 0) return this.drop('tcp:no-flow');

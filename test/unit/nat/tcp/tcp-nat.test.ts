@@ -160,6 +160,26 @@ describe('TcpNat handshake', () => {
     assert.equal(synAck.options.windowScale, undefined);
   });
 
+  it('takes a SYN with another ISN before the handshake completed as the guest starting over: the first host connection is reset', async () => {
+    const { nat, guest } = rig();
+    const srv = await server();
+    const lp = port();
+    guest.send({ srcPort: lp, dstPort: srv.port, seq: 5000, flags: TcpFlags.SYN, options: { mss: 1460 } });
+    const synAck = await guest.next((s) => s.dstPort === lp);
+    assert.equal(synAck.ack, 5001);
+    // The guest never ACKs it and starts over from the same port with a new ISN.
+    const c = new GuestTcp(guest, { localPort: lp, remotePort: srv.port });
+    assert.notEqual(c.iss, 5000);
+    await c.connect();
+    c.write(Buffer.from('second try'));
+    await until(() => srv.sockets.length === 2, 2000, 'the second host connection');
+    const data: Buffer[] = [];
+    srv.sockets[1]!.on('data', (d: Buffer) => data.push(d));
+    await until(() => Buffer.concat(data).toString() === 'second try');
+    await until(() => srv.sockets[0]!.destroyed, 2000, 'the first host connection closed');
+    assert.equal(nat.flowCount, 1);
+  });
+
   it('refuses at once with RST when the host port is closed', async () => {
     const { nat, guest } = rig();
     const p = await closedPort();
@@ -409,6 +429,40 @@ describe('TcpNat data', () => {
     await until(() => c.finReceived, 10_000);
     assert.equal(sha256(c.receivedData), sha256(payload));
     assert.ok(nat.stats().fastRetransmits >= 1);
+  });
+
+  it('takes duplicate ACKs of data sent before a timeout for no loss (RFC 6582 §3.2), and fast-retransmits again once that data is acknowledged', async () => {
+    const time = fakeClock();
+    const { nat, guest, link } = rig({ clock: time.clock });
+    let srvSocket: net.Socket | undefined;
+    const srv = await server((s) => (srvSocket = s));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, mss: 1000 });
+    await c.connect();
+    await until(() => srvSocket !== undefined);
+    let dropping = true;
+    link.drop = (s) => dropping && s.payload.length > 0;
+    const first = randomBytes(5000);
+    srvSocket!.write(first);
+    await until(() => nat.connections()[0]?.inFlight === 5000, 3000, 'five segments sent (and lost)');
+    time.now += 201;
+    nat.runTimers();
+    assert.equal(nat.stats().retransmits, 1, 'the timeout resent the first segment (lost too)');
+    // Three duplicate ACKs for data sent before the timeout: no fast retransmit.
+    for (let i = 0; i < 3; i++) c.sendAck();
+    await sleep(20);
+    assert.equal(nat.stats().fastRetransmits, 0);
+    dropping = false;
+    time.now += 401;
+    nat.runTimers();
+    await until(() => c.receivedBytes === 5000, 3000, 'the first 5000 bytes');
+    // All of it acknowledged: a new loss is fast-retransmitted, no timer needed.
+    let lost = 0;
+    link.drop = (s) => s.payload.length > 0 && ++lost === 1;
+    const second = randomBytes(5000);
+    srvSocket!.write(second);
+    await until(() => c.receivedBytes === 10_000, 3000, 'the next 5000 bytes');
+    assert.equal(nat.stats().fastRetransmits, 1);
+    assert.equal(sha256(c.receivedData), sha256(Buffer.concat([first, second])));
   });
 
   for (const window of [20_000, 2_000]) {
