@@ -2,8 +2,9 @@
  * A real QEMU guest under vnet: the Debian kernel and a busybox initramfs
  * built by the test boot under TCG (or KVM) from `startvm --type headless`,
  * get a DHCP lease over `-netdev stream`, download a file from a server on
- * the daemon namespace's loopback through the NAT and check its sha256, and
- * answer through a port forward. Then a diskless VM boots the same kernel
+ * the daemon namespace's loopback through the NAT and check its sha256, ping
+ * the gateway with a datagram longer than the link's MTU, and answer through
+ * a port forward. Then a diskless VM boots the same kernel
  * from the network: QEMU's own PXE ROM (iPXE) takes the boot file DHCP names
  * and fetches it, the kernel and the initramfs from the NAT's TFTP server.
  * The abort check kills a third QEMU before its guest gets anywhere.
@@ -89,6 +90,12 @@ describe('QEMU guest (headless)', { timeout: 420_000, skip }, () => {
     const match = /VNET-SHA256 ([0-9a-f]{64})/.exec(consoleText());
     assert.ok(match, `no checksum on the console:\n${consoleText().slice(-2000)}`);
     assert.equal(match[1], blobSha);
+  });
+
+  test('a 4000-byte ping from the guest crosses its 1500-byte link in fragments both ways', async () => {
+    assert.match(consoleText(), /VNET-PING-4000 ok/, consoleText().slice(-2000));
+    const lan = (await vnet.stats()).nat.find((l: { key: string }) => l.key === 'nat:g/nic1');
+    assert.ok(lan.gateway.reassembly.reassembled >= 1 && lan.gateway.fragmented >= 1, JSON.stringify(lan.gateway));
   });
 
   test('the guest answers through a port forward', async () => {

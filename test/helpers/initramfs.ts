@@ -70,6 +70,8 @@ if wget -q -O /tmp/blob ${downloadUrl}; then
 else
   echo "VNET-WGET-FAILED"
 fi
+# Longer than the 1500-byte link: fragments to the NAT gateway, whose reply comes back in fragments.
+if ping -c 1 -W 10 -s 4000 10.0.2.2 > /dev/null; then echo "VNET-PING-4000 ok"; else echo "VNET-PING-4000 failed"; fi
 printf '${GUEST_PAGE.replace(/\n/g, '\\n')}' > /www/index.html
 httpd -p ${GUEST_HTTP_PORT} -h /www
 echo "VNET-READY"
