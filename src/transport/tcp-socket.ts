@@ -97,30 +97,26 @@ export class NativeHostStreams {
 
   /**
    * Joins accepted slot `id` in the kernel to a connection to host:port made
-   * in the namespace `netnsFd` (native/src/tcp_splice.c). A connect there
-   * to an address of the namespace is done or refused when connect(2)
-   * returns (loopback); anything else means the address is not local there:
-   * false, nothing changed. A refusal (or a pair the addon cannot make)
-   * resets the client: true.
+   * in the namespace `netnsFd` (native/src/tcp_splice.c). That connection is
+   * bound to `host` itself, so it goes ahead only when `host` is an address
+   * of the namespace; else (EADDRNOTAVAIL) false, nothing changed. A connect
+   * there that connect(2) leaves in progress (softirqs deferred under load)
+   * is spliced all the same: the pair moves bytes once it completes. A
+   * refusal, now or then, resets the client (a pair the addon cannot make
+   * too): true.
    */
   spliceAccepted(id: number, host: string, port: number, netnsFd: number, ended: (error: string | undefined) => void): boolean {
     if (this.closed) return false;
     let inner: number;
     try {
-      inner = this.native.connect(host, port, netnsFd);
+      inner = this.native.connect(host, port, netnsFd, host);
     } catch {
       return false; // not an IP address: the NIC's path says what becomes of it
     }
-    let refused = inner === -constants.errno.ECONNREFUSED;
+    const refused = inner === -constants.errno.ECONNREFUSED || (inner >= 0 && this.native.connectError(inner) === constants.errno.ECONNREFUSED);
     if (inner < 0 && !refused) return false;
-    if (!refused && this.native.state(inner) !== TCP_STATE.ESTABLISHED) {
-      // connect(2) said "in progress", but a local refusal has already happened by the time it returns.
-      refused = this.native.connectError(inner) === constants.errno.ECONNREFUSED;
-      this.native.close(inner, false);
-      if (!refused) return false;
-    }
     if (refused || this.native.splice(id, inner) < 0) {
-      if (!refused) this.native.close(inner, false);
+      if (inner >= 0) this.native.close(inner, false);
       this.native.close(id, true);
       this.forget(id);
       ended(refused ? 'ECONNREFUSED' : 'EIO');

@@ -9,6 +9,7 @@
   net-tools.py syn-flood SRC DST COUNT                  -> COUNT TCP SYNs from SRC to DST, random closed ports (raw socket)
   net-tools.py whoami-server HOST PORT SECONDS          -> TCP and UDP on PORT: answers each client with its address
   net-tools.py whoami-client HOST PORT tcp|udp          -> prints the address the server saw
+  net-tools.py full-queue-server HOST PORT SECONDS      -> TCP whoami whose accept queue stays full until a SYN is dropped (a connect "in progress"); prints "ready"
   net-tools.py udp-sizes-client HOST PORT SIZE,SIZE,... -> one datagram of each size to an echo server, checks every byte; prints "ok SIZE" each
   net-tools.py frag-flood SRC DST COUNT                 -> COUNT lone first fragments (1 KiB, MF set, distinct IDs, 100 per 2 ms) from SRC to DST (raw socket)
 Every server stops by itself after SECONDS."""
@@ -68,6 +69,36 @@ def whoami_server(host, port, seconds):
         if udp in ready:
             _, peer = udp.recvfrom(65535)
             udp.sendto(peer[0].encode(), peer)
+
+def listen_overflows():
+    """TcpExt ListenOverflows of this namespace: SYNs dropped because an accept queue was full."""
+    with open("/proc/net/netstat") as f:
+        rows = [line.split() for line in f if line.startswith("TcpExt:")]
+    return int(rows[1][rows[0].index("ListenOverflows")])
+
+def full_queue_server(host, port, seconds):
+    """A whoami TCP server whose accept queue is full until a SYN has been dropped, so that
+    connect(2) to it returns "in progress"; then it answers every client, the first one too."""
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind((host, int(port)))
+    tcp.listen(0)
+    filler = socket.create_connection((host, int(port)))
+    before = listen_overflows()
+    print("ready", flush=True)
+    end = time.time() + float(seconds)
+    while listen_overflows() == before and time.time() < end:
+        time.sleep(0.01)
+    filler.close()
+    while time.time() < end:
+        ready, _, _ = select.select([tcp], [], [], 0.5)
+        if ready:
+            conn, peer = tcp.accept()
+            try:
+                conn.sendall(peer[0].encode() + b"\n")
+            except OSError:
+                pass
+            conn.close()
 
 def whoami_client(host, port, protocol):
     if protocol == "tcp":
@@ -170,6 +201,7 @@ if __name__ == "__main__":
     elif cmd == "syn-flood": syn_flood(*args)
     elif cmd == "whoami-server": whoami_server(*args)
     elif cmd == "whoami-client": whoami_client(*args)
+    elif cmd == "full-queue-server": full_queue_server(*args)
     elif cmd == "udp-sizes-client": udp_sizes_client(*args)
     elif cmd == "frag-flood": frag_flood(*args)
     else: sys.exit(f"unknown command {cmd}")
