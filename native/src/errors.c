@@ -1,6 +1,8 @@
-/* Errors with a stable code and errno text; readers for JS arguments. */
+/* Errors with a stable code and errno text; readers for JS arguments and the addresses they name. */
 #include "vnet.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -116,4 +118,23 @@ bool vnet_export_function(napi_env env, napi_value exports, const char *name, na
   napi_value fn;
   if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) != napi_ok) return false;
   return napi_set_named_property(env, exports, name, fn) == napi_ok;
+}
+
+bool vnet_ip_address(const char *text, uint16_t port, void *out, socklen_t *len) {
+  struct sockaddr_in *v4 = out;
+  struct sockaddr_in6 *v6 = out;
+  memset(out, 0, sizeof *v6);
+  if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    *len = sizeof *v4;
+    return true;
+  }
+  if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    *len = sizeof *v6;
+    return true;
+  }
+  return false;
 }

@@ -92,9 +92,10 @@ static int open_raw_socket(void) {
 /* Binds `fd` to the IPv4 address `text` (empty: nothing to do): echo requests leave from it. 0 or an errno. */
 static int bind_icmp(int fd, const char *text) {
   if (text[0] == '\0') return 0;
-  struct sockaddr_in at = {.sin_family = AF_INET};
-  if (inet_pton(AF_INET, text, &at.sin_addr) != 1) return EINVAL;
-  return bind(fd, (struct sockaddr *)&at, sizeof at) == 0 ? 0 : errno;
+  struct sockaddr_in6 at; /* room for either family; only IPv4 will do */
+  socklen_t len;
+  if (!vnet_ip_address(text, 0, &at, &len) || at.sin6_family != AF_INET) return EINVAL;
+  return bind(fd, (struct sockaddr *)&at, len) == 0 ? 0 : errno;
 }
 
 static napi_value opened(napi_env env, int fd, const char *kind, const char *bind_text) {

@@ -187,26 +187,6 @@ static napi_value int_value(napi_env env, int32_t value) {
   tcp_socket *s = socket_arg(env, o, argv[0]);                 \
   if (s == NULL) return NULL;
 
-/* An IPv4 or IPv6 address literal and a port as a sockaddr; false when `host` is neither. */
-static bool fill_address(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *len) {
-  memset(out, 0, sizeof *out);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)out;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    *len = sizeof *v4;
-    return true;
-  }
-  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    *len = sizeof *v6;
-    return true;
-  }
-  return false;
-}
-
 /* An IPv4 or IPv6 address and a port as a sockaddr; false (and thrown) when `host` is neither. */
 static bool socket_address(napi_env env, napi_value host_value, napi_value port_value, bool port_zero_ok,
                            struct sockaddr_storage *out, socklen_t *len) {
@@ -216,7 +196,7 @@ static bool socket_address(napi_env env, napi_value host_value, napi_value port_
       !vnet_arg_uint32(env, port_value, "port", &port)) {
     return false;
   }
-  if (port <= 65535 && (port != 0 || port_zero_ok) && fill_address(host, (uint16_t)port, out, len)) return true;
+  if (port <= 65535 && (port != 0 || port_zero_ok) && vnet_ip_address(host, (uint16_t)port, out, len)) return true;
   vnet_throw(env, "VNET_ERR_INVALID_ARG", "host must be an IP address and port 0-65535 (1-65535 to connect)");
   return false;
 }
@@ -297,7 +277,7 @@ static int bind_source(napi_env env, napi_value value, int fd, int family) {
   if (!vnet_arg_string(env, value, "bindAddress", host, sizeof host, NULL)) return -1;
   struct sockaddr_storage at;
   socklen_t len;
-  if (!fill_address(host, 0, &at, &len) || at.ss_family != family) {
+  if (!vnet_ip_address(host, 0, &at, &len) || at.ss_family != family) {
     vnet_throw(env, "VNET_ERR_INVALID_ARG", "bindAddress must be an IP address of the destination's family");
     return -1;
   }

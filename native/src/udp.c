@@ -94,24 +94,6 @@ typedef union {
 
 /* ---- opening ---- */
 
-/* Parses an IPv4 or IPv6 literal with `port`; false if it is neither. */
-static bool parse_address(const char *text, uint32_t port, udp_address *out, socklen_t *len) {
-  memset(out, 0, sizeof *out);
-  if (inet_pton(AF_INET, text, &out->v4.sin_addr) == 1) {
-    out->v4.sin_family = AF_INET;
-    out->v4.sin_port = htons((uint16_t)port);
-    *len = sizeof out->v4;
-    return true;
-  }
-  if (inet_pton(AF_INET6, text, &out->v6.sin6_addr) == 1) {
-    out->v6.sin6_family = AF_INET6;
-    out->v6.sin6_port = htons((uint16_t)port);
-    *len = sizeof out->v6;
-    return true;
-  }
-  return false;
-}
-
 /* Sets a buffer size, forced past the sysctl cap where we may (CAP_NET_ADMIN). */
 static void set_buffer(int fd, int forced, int plain, int bytes) {
   if (setsockopt(fd, SOL_SOCKET, forced, &bytes, sizeof bytes) != 0) {
@@ -163,8 +145,8 @@ static napi_value open_udp_socket(napi_env env, napi_callback_info info) {
     vnet_throw(env, "VNET_ERR_INVALID_ARG", "ports must be 0-65535 (a connect port 1-65535)");
     return NULL;
   }
-  if (!parse_address(bind_text, bind_port, &local, &local_len) ||
-      (!no_connect && !parse_address(connect_text, connect_port, &remote, &remote_len))) {
+  if (!vnet_ip_address(bind_text, (uint16_t)bind_port, &local, &local_len) ||
+      (!no_connect && !vnet_ip_address(connect_text, (uint16_t)connect_port, &remote, &remote_len))) {
     vnet_throw(env, "VNET_ERR_INVALID_ARG", "bindAddress and connectAddress must be IP addresses");
     return NULL;
   }

@@ -58,6 +58,9 @@ bool vnet_export_function(napi_env env, napi_value exports, const char *name, na
 
 /* Fills a sockaddr_un for a filesystem path; returns 0 or an errno (ENAMETOOLONG, EINVAL). */
 int vnet_unix_address(const char *path, struct sockaddr_un *addr, socklen_t *len);
+/* An IPv4 or IPv6 address literal and `port` as a sockaddr in `out`, which has room for a
+ * sockaddr_in6 (errors.c); false when `text` is neither. */
+bool vnet_ip_address(const char *text, uint16_t port, void *out, socklen_t *len);
 
 /* Module parts; each adds its functions or classes to `exports`. */
 bool vnet_init_tap(napi_env env, napi_value exports);

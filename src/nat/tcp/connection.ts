@@ -1264,8 +1264,10 @@ export class Connection implements TimerItem, HostStreamEvents {
   }
 
   private sendSyn(flags: number): void {
-    // The window counts in the NAT's heldForHosts once the guest's sequence is known (SYN-ACK here, else its SYN-ACK).
-    const window = (this.synWindow = Math.min(0xffff, this.host.limits.receiveBuffer, this.host.heldForHosts(0)));
+    // The window counts in the NAT's heldForHosts once the guest's sequence is known (SYN-ACK here, else
+    // its SYN-ACK). A repeated SYN-ACK offers no less than the first: the right edge never moves back.
+    const room = Math.min(0xffff, this.host.limits.receiveBuffer, this.host.heldForHosts(0));
+    const window = (this.synWindow = Math.max(this.synWindow, room));
     if (window === 0) this.host.waitForWindowRoom(this);
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
     const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;

@@ -40,7 +40,7 @@ import { openNetHostStream, type AcceptedHostSocket, type HostStreamEvents, type
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segment.js';
-import { seqAdd, seqGt } from './seq.js';
+import { seqAdd } from './seq.js';
 import { TimerHeap } from './timer-heap.js';
 
 export type { TcpLimits } from './limits.js';
