@@ -319,7 +319,9 @@ export class TcpNat implements ConnectionHost {
   }
 
   queued(delta: number): boolean {
-    this.queuedBytes += delta;
+    // `| 0`: a caller's `-length` of 0 is minus zero, not a V8 small integer, and adding it would turn
+    // the counter into a double: a new map for the NAT and a deopt of every function that touched it.
+    this.queuedBytes += delta | 0;
     const limit = this.limits.maxQueuedBytes;
     // Woken at three quarters, so a full NAT does not wake them for every acknowledged segment.
     if (delta < 0 && this.waiting.size > 0 && this.queuedBytes <= limit - (limit >>> 2)) {
@@ -335,7 +337,7 @@ export class TcpNat implements ConnectionHost {
   }
 
   heldForHosts(delta: number): number {
-    this.heldBytes += delta;
+    this.heldBytes += delta | 0; // (see `queued`)
     const limit = this.limits.maxHeldForHosts;
     // As `queued`: woken at three quarters, so a full NAT does not send window updates byte by byte.
     // After the call: the caller is a connection in the middle of building a segment.
