@@ -96,6 +96,7 @@ import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
 import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, offloadSegment, SEGMENT_HEADROOM, sharedSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
+import type { SharedBudget } from './shared-budget.js';
 import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
 import type { HostStream, HostStreamEvents } from './host-stream.js';
@@ -122,22 +123,14 @@ export interface ConnectionHost {
   now(): number;
   /** Makes sure the connection's timer fires no later than `at`. */
   armTimer(connection: Connection, at: number): void;
+  /** Host bytes queued toward guests, all connections (limits.maxQueuedBytes); wakes waiters with `budgetFreed()`. */
+  readonly toGuests: SharedBudget<Connection>;
   /**
-   * `delta` bytes joined (or, negative, left) the queues toward guests;
-   * false while the NAT-wide queue is full (limits.maxQueuedBytes).
+   * What the NAT holds or has promised toward hosts: guest bytes not yet
+   * taken by a host socket, and windows still open to guests
+   * (limits.maxHeldForHosts); wakes waiters with `windowRoomFreed()`.
    */
-  queued(delta: number): boolean;
-  /** Calls `connection.budgetFreed()` once the NAT-wide queue has room again. */
-  waitForBudget(connection: Connection): void;
-  /**
-   * `delta` bytes joined (or, negative, left) what the NAT holds or has
-   * promised toward hosts (guest bytes not yet taken by a host socket, and
-   * windows still open to guests); returns the room left under
-   * limits.maxHeldForHosts (0 when full).
-   */
-  heldForHosts(delta: number): number;
-  /** Calls `connection.windowRoomFreed()` once there is room under limits.maxHeldForHosts again. */
-  waitForWindowRoom(connection: Connection): void;
+  readonly forHosts: SharedBudget<Connection>;
   /** Calls `connection.flush()` at the end of the current batch. */
   markDirty(connection: Connection): void;
   /** Calls `connection.sendHeldTail()` once the current I/O round is over (setImmediate). */
@@ -431,8 +424,8 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (this.state === 'connecting') this.host.connectFinished();
     this.state = 'closed';
     this.host.remove(this);
-    this.host.queued(-this.sendQueue.length);
-    this.host.heldForHosts(-this.heldCharge);
+    this.host.toGuests.charge(-this.sendQueue.length);
+    this.host.forHosts.charge(-this.heldCharge);
     this.heldCharge = 0;
     this.sendQueue.clear();
     this.outOfOrder = [];
@@ -632,7 +625,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       const finAcked = acked > queued;
       if (finAcked) acked = queued;
       this.sendQueue.consume(acked);
-      this.host.queued(-acked);
+      this.host.toGuests.charge(-acked);
       this.sndUna = ack;
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
       if (this.rttActive && seqGeq(ack, this.rttSeq)) {
@@ -832,13 +825,13 @@ export class Connection implements TimerItem, HostStreamEvents {
     const now = this.host.now();
     this.lastActivity = now;
     this.sendQueue.push(chunk);
-    const room = this.host.queued(chunk.length);
+    const room = this.host.toGuests.charge(chunk.length) > 0;
     // More will likely be read in this same I/O round: don't cut a tiny segment from the end of this chunk.
     this.holdTail = full;
     if (!this.hostPaused && (this.sendQueue.length >= this.sendTarget() || !room)) {
       this.socket.pause();
       this.hostPaused = true;
-      if (!room) this.host.waitForBudget(this);
+      if (!room) this.host.toGuests.wait(this);
     }
     this.transmit(now);
   }
@@ -947,16 +940,16 @@ export class Connection implements TimerItem, HostStreamEvents {
   /** Reads the host socket again if this queue is under its target and the NAT-wide one has room. */
   private resumeIfRoom(): void {
     if (!this.hostPaused || this.sendQueue.length >= this.sendTarget() || this.state === 'closed') return;
-    if (!this.host.queued(0)) return this.host.waitForBudget(this);
+    if (this.host.toGuests.charge(0) === 0) return this.host.toGuests.wait(this);
     this.resumeHost();
   }
 
-  /** The NAT-wide queue has room again (see `waitForBudget`). */
+  /** The NAT-wide queue toward guests has room again (see `toGuests`). */
   budgetFreed(): void {
     this.resumeIfRoom();
   }
 
-  /** There is room under limits.maxHeldForHosts again (see `waitForWindowRoom`): a window update if the window can open. */
+  /** There is room under limits.maxHeldForHosts again (see `forHosts`): a window update if the window can open. */
   windowRoomFreed(): void {
     if (this.state !== 'established' && this.state !== 'finWait') return;
     if (!this.guestFin && this.advanceWindow()) this.sendBare(TcpFlags.ACK, this.sndNxt);
@@ -1219,7 +1212,7 @@ export class Connection implements TimerItem, HostStreamEvents {
   private chargeHeld(): number {
     const open = this.guestFin ? 0 : Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
     const charge = this.bufferedForHost() + open;
-    const room = this.host.heldForHosts(charge - this.heldCharge);
+    const room = this.host.forHosts.charge(charge - this.heldCharge);
     this.heldCharge = charge;
     return room;
   }
@@ -1229,6 +1222,7 @@ export class Connection implements TimerItem, HostStreamEvents {
    * (RFC 9293 §3.8.6.2.2), never back; true if it moved. The window is what
    * is left of `limits.receiveBuffer`, and no more than the NAT-wide room
    * under `limits.maxHeldForHosts` (waiting for room when that is what holds it).
+   * The moved edge counts in `forHosts` from the next chargeHeld (windowField's).
    */
   private advanceWindow(): boolean {
     const limit = this.host.limits.receiveBuffer;
@@ -1239,18 +1233,17 @@ export class Connection implements TimerItem, HostStreamEvents {
     let available = Math.min(limit > buffered ? limit - buffered : 0, 0xffff * (1 << this.rcvScale));
     if (available > open + room) {
       available = open + room;
-      this.host.waitForWindowRoom(this);
+      this.host.forHosts.wait(this);
     }
     const candidate = seqAdd(this.rcvNxt, available);
     if (!seqGeq(candidate, seqAdd(this.rcvAdvEnd, Math.min(limit >>> 1, this.ourMss)))) return false;
     this.rcvAdvEnd = candidate;
-    this.chargeHeld();
     return true;
   }
 
   /** The window field for the next segment (see advanceWindow). */
   private windowField(): number {
-    this.advanceWindow();
+    let moved = this.advanceWindow();
     const window = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
     const shift = this.rcvScale;
     const field = Math.min(0xffff, Math.ceil(window / (1 << shift)));
@@ -1258,17 +1251,18 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (seqGt(edge, this.rcvAdvEnd)) {
       // Rounded up to the scale's unit: fewer than 2^shift bytes more.
       this.rcvAdvEnd = edge;
-      this.chargeHeld();
+      moved = true;
     }
+    if (moved) this.chargeHeld();
     return field;
   }
 
   private sendSyn(flags: number): void {
     // The window counts in the NAT's heldForHosts once the guest's sequence is known (SYN-ACK here, else
     // its SYN-ACK). A repeated SYN-ACK offers no less than the first: the right edge never moves back.
-    const room = Math.min(0xffff, this.host.limits.receiveBuffer, this.host.heldForHosts(0));
+    const room = Math.min(0xffff, this.host.limits.receiveBuffer, this.host.forHosts.charge(0));
     const window = (this.synWindow = Math.max(this.synWindow, room));
-    if (window === 0) this.host.waitForWindowRoom(this);
+    if (window === 0) this.host.forHosts.wait(this);
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
     const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
     const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, 0);

@@ -41,6 +41,7 @@ import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.j
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segment.js';
 import { seqAdd } from './seq.js';
+import { SharedBudget } from './shared-budget.js';
 import { TimerHeap } from './timer-heap.js';
 
 export type { TcpLimits } from './limits.js';
@@ -128,13 +129,10 @@ export class TcpNat implements ConnectionHost {
   private timeout: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
 
-  /** Host bytes queued toward guests, all flows; and the flows waiting for it to fall. */
-  private queuedBytes = 0;
-  private readonly waiting = new Set<Connection>();
-  /** Guest bytes held or promised toward hosts, all flows; and the flows whose window waits for it to fall. */
-  private heldBytes = 0;
-  private readonly waitingForWindow = new Set<Connection>();
-  private windowWakeQueued = false;
+  /** Host bytes queued toward guests, all flows (limits.maxQueuedBytes); a waiting connection's host socket is paused. */
+  readonly toGuests: SharedBudget<Connection>;
+  /** Guest bytes held or promised toward hosts, all flows (limits.maxHeldForHosts); a waiting connection's window is held back. */
+  readonly forHosts: SharedBudget<Connection>;
   private tails: Connection[] = [];
   private tailsQueued = false;
   private dirty: Connection[] = [];
@@ -148,6 +146,8 @@ export class TcpNat implements ConnectionHost {
     this.openHost = options.connect ?? openNetHostStream;
     this.sendIcmp = options.sendIcmpUnreachable;
     this.limits = { ...DEFAULT_TCP_LIMITS, ...options.limits };
+    this.toGuests = new SharedBudget(this.limits.maxQueuedBytes, (c) => c.budgetFreed());
+    this.forHosts = new SharedBudget(this.limits.maxHeldForHosts, (c) => c.windowRoomFreed());
     this.verifyChecksum = options.verifyChecksum ?? true;
   }
 
@@ -237,10 +237,10 @@ export class TcpNat implements ConnectionHost {
       ...this.counters,
       flows: this.count,
       connecting: this.connecting,
-      queuedToGuests: this.queuedBytes,
-      waitingForRoom: this.waiting.size,
-      heldForHosts: this.heldBytes,
-      waitingForWindowRoom: this.waitingForWindow.size,
+      queuedToGuests: this.toGuests.bytes,
+      waitingForRoom: this.toGuests.waiters,
+      heldForHosts: this.forHosts.bytes,
+      waitingForWindowRoom: this.forHosts.waiters,
       states,
       drops: { ...this.counters.drops },
     };
@@ -318,50 +318,9 @@ export class TcpNat implements ConnectionHost {
     }
   }
 
-  queued(delta: number): boolean {
-    // `| 0`: a caller's `-length` of 0 is minus zero, not a V8 small integer, and adding it would turn
-    // the counter into a double: a new map for the NAT and a deopt of every function that touched it.
-    this.queuedBytes += delta | 0;
-    const limit = this.limits.maxQueuedBytes;
-    // Woken at three quarters, so a full NAT does not wake them for every acknowledged segment.
-    if (delta < 0 && this.waiting.size > 0 && this.queuedBytes <= limit - (limit >>> 2)) {
-      const waiting = [...this.waiting];
-      this.waiting.clear();
-      for (const c of waiting) c.budgetFreed();
-    }
-    return this.queuedBytes < limit;
-  }
-
-  waitForBudget(connection: Connection): void {
-    this.waiting.add(connection);
-  }
-
-  heldForHosts(delta: number): number {
-    this.heldBytes += delta | 0; // (see `queued`)
-    const limit = this.limits.maxHeldForHosts;
-    // As `queued`: woken at three quarters, so a full NAT does not send window updates byte by byte.
-    // After the call: the caller is a connection in the middle of building a segment.
-    if (delta < 0 && this.waitingForWindow.size > 0 && !this.windowWakeQueued && this.heldBytes <= limit - (limit >>> 2)) {
-      this.windowWakeQueued = true;
-      afterCall(this.wakeWindows);
-    }
-    return this.heldBytes < limit ? limit - this.heldBytes : 0;
-  }
-
-  private readonly wakeWindows = (): void => {
-    this.windowWakeQueued = false;
-    const waiting = [...this.waitingForWindow];
-    this.waitingForWindow.clear();
-    for (const c of waiting) c.windowRoomFreed();
-  };
-
-  waitForWindowRoom(connection: Connection): void {
-    this.waitingForWindow.add(connection);
-  }
-
   remove(connection: Connection): void {
-    this.waiting.delete(connection);
-    this.waitingForWindow.delete(connection);
+    this.toGuests.forget(connection);
+    this.forHosts.forget(connection);
     this.timers.cancel(connection);
     const head = this.table.get(connection.key);
     if (head === connection) {
