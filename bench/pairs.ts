@@ -27,6 +27,10 @@ const VNET_BIN = join(REPO, 'bin', 'vnet');
 
 /** If set, the daemon runs under `node --cpu-prof` and writes its profile into this folder on exit. */
 export const CPU_PROFILE_ENV = 'VNET_BENCH_CPU_PROF';
+/** Extra node options for the daemon, space-separated. */
+export const NODE_ARGS_ENV = 'VNET_BENCH_NODE_ARGS';
+/** What runs the daemon instead of this node (a wrapper that keeps V8's trace output, say). */
+export const NODE_ENV = 'VNET_BENCH_NODE';
 
 export type Engine = 'bridge' | 'vnet';
 
@@ -88,7 +92,10 @@ export class VnetDaemon {
     const profileDir = process.env[CPU_PROFILE_ENV];
     // Sample every 100 µs: a connection or a round trip takes only a few hundred.
     const nodeArgs = profileDir ? ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', resolve(profileDir)] : [];
-    const child = lab.spawn(netns, process.execPath, [...nodeArgs, VNET_BIN, 'daemon', '--home', home]);
+    // For perf and V8 tracing, e.g. VNET_BENCH_NODE_ARGS="--perf-basic-prof".
+    nodeArgs.push(...(process.env[NODE_ARGS_ENV] ?? '').split(' ').filter(Boolean));
+    const node = process.env[NODE_ENV] || process.execPath;
+    const child = lab.spawn(netns, node, [...nodeArgs, VNET_BIN, 'daemon', '--home', home]);
     const daemon = new VnetDaemon(lab, netns, home, child);
     child.stdout!.on('data', (c: Buffer) => (daemon.log += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (daemon.log += c.toString()));

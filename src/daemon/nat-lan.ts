@@ -130,6 +130,7 @@ export class NatLan {
     });
     const port = this.switch.attach({ name: `${config.key}/gateway`, mac: this.gateway.mac, kind: 'service', deliver: (f, offload) => this.gateway.fromNetwork(f, offload) });
     this.gateway.output = (frame, offload) => port.send(frame, offload);
+    this.gateway.reachesUdpSegmentation = (mac) => this.switch.takesUdpSegmentation(mac);
     this.gateway.handlers = {
       local: (ip, mac, pending) => this.local(ip, mac, pending),
       forward: (ip, _mac, pending) => this.forward(ip, pending),

@@ -15,7 +15,7 @@ import type { Switch, SwitchPort } from '../switch/switch.js';
 import { PcapWriter } from '../transport/pcap.js';
 import type { FrameTransport } from '../transport/types.js';
 import { finishOffload } from '../wire/gso.js';
-import type { FrameOffload } from '../wire/virtio-net.js';
+import { isUdpSegmentation, type FrameOffload } from '../wire/virtio-net.js';
 import { UdpTunnelTransport } from '../transport/udp.js';
 import type { Network, NetworkRegistry } from './network-registry.js';
 import type { NatLan } from './nat-lan.js';
@@ -123,6 +123,7 @@ export class NicRuntime {
         mac: macBytes(nic.mac),
         promisc: nic.promisc,
         kind: 'vm',
+        takesUdpSegmentation: this.transport.acceptsUdpSegmentation === true,
         deliver: (frame, offload) => {
           this.capture?.write(frame);
           sendTo(this.transport, frame, offload);
@@ -260,7 +261,8 @@ export function wiringKey(nic: NicConfig): string {
 
 /** Hand a frame to a transport, finishing its offloads in software if the transport cannot take them. */
 function sendTo(transport: FrameTransport, frame: Uint8Array, offload: FrameOffload | undefined): void {
-  if (offload === undefined || transport.acceptsOffload) transport.send(frame, offload);
+  const takes = offload === undefined || (transport.acceptsOffload && (!isUdpSegmentation(offload) || transport.acceptsUdpSegmentation === true));
+  if (takes) transport.send(frame, offload);
   else finishOffload(frame, offload, (finished) => transport.send(finished));
 }
 

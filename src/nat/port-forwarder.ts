@@ -31,6 +31,7 @@ import type { UdpView } from '../wire/udp.js';
 import { listenNetHostTcp, type AcceptedHostSocket, type ListenHostTcp } from './tcp/host-stream.js';
 import {
   MAX_UDP_PAYLOAD,
+  sendUdpRunToGuest,
   sendUdpToGuest,
   UDP_SOCKET_BUFFER,
   type HostUdpBatch,
@@ -100,7 +101,7 @@ const MAPPING_SWEEP_MS = 30_000;
 
 export class PortForwarder {
   /** `spliced`: TCP connections joined in the kernel, `splicedOpen` of them still open, `spliceErrors` that ended broken. */
-  readonly counters = { accepted: 0, spliced: 0, splicedOpen: 0, spliceErrors: 0, udpToGuest: 0, udpToHost: 0 };
+  readonly counters = { accepted: 0, spliced: 0, splicedOpen: 0, spliceErrors: 0, udpToGuest: 0, udpSuperDatagramsToGuest: 0, udpToHost: 0 };
   readonly drops: Record<string, number> = {};
   private listeners = new Map<string, Listener>();
   /** UDP rules among `listeners` (the guest-side fast path checks it). */
@@ -231,11 +232,17 @@ export class PortForwarder {
     return Promise.resolve({ rule, key, mappings, socket, close });
   }
 
-  /** Datagrams from clients of a UDP rule: each (re)sets its client's mapping and goes to the guest. */
+  /**
+   * Datagrams from clients of a UDP rule: each (re)sets its client's mapping
+   * and goes to the guest; a run from one IPv4 client goes as one
+   * super-datagram where the guest's NIC takes them (sendUdpRunToGuest).
+   */
   private fromHost(rule: PortForward, mappings: Map<number, UdpMapping>, batch: HostUdpBatch): void {
     const guestIp = this.guestIp(rule);
+    const link = this.options.link;
+    const batching = batch.count > 1 && link.takesUdpSegmentation(guestIp);
     const now = Date.now();
-    for (let i = 0; i < batch.count; i++) {
+    for (let i = 0; i < batch.count; ) {
       const address = batch.address(i);
       const port = batch.port(i);
       const source = this.visibleSourceOf(address);
@@ -244,6 +251,7 @@ export class PortForwarder {
       if (!mapping) {
         if (mappings.size >= MAX_UDP_MAPPINGS) {
           this.drop('udp:forward-mappings-full');
+          i++;
           continue;
         }
         mapping = { address, port, address6: undefined, lastUsed: now };
@@ -254,8 +262,13 @@ export class PortForwarder {
       mapping.port = port;
       mapping.address6 = address === 0 ? Uint8Array.from(batch.address6(i)) : undefined;
       mapping.lastUsed = now;
-      sendUdpToGuest(this.options.link, batch.payload(i), source, port, guestIp, rule.guestPort);
-      this.counters.udpToGuest++;
+      let run = i + 1;
+      while (batching && address !== 0 && run < batch.count && batch.address(run) === address && batch.port(run) === port) run++;
+      const sent = run > i + 1 ? sendUdpRunToGuest(link, batch, i, run, source, port, guestIp, rule.guestPort) : 0;
+      if (sent === 0) sendUdpToGuest(link, batch.payload(i), source, port, guestIp, rule.guestPort);
+      else this.counters.udpSuperDatagramsToGuest++;
+      this.counters.udpToGuest += Math.max(1, sent);
+      i += Math.max(1, sent);
     }
   }
 

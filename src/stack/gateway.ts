@@ -78,6 +78,8 @@ export class Gateway implements GuestLink {
   readonly reassembly: Ipv4Reassembler;
   /** Frames toward the guests; set by whoever plugs the gateway into a switch. */
   output: (frame: Uint8Array, offload?: FrameOffload) => void = () => {};
+  /** Whether frames to `mac` reach a NIC that takes UDP super-datagrams; set with `output`. */
+  reachesUdpSegmentation: (mac: Uint8Array) => boolean = () => false;
   handlers: GatewayHandlers = { local: () => this.drop('ipv4:no-handler'), forward: () => this.drop('ipv4:no-route') };
   private readonly clock: Clock;
   private readonly own: Set<number>;
@@ -141,6 +143,12 @@ export class Gateway implements GuestLink {
     // Parked whole: one ARP entry's queue holds a few packets, not a datagram's dozens of fragments.
     if (!this.arp.park(dstIp, frame, offload)) return this.drop('link:arp-queue-full');
     this.sendArpRequest(dstIp);
+  }
+
+  /** GuestLink: only for a resolved address whose NIC takes them. */
+  takesUdpSegmentation(dstIp: number): boolean {
+    const mac = this.arp.lookup(dstIp, this.clock());
+    return mac !== undefined && this.reachesUdpSegmentation(mac);
   }
 
   /**

@@ -29,6 +29,12 @@ export interface GuestLink {
    * cannot. Like the frame, it is not kept past the call.
    */
   readonly offload: boolean;
+  /**
+   * Whether `dstIp`'s NIC takes UDP super-datagrams (GsoType.UdpL4) as they
+   * are, so a sender may batch a flow's datagrams into one. Others get them
+   * cut in software, which costs more than sending them one by one.
+   */
+  takesUdpSegmentation(dstIp: number): boolean;
 }
 
 /** Milliseconds; injected so tests can drive time. */

@@ -60,6 +60,12 @@ export interface PortOptions {
    * super-segment. A throw is counted (`deliver-error`) and forwarding goes on.
    */
   deliver: (frame: Uint8Array, offload?: FrameOffload) => void;
+  /**
+   * `deliver` takes UDP super-datagrams as they are (the NIC's TAP has the
+   * kernel cut them); senders may then batch a flow's datagrams. Default
+   * false: `deliver` finishes them in software (src/wire/gso.ts).
+   */
+  takesUdpSegmentation?: boolean;
   /** Default `vm`. */
   kind?: PortKind;
 }
@@ -78,6 +84,8 @@ export class SwitchPort {
   readonly mac: Uint8Array | undefined;
   /** `mac` as a 48-bit key, or −1 when unknown. */
   readonly macKey: number;
+  /** See PortOptions.takesUdpSegmentation. */
+  readonly takesUdpSegmentation: boolean;
   readonly counters: PortCounters = { framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, drops: {} };
   /** The switch, until detached. */
   owner: PortOwner | undefined;
@@ -93,6 +101,7 @@ export class SwitchPort {
     this.macKey = this.mac === undefined ? -1 : macKey(this.mac);
     this.policy = options.promisc ?? 'deny';
     this.deliver = options.deliver;
+    this.takesUdpSegmentation = options.takesUdpSegmentation ?? false;
   }
 
   /** Cable connected. While false nothing goes in or out (counted as `link-down`). */

@@ -28,7 +28,7 @@
  * iteration in progress.
  */
 import type { FrameOffload } from '../wire/virtio-net.js';
-import { DST_OFFSET, ETHERNET_HEADER_LENGTH, SRC_OFFSET, ZERO_KEY, formatMacKey, isGroupAt, macKeyAt } from './mac.js';
+import { DST_OFFSET, ETHERNET_HEADER_LENGTH, SRC_OFFSET, ZERO_KEY, formatMacKey, isGroupAt, macKey, macKeyAt } from './mac.js';
 import { MacTable, type Clock, type MacTableStats } from './mac-table.js';
 import { SwitchPort, type PortOptions, type PortOwner, type PortStats } from './port.js';
 
@@ -160,6 +160,15 @@ export class Switch implements PortOwner {
       const s = snoopers[i]!;
       if (s !== port && s !== out && this.seesOthersUnicast(s, port, out)) s.toGuest(frame, offload);
     }
+  }
+
+  /**
+   * Whether a frame to `mac` would reach a port that takes UDP
+   * super-datagrams as they are (PortOptions.takesUdpSegmentation); false
+   * for a MAC not learned.
+   */
+  takesUdpSegmentation(mac: Uint8Array): boolean {
+    return this.table.lookup(macKey(mac), this.clock())?.takesUdpSegmentation ?? false;
   }
 
   /** Called by a port when its link or policy changes. */

@@ -13,6 +13,8 @@ export interface OpenedTap {
   fd: number;
   /** The device's real name (the kernel picks one when asked for ''). */
   ifname: string;
+  /** With `offload`: the kernel takes UDP super-datagrams written to it (virtio-net GSO_UDP_L4, Linux 6.2+). */
+  udpSegmentation: boolean;
 }
 
 /** Flags for `openTap`. */

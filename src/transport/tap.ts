@@ -16,7 +16,11 @@ export interface TapOpenOptions {
   netnsPath?: string | null;
   /** IFF_VNET_HDR: each frame carries a virtio-net header. Off by default. */
   vnetHdr?: boolean;
-  /** Checksum offload and TSO (implies vnetHdr): 64 KiB TCP frames both ways, no checksums to compute. */
+  /**
+   * Checksum offload and TSO (implies vnetHdr): 64 KiB TCP frames both ways,
+   * no checksums to compute; and, where the kernel takes them, UDP
+   * super-datagrams toward the guest.
+   */
   offload?: boolean;
   /** IFF_MULTI_QUEUE; must match how a persistent device was created. */
   multiQueue?: boolean;
@@ -32,6 +36,8 @@ export class TapTransport extends FdTransport {
     readonly ifname: string,
     vnetHeader: boolean,
     offload: boolean,
+    /** The kernel cuts UDP super-datagrams we write (src/nat/udp-nat.ts batches a flow's datagrams so). */
+    readonly acceptsUdpSegmentation: boolean,
   ) {
     super(fd, {}, { vnetHeader, offload });
   }
@@ -40,13 +46,13 @@ export class TapTransport extends FdTransport {
   static open(options: TapOpenOptions): TapTransport {
     const offload = options.offload ?? false;
     const vnetHdr = offload || (options.vnetHdr ?? false);
-    const { fd, ifname } = nativeAddon().openTap(options.ifname, options.netnsPath ?? null, {
+    const { fd, ifname, udpSegmentation } = nativeAddon().openTap(options.ifname, options.netnsPath ?? null, {
       vnetHdr,
       offload,
       multiQueue: options.multiQueue ?? false,
     });
     try {
-      return new TapTransport(fd, ifname, vnetHdr, offload);
+      return new TapTransport(fd, ifname, vnetHdr, offload, offload && udpSegmentation);
     } catch (error) {
       closeSync(fd);
       throw error;

@@ -17,6 +17,11 @@ export interface FrameTransport {
    * (src/wire/gso.ts).
    */
   readonly acceptsOffload: boolean;
+  /**
+   * True if `send` also takes UDP super-datagrams (GsoType.UdpL4, which only
+   * some TAPs do); otherwise they are finished like other offloads.
+   */
+  readonly acceptsUdpSegmentation?: boolean;
   /** Short kind for logs and `showvminfo`: `tap`, `qemu-stream`, `unix-dgram`, `udp`. */
   readonly kind: string;
   /**

@@ -9,6 +9,10 @@
  *   the headers with its own sequence number, length, IPv4 ID (+1 each) and
  *   checksums; FIN and PSH stay on the last segment only, CWR on the first
  *   (as Linux's tcp_gso_segment).
+ * - GSO UDP_L4 over IPv4 (the NAT's super-datagrams, src/nat/udp-nat.ts): cut
+ *   the payload into gsoSize pieces, each a datagram with its own UDP
+ *   length, whole checksum, IP length and ID (+1 each), as Linux's
+ *   __udp_gso_segment.
  *
  * The frame is never modified (other ports may share it): every output is a
  * new buffer, handed to `emit`. Frames it cannot make sense of are dropped
@@ -26,6 +30,7 @@ const IPV6_HEADER_LENGTH = 40;
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
+const UDP_HEADER_LENGTH = 8;
 /** Most segments one GSO frame may become (64 KiB / the smallest MSS we honor, 64). */
 const MAX_SEGMENTS = 1024;
 
@@ -33,6 +38,7 @@ const MAX_SEGMENTS = 1024;
 export function finishOffload(frame: Uint8Array, offload: FrameOffload, emit: (frame: Uint8Array) => void): boolean {
   const gso = offload.gsoType & 0x7f;
   if (gso === GsoType.TcpV4 || gso === GsoType.TcpV6) return segmentTcp(frame, offload, emit);
+  if (gso === GsoType.UdpL4) return segmentUdp(frame, offload, emit);
   if (gso !== GsoType.None) return false; // UDP fragmentation offload: never enabled on our TAPs
   if (!checksumPending(offload)) {
     emit(frame);
@@ -43,6 +49,36 @@ export function finishOffload(frame: Uint8Array, offload: FrameOffload, emit: (f
   const copy = Uint8Array.from(frame);
   set16(copy, at, fold(sum(copy.subarray(offload.csumStart))));
   emit(copy);
+  return true;
+}
+
+function segmentUdp(frame: Uint8Array, offload: FrameOffload, emit: (frame: Uint8Array) => void): boolean {
+  const ipAt = ETHERNET_HEADER_LENGTH;
+  if (frame.length < ipAt + 20 || get16(frame, 12) !== ETHERTYPE_IPV4 || frame[ipAt + 9] !== IpProtocol.UDP) return false;
+  const udpAt = ipAt + (frame[ipAt]! & 0x0f) * 4;
+  const payloadAt = udpAt + UDP_HEADER_LENGTH;
+  const size = offload.gsoSize;
+  const payloadLength = frame.length - payloadAt;
+  if (payloadLength < 0 || size === 0 || Math.ceil(payloadLength / size) > MAX_SEGMENTS) return false;
+  const id0 = get16(frame, ipAt + 4);
+  const addressSum = sumRange(frame, ipAt + 12, ipAt + 20);
+  for (let offset = 0, i = 0; offset < payloadLength || i === 0; offset += size, i++) {
+    const length = Math.min(size, payloadLength - offset);
+    const datagram = new Uint8Array(payloadAt + length);
+    datagram.set(frame.subarray(0, payloadAt), 0);
+    datagram.set(frame.subarray(payloadAt + offset, payloadAt + offset + length), payloadAt);
+    set16(datagram, ipAt + 2, payloadAt - ipAt + length);
+    set16(datagram, ipAt + 4, (id0 + i) & 0xffff);
+    set16(datagram, ipAt + 10, 0);
+    set16(datagram, ipAt + 10, fold(sumRange(datagram, ipAt, udpAt)));
+    const udpLength = UDP_HEADER_LENGTH + length;
+    set16(datagram, udpAt + 4, udpLength);
+    set16(datagram, udpAt + 6, 0);
+    // RFC 768: a sum that comes out as zero is sent as all ones (zero means "no checksum").
+    set16(datagram, udpAt + 6, fold(sumRange(datagram, udpAt, datagram.length, addressSum + IpProtocol.UDP + udpLength)) || 0xffff);
+    emit(datagram);
+    if (offset + length >= payloadLength) break;
+  }
   return true;
 }
 

@@ -77,6 +77,11 @@ export function writeVirtioNetHeader(offload: FrameOffload | undefined, into: Ui
   put16le(into, offset + 8, offload.csumOffset);
 }
 
+/** True for a UDP super-datagram (GSO_UDP_L4), which only some receivers take as it is. */
+export function isUdpSegmentation(offload: FrameOffload): boolean {
+  return (offload.gsoType & ~GSO_ECN) === GsoType.UdpL4;
+}
+
 export const newFrameOffload = (): FrameOffload => ({ flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 });
 
 /** True when the frame's L4 checksum is not filled in (the receiver must not verify it). */

@@ -11,6 +11,8 @@
   net-tools.py whoami-client HOST PORT tcp|udp          -> prints the address the server saw
   net-tools.py full-queue-server HOST PORT SECONDS      -> TCP whoami whose accept queue stays full until a SYN is dropped (a connect "in progress"); prints "ready"
   net-tools.py udp-sizes-client HOST PORT SIZE,SIZE,... -> one datagram of each size to an echo server, checks every byte; prints "ok SIZE" each
+  net-tools.py udp-burst-server HOST PORT SECONDS       -> each request "COUNT SIZE": COUNT datagrams of SIZE bytes back at once (datagram i: its index, then bytes derived from it)
+  net-tools.py udp-burst-client HOST PORT COUNT SIZE    -> asks for a burst, checks every datagram and their order; prints "ok COUNT"
   net-tools.py frag-flood SRC DST COUNT                 -> COUNT lone first fragments (1 KiB, MF set, distinct IDs, 100 per 2 ms) from SRC to DST (raw socket)
 Every server stops by itself after SECONDS."""
 import asyncio, hashlib, os, random, select, socket, struct, sys, time
@@ -180,6 +182,40 @@ def udp_sizes_client(host, port, sizes):
             sys.exit(f"echo of {size} bytes came back as {len(echo)} different bytes")
         print("ok", size, flush=True)
 
+def burst_datagram(i, size):
+    index = struct.pack("!I", i)
+    return (index + hashlib.sha256(index).digest() * (size // 32 + 1))[:size]
+
+def udp_burst_server(host, port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, int(port)))
+    s.settimeout(0.5)
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        try:
+            request, peer = s.recvfrom(100)
+        except socket.timeout:
+            continue
+        count, size = (int(n) for n in request.split())
+        burst = [burst_datagram(i, size) for i in range(count)]  # built first, so they leave back to back
+        for datagram in burst:
+            s.sendto(datagram, peer)
+
+def udp_burst_client(host, port, count, size):
+    count, size = int(count), int(size)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)  # room for the whole burst (past rmem_max: root): no loss in the guest
+    s.settimeout(3)
+    s.sendto(f"{count} {size}".encode(), (host, int(port)))
+    for i in range(count):
+        try:
+            datagram = s.recv(65535)
+        except socket.timeout:
+            sys.exit(f"{i} of {count} datagrams arrived")
+        if datagram != burst_datagram(i, size):
+            sys.exit(f"datagram {i} of {count}: {len(datagram)} bytes, not the expected {size} (index {struct.unpack('!I', datagram[:4])[0]})")
+    print("ok", count)
+
 def frag_flood(src, dst, count):
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IP_HDRINCL: we write the IPv4 header
     srcb, dstb, data = socket.inet_aton(src), socket.inet_aton(dst), bytes(1024)
@@ -204,4 +240,6 @@ if __name__ == "__main__":
     elif cmd == "full-queue-server": full_queue_server(*args)
     elif cmd == "udp-sizes-client": udp_sizes_client(*args)
     elif cmd == "frag-flood": frag_flood(*args)
+    elif cmd == "udp-burst-server": udp_burst_server(*args)
+    elif cmd == "udp-burst-client": udp_burst_client(*args)
     else: sys.exit(f"unknown command {cmd}")

@@ -237,6 +237,21 @@ describe('NAT', { timeout: 300_000 }, () => {
     await ping(lab, guest, INTERNET_IP, 3);
   });
 
+  test('a burst of UDP datagrams toward a TAP guest leaves in super-datagrams that its kernel cuts into the datagrams, whole and in order', async () => {
+    lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'udp-burst-server', INTERNET_IP, '7003', '60']);
+    await lab.waitListening(world.internetNs, 7003, 'udp');
+    const udp = async () => (await vnet.stats()).nat.find((l: { key: string }) => l.key === 'nat:g/nic1').udp;
+    const before = await udp();
+    // 1,200 bytes as a QUIC or VPN flow sends them, the largest that fit a 1500 MTU, and small ones.
+    for (const [count, size] of [[500, 1200], [300, 1472], [200, 37]]) {
+      const out = await lab.mustExec(guest, 'python3', [NET_TOOLS, 'udp-burst-client', INTERNET_IP, '7003', String(count), String(size)]);
+      assert.equal(out.trim(), `ok ${count}`);
+    }
+    const after = await udp();
+    assert.equal(after.datagramsToGuest - before.datagramsToGuest, 1000);
+    assert.ok(after.superDatagramsToGuest > before.superDatagramsToGuest, JSON.stringify(after));
+  });
+
   test('IPv4 fragments with a 1500 MTU: pings of 4000 bytes and UDP datagrams of up to 65,507 through the NAT and a forward are reassembled and fragmented; lone fragments are bounded', async () => {
     await vnet.must(['createvm', '--name', 'f', '--register']);
     const trace = join(lab.tempDir('frag'), 'f.pcap');

@@ -106,6 +106,8 @@ class FakeLink implements NatLink {
   nextIdentification(): number {
     this.identification = (this.identification + 1) & 0xffff;
     return this.identification;
+  }  takesUdpSegmentation(): boolean {
+    return false;
   }
 }
 

@@ -12,11 +12,12 @@ import { IDLE_TIMEOUT_MS, UdpNat, type NatLink } from '../../../src/nat/udp-nat.
 import { LINK_HEADROOM } from '../../../src/stack/guest-link.js';
 import { openNativeUdpSockets } from '../../../src/transport/udp-socket.js';
 import { parseIpv4 } from '../../../src/wire/address.js';
+import { fold, sum } from '../../../src/wire/checksum.js';
 import { finishOffload } from '../../../src/wire/gso.js';
 import { Icmpv4Type, Icmpv4UnreachableCode } from '../../../src/wire/icmpv4.js';
 import { emitIpv4, IpProtocol, IPV4_HEADER_LENGTH, Ipv4View } from '../../../src/wire/ipv4.js';
 import { emitUdp, UDP_HEADER_LENGTH, UdpView } from '../../../src/wire/udp.js';
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM, type FrameOffload } from '../../../src/wire/virtio-net.js';
+import { GsoType, VIRTIO_NET_HDR_F_NEEDS_CSUM, type FrameOffload } from '../../../src/wire/virtio-net.js';
 
 const ip = parseIpv4;
 const GUEST = ip('10.0.2.15');
@@ -37,7 +38,12 @@ class FakeLink implements NatLink {
   constructor(
     readonly offload: boolean,
     readonly mtu = 1500,
+    /** The guest's NIC takes UDP super-datagrams. */
+    private readonly segmenting = false,
   ) {}
+  takesUdpSegmentation(): boolean {
+    return this.segmenting;
+  }
   sendIpv4(frame: Uint8Array, _dstIp: number, offload?: FrameOffload): void {
     this.frames.push({ frame: Uint8Array.from(frame), offload: offload && { ...offload } });
   }
@@ -60,6 +66,57 @@ function parseToGuest({ frame, offload }: SentFrame) {
   assert.ok(udp.checksum !== 0, 'a checksum is present');
   assert.ok(udp.verifyChecksum({ source: ipv4.source, destination: ipv4.destination }));
   return { source: ipv4.source, destination: ipv4.destination, sourcePort: udp.sourcePort, destinationPort: udp.destinationPort, payload: Buffer.from(udp.payload) };
+}
+
+/** The frames as a NIC without UDP segmentation gets them: super-datagrams cut in software (gso.ts). */
+function cutSuperDatagrams(frames: SentFrame[]): SentFrame[] {
+  const cut: SentFrame[] = [];
+  for (const f of frames) {
+    if (f.offload?.gsoType !== GsoType.UdpL4) {
+      cut.push(f);
+      continue;
+    }
+    f.frame.set([0x08, 0x00], 12); // the EtherType the gateway writes before a NIC sees the frame
+    assert.ok(finishOffload(f.frame, f.offload, (d) => cut.push({ frame: d, offload: undefined })));
+  }
+  return cut;
+}
+
+/**
+ * The partial checksum of a super-datagram as a guest's kernel uses it: for
+ * each datagram, Linux's __udp_gso_segment swaps the super-datagram's UDP
+ * length for the datagram's in the partial sum (ones' complement arithmetic,
+ * RFC 1624), and the NIC or the stack then sums the datagram from the UDP
+ * header on with that partial value in place. The result must be the
+ * datagram's checksum.
+ */
+function assertPartialChecksumCutsLikeLinux({ frame, offload }: SentFrame): void {
+  const udpAt = offload!.csumStart;
+  const size = offload!.gsoSize;
+  const partial = (frame[udpAt + 6]! << 8) | frame[udpAt + 7]!;
+  const superLength = (frame[udpAt + 4]! << 8) | frame[udpAt + 5]!;
+  const payloadAt = udpAt + UDP_HEADER_LENGTH;
+  const add16 = (a: number, b: number) => {
+    const s = a + b;
+    return (s & 0xffff) + (s >>> 16);
+  };
+  for (let offset = payloadAt; offset < frame.length; offset += size) {
+    const length = Math.min(size, frame.length - offset);
+    const udpLength = UDP_HEADER_LENGTH + length;
+    const datagram = new Uint8Array(udpLength);
+    datagram.set(frame.subarray(udpAt, payloadAt), 0);
+    datagram.set(frame.subarray(offset, offset + length), UDP_HEADER_LENGTH);
+    datagram[4] = udpLength >>> 8;
+    datagram[5] = udpLength & 0xff;
+    const check = add16(add16(partial, ~superLength & 0xffff), udpLength);
+    datagram[6] = check >>> 8;
+    datagram[7] = check & 0xff;
+    const completed = fold(sum(datagram)) || 0xffff;
+    datagram[6] = completed >>> 8;
+    datagram[7] = completed & 0xff;
+    const ip = Ipv4View.checked(frame.subarray(LINK_HEADROOM));
+    assert.ok(new UdpView(datagram).verifyChecksum({ source: ip.source, destination: ip.destination }), `datagram at ${offset - payloadAt}`);
+  }
 }
 
 /** A guest's datagram as the gateway hands it over: checked views. */
@@ -146,9 +203,40 @@ describe('UdpNat', () => {
       } else {
         assert.ok(link.frames.every((f) => f.offload === undefined));
       }
-      assert.deepEqual(nat.stats(), { flows: 1, opened: 1, closed: 0, datagramsToHost: 50, datagramsToGuest: 50, refused: 0, drops: {} });
+      assert.deepEqual(nat.stats(), { flows: 1, opened: 1, closed: 0, datagramsToHost: 50, datagramsToGuest: 50, superDatagramsToGuest: 0, refused: 0, drops: {} });
     });
   }
+
+  it('a burst toward a NIC that takes UDP segmentation leaves as super-datagrams that cut into the host’s datagrams, in order', async () => {
+    const link = new FakeLink(true, 1500, true);
+    const nat = newNat(link);
+    // 150 datagrams of 1,000 bytes, one of 300, 49 of 1,000: runs end at 64 datagrams and after the short one.
+    const sizes = Array.from({ length: 200 }, (_, i) => (i === 150 ? 300 : 1000));
+    const datagram = (i: number) => Buffer.alloc(sizes[i]!, i & 0xff).fill(`#${i}.`, 0, 6);
+    const server = await echoServer();
+    server.socket.removeAllListeners('message');
+    server.socket.on('message', (_message, from) => {
+      for (let i = 0; i < sizes.length; i++) server.socket.send(datagram(i), from.port, from.address);
+    });
+    const { ip: ipv4, udp } = fromGuest(GUEST, GUEST_PORT, GATEWAY, server.port, Buffer.from('burst'));
+    nat.fromGuest(ipv4, udp, LOOPBACK);
+    await until('200 datagrams', () => nat.stats().datagramsToGuest === sizes.length);
+    for (const f of link.frames) if (f.offload?.gsoType === GsoType.UdpL4) assert.equal(f.offload.gsoSize, 1000);
+    const cut = cutSuperDatagrams(link.frames);
+    for (const f of link.frames) if (f.offload?.gsoType === GsoType.UdpL4) assertPartialChecksumCutsLikeLinux(f);
+    const ids: number[] = [];
+    for (const { frame } of cut) ids.push(Ipv4View.checked(frame.subarray(LINK_HEADROOM)).identification);
+    const got = cut.map(parseToGuest);
+    assert.equal(got.length, sizes.length);
+    for (const [i, d] of got.entries()) {
+      assert.deepEqual(d.payload, datagram(i), `datagram ${i}`);
+      assert.deepEqual([d.source, d.sourcePort, d.destination, d.destinationPort], [GATEWAY, server.port, GUEST, GUEST_PORT]);
+    }
+    assert.ok(ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1), 'IP IDs count up datagram by datagram');
+    const supers = nat.stats().superDatagramsToGuest;
+    assert.ok(supers >= Math.ceil(sizes.length / 64), `${supers} super-datagrams for ${link.frames.length} frames`);
+    assert.equal(link.frames.filter((f) => f.offload?.gsoType === GsoType.UdpL4).length, supers);
+  });
 
   it('a closed host port becomes ICMP port unreachable about the guest’s datagram, from where it sent', async () => {
     const link = new FakeLink(true);
@@ -280,7 +368,36 @@ describe('PortForwarder (UDP)', () => {
     assert.equal(forwarder.fromGuestUdp(stranger.ip, stranger.udp), false);
     await until('20 answers', () => answers.length === 20);
     assert.deepEqual(answers, Array.from({ length: 20 }, (_, i) => `a${i}`));
-    assert.deepEqual(forwarder.stats(), { rules: ['echo'], accepted: 0, spliced: 0, splicedOpen: 0, spliceErrors: 0, udpToGuest: 20, udpToHost: 20, drops: {} });
+    assert.deepEqual(forwarder.stats(), { rules: ['echo'], accepted: 0, spliced: 0, splicedOpen: 0, spliceErrors: 0, udpToGuest: 20, udpSuperDatagramsToGuest: 0, udpToHost: 20, drops: {} });
+  });
+
+  it('runs from one client go to a NIC that takes UDP segmentation as super-datagrams; another client’s datagrams end a run', async () => {
+    const link = new FakeLink(true, 1500, true);
+    const forwarder = newForwarder(link);
+    const hostPort = await closedPort();
+    await forwarder.apply([rule('burst', hostPort)]);
+    const clients: Socket[] = [];
+    for (let c = 0; c < 2; c++) {
+      const client = createSocket('udp4');
+      peers.push(client);
+      client.bind(0, LOOPBACK);
+      await once(client, 'listening');
+      clients.push(client);
+    }
+    const sent: { port: number; payload: Buffer }[] = [];
+    for (let i = 0; i < 150; i++) {
+      const client = clients[i % 50 === 49 ? 1 : 0]!;
+      const payload = Buffer.alloc(600, i & 0xff);
+      sent.push({ port: client.address().port, payload });
+      client.send(payload, hostPort, LOOPBACK);
+    }
+    await until('150 datagrams to the guest', () => forwarder.stats().udpToGuest === 150);
+    const got = cutSuperDatagrams(link.frames).map(parseToGuest);
+    assert.deepEqual(
+      got.map((d) => ({ port: d.sourcePort, payload: d.payload })),
+      sent,
+    );
+    assert.ok(forwarder.stats().udpSuperDatagramsToGuest > 0);
   });
 
   it('a host port in use fails the whole apply with VNET_ERR_PORT_IN_USE and leaves nothing open', async () => {

@@ -64,6 +64,10 @@ export class FakeLink implements GuestLink {
 
   constructor(readonly mtu = 1500) {}
 
+  takesUdpSegmentation(): boolean {
+    return false;
+  }
+
   sendIpv4(frame: Uint8Array, dstIp: number): void {
     if (frame.buffer.byteLength === this.buildersOf) this.inBlocks++;
     const bytes = frame.subarray(LINK_HEADROOM);
