@@ -26,7 +26,8 @@ def blob(seed: int) -> bytes:
         out += block * 64
     return bytes(out[:BLOB])
 
-def udp_echo_server(host, port, seconds):
+def udp_serve(host, port, seconds, answer):
+    """Calls answer(socket, datagram, peer) for each datagram for SECONDS."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((host, int(port)))
     s.settimeout(0.5)
@@ -34,9 +35,12 @@ def udp_echo_server(host, port, seconds):
     while time.time() < end:
         try:
             data, peer = s.recvfrom(65535)
-            s.sendto(data, peer)
         except socket.timeout:
-            pass
+            continue
+        answer(s, data, peer)
+
+def udp_echo_server(host, port, seconds):
+    udp_serve(host, port, seconds, lambda s, data, peer: s.sendto(data, peer))
 
 def udp_ask(host, port, message, s=None):
     """Sends `message` (up to 3 times) and returns the first answer's bytes."""
@@ -187,19 +191,12 @@ def burst_datagram(i, size):
     return (index + hashlib.sha256(index).digest() * (size // 32 + 1))[:size]
 
 def udp_burst_server(host, port, seconds):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((host, int(port)))
-    s.settimeout(0.5)
-    end = time.time() + float(seconds)
-    while time.time() < end:
-        try:
-            request, peer = s.recvfrom(100)
-        except socket.timeout:
-            continue
+    def answer(s, request, peer):
         count, size = (int(n) for n in request.split())
         burst = [burst_datagram(i, size) for i in range(count)]  # built first, so they leave back to back
         for datagram in burst:
             s.sendto(datagram, peer)
+    udp_serve(host, port, seconds, answer)
 
 def udp_burst_client(host, port, count, size):
     count, size = int(count), int(size)
