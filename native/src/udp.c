@@ -34,6 +34,13 @@
  *   JS's to drop: UDP may drop, nothing queues here). A datagram refused for
  *   another reason is consumed and counted in status (ECONNREFUSED from a
  *   pending sk_err lands here when a send comes before the poll).
+ *   Consecutive entries to one destination of one size (the last may be
+ *   shorter) go as one message with UDP_SEGMENT (Linux 4.18+, udp(7)): the
+ *   kernel builds one super-datagram and cuts it on the way, so the IP
+ *   output path runs once for up to GSO_MAX_SEGMENTS datagrams. A socket
+ *   whose kernel or route refuses that (EMSGSIZE, EINVAL, EIO: a datagram
+ *   over the path MTU, a device without checksum offload) sends one by one
+ *   from then on. status[segmented] counts the datagrams that left in such messages.
  * - close() is idempotent; no callback runs after it, even from inside one.
  */
 #include "polled.h"
@@ -62,6 +69,16 @@
 #define SEND_CHUNK 64
 #define STATUS_FAILED 0
 #define STATUS_ERRNO 1
+#define STATUS_SEGMENTED 2
+#define STATUS_SLOTS 3
+/* Most datagrams one UDP_SEGMENT message carries (UDP_MAX_SEGMENTS of Linux 4.18–6.x). */
+#define GSO_MAX_SEGMENTS 64
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h */
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17 /* IPPROTO_UDP, as linux/socket.h has it */
+#endif
 
 typedef struct {
   uint32_t slot_size;
@@ -79,6 +96,7 @@ typedef struct {
   napi_ref buffers_ref; /* keeps the buffers (and so their slabs) alive while open */
   udp_buffers *buffers;
   bool ipv6;
+  bool no_segmentation; /* the kernel refused a UDP_SEGMENT send: one by one from now on */
 } udp_socket;
 
 _Static_assert(offsetof(udp_socket, base) == 0, "vnet_polled must come first (polled.h)");
@@ -253,7 +271,7 @@ static napi_value buffers_new(napi_env env, napi_callback_info info) {
   b->tx_slab = raw;
   ok = ok && add_buffer(env, self, "txMeta", TX_BATCH * META_SLOTS * sizeof(uint32_t), true, &raw);
   b->tx_meta = raw;
-  ok = ok && add_buffer(env, self, "status", 2 * sizeof(uint32_t), true, &raw);
+  ok = ok && add_buffer(env, self, "status", STATUS_SLOTS * sizeof(uint32_t), true, &raw);
   b->status = raw;
   if (!ok || napi_type_tag_object(env, self, &BUFFERS_TAG) != napi_ok ||
       napi_wrap(env, self, b, finalize_buffers, NULL, NULL) != napi_ok) {
@@ -442,6 +460,28 @@ static bool destination(const udp_socket *s, const uint32_t *m, udp_address *to,
   return true;
 }
 
+/*
+ * How many entries from `first` (before `end`, at most `room`) may leave as
+ * one UDP_SEGMENT message: one destination, one size but for a shorter last
+ * one, within GSO_MAX_SEGMENTS and one IPv4 datagram's payload in all. IPv6
+ * peers named in the headroom are not compared: they go one by one.
+ */
+static uint32_t segment_run(const udp_socket *s, const udp_buffers *b, uint32_t first, uint32_t end,
+                            uint32_t room) {
+  const uint32_t *head = b->tx_meta + META_SLOTS * first;
+  const uint32_t size = head[1];
+  if (s->no_segmentation || size == 0 || (head[2] == 0 && head[3] != 0)) return 1;
+  uint32_t run = 1, total = size;
+  while (run < GSO_MAX_SEGMENTS && run < room && first + run < end) {
+    const uint32_t *m = b->tx_meta + META_SLOTS * (first + run);
+    if (m[2] != head[2] || m[3] != head[3] || m[1] == 0 || m[1] > size || total + m[1] > MAX_SLOT_SIZE) break;
+    total += m[1];
+    run++;
+    if (m[1] < size) break; /* only the last may be shorter */
+  }
+  return run;
+}
+
 /* send(start, count) → consumed: txMeta entries [start, start+count) to the kernel, until EAGAIN. */
 static napi_value socket_send(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -466,33 +506,62 @@ static napi_value socket_send(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  uint32_t failed = 0, last_errno = 0, done = 0;
+  uint32_t failed = 0, last_errno = 0, done = 0, segmented = 0;
   struct mmsghdr messages[SEND_CHUNK];
   struct iovec iov[SEND_CHUNK];
   udp_address to[SEND_CHUNK];
+  uint32_t datagrams[SEND_CHUNK]; /* per message */
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } control[SEND_CHUNK];
   while (done < count) {
-    uint32_t n = count - done < SEND_CHUNK ? count - done : SEND_CHUNK;
-    memset(messages, 0, sizeof messages[0] * n);
-    for (uint32_t k = 0; k < n; k++) {
-      const uint32_t *m = b->tx_meta + META_SLOTS * (start + done + k);
-      iov[k].iov_base = b->tx_slab + m[0];
-      iov[k].iov_len = m[1];
-      messages[k].msg_hdr.msg_iov = &iov[k];
-      messages[k].msg_hdr.msg_iovlen = 1;
-      socklen_t len;
-      if (destination(s, m, &to[k], &len)) {
-        messages[k].msg_hdr.msg_name = &to[k];
-        messages[k].msg_hdr.msg_namelen = len;
+    uint32_t n = 0, used = 0;
+    memset(messages, 0, sizeof messages);
+    while (n < SEND_CHUNK && used < SEND_CHUNK && done + used < count) {
+      const uint32_t first = start + done + used;
+      uint32_t run = segment_run(s, b, first, start + count, SEND_CHUNK - used);
+      struct msghdr *h = &messages[n].msg_hdr;
+      for (uint32_t k = 0; k < run; k++) {
+        const uint32_t *m = b->tx_meta + META_SLOTS * (first + k);
+        iov[used + k].iov_base = b->tx_slab + m[0];
+        iov[used + k].iov_len = m[1];
       }
+      h->msg_iov = &iov[used];
+      h->msg_iovlen = run;
+      socklen_t len;
+      if (destination(s, b->tx_meta + META_SLOTS * first, &to[n], &len)) {
+        h->msg_name = &to[n];
+        h->msg_namelen = len;
+      }
+      if (run > 1) {
+        h->msg_control = control[n].buf;
+        h->msg_controllen = sizeof control[n].buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t size = (uint16_t)b->tx_meta[META_SLOTS * first + 1];
+        memcpy(CMSG_DATA(c), &size, sizeof size);
+      }
+      datagrams[n++] = run;
+      used += run;
     }
     int sent = sendmmsg(s->base.fd, messages, n, 0);
     if (sent > 0) {
-      done += (uint32_t)sent;
+      for (int k = 0; k < sent; k++) {
+        done += datagrams[k];
+        if (datagrams[k] > 1) segmented += datagrams[k];
+      }
       continue;
     }
     int err = errno;
     if (sent < 0 && err == EINTR) continue;
     if (sent == 0 || err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
+    if (datagrams[0] > 1 && (err == EINVAL || err == EIO || err == EMSGSIZE || err == EOPNOTSUPP || err == ENOPROTOOPT)) {
+      s->no_segmentation = true; /* this run again, one by one */
+      continue;
+    }
     /* This datagram is refused for good: skip it, go on with the next. */
     failed++;
     last_errno = (uint32_t)err;
@@ -500,6 +569,7 @@ static napi_value socket_send(napi_env env, napi_callback_info info) {
   }
   b->status[STATUS_FAILED] = failed;
   b->status[STATUS_ERRNO] = last_errno;
+  b->status[STATUS_SEGMENTED] = segmented;
   napi_value result;
   napi_create_uint32(env, done, &result);
   return result;

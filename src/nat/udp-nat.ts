@@ -113,6 +113,8 @@ export interface HostUdpSocket {
 export interface HostUdpSockets {
   /** Opens, binds and connects a socket; throws an Error whose `code` is the errno name (EADDRINUSE). */
   open(options: HostUdpSocketOptions, handlers: HostUdpHandlers): HostUdpSocket;
+  /** Datagrams that left in a run the kernel cut (UDP_SEGMENT), all sockets so far. */
+  readonly segmentedSends: number;
 }
 
 /** The daemon passes `openNativeUdpSockets` from src/transport/udp-socket.ts. */
@@ -428,7 +430,7 @@ export class UdpNat {
   }
 
   stats() {
-    return { flows: this.count, ...this.counters, drops: { ...this.drops } };
+    return { flows: this.count, ...this.counters, datagramsSegmentedToHost: this.sockets?.segmentedSends ?? 0, drops: { ...this.drops } };
   }
 
   /** Release every socket and the sweep timer. */

@@ -170,7 +170,8 @@ export const UDP_HEADROOM = 64;
 /** Slots per entry of `rxMeta` and `txMeta`. */
 export const UDP_META_SLOTS = 4;
 /** Slots of `NativeUdpBuffers.status`. */
-export const UDP_SEND_STATUS = { failed: 0, errno: 1 } as const;
+/** `status` of UdpBuffers after a send: datagrams refused, the last errno, datagrams that left in UDP_SEGMENT messages. */
+export const UDP_SEND_STATUS = { failed: 0, errno: 1, segmented: 2 } as const;
 
 /** A UDP socket read with recvmmsg and written with sendmmsg, in batches. */
 export interface NativeUdpSocket {

@@ -54,8 +54,9 @@ class NativeUdpSockets implements HostUdpSockets {
   private pending: UdpSocket[] = [];
   private flushQueued = false;
   readonly batch: SlabBatch;
-  /** `[failed, errno]` of the last native send. */
+  /** `[failed, errno, segmented]` of the last native send (UDP_SEND_STATUS). */
   readonly sendStatus: Uint32Array;
+  segmentedSends = 0;
 
   constructor(maxPayload: number) {
     this.buffers = new this.addon.UdpBuffers(maxPayload);
@@ -227,6 +228,7 @@ class UdpSocket implements HostUdpSocket {
     this.unsent = count - consumed;
     this.failed = status[UDP_SEND_STATUS.failed]!;
     this.failedErrno = status[UDP_SEND_STATUS.errno]!;
+    this.group.segmentedSends += status[UDP_SEND_STATUS.segmented]!;
     return this.unsent === 0 && this.failed === 0;
   }
 

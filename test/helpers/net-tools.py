@@ -13,6 +13,7 @@
   net-tools.py udp-sizes-client HOST PORT SIZE,SIZE,... -> one datagram of each size to an echo server, checks every byte; prints "ok SIZE" each
   net-tools.py udp-burst-server HOST PORT SECONDS       -> each request "COUNT SIZE": COUNT datagrams of SIZE bytes back at once (datagram i: its index, then bytes derived from it)
   net-tools.py udp-burst-client HOST PORT COUNT SIZE    -> asks for a burst, checks every datagram and their order; prints "ok COUNT"
+  net-tools.py udp-burst-echo HOST PORT COUNT SIZE      -> COUNT datagrams of SIZE bytes back to back to an echo server, checks every echo; prints "ok COUNT"
   net-tools.py frag-flood SRC DST COUNT                 -> COUNT lone first fragments (1 KiB, MF set, distinct IDs, 100 per 2 ms) from SRC to DST (raw socket)
 Every server stops by itself after SECONDS."""
 import asyncio, hashlib, os, random, select, socket, struct, sys, time
@@ -29,6 +30,7 @@ def blob(seed: int) -> bytes:
 def udp_serve(host, port, seconds, answer):
     """Calls answer(socket, datagram, peer) for each datagram for SECONDS."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)  # a burst waits whole while we answer
     s.bind((host, int(port)))
     s.settimeout(0.5)
     end = time.time() + float(seconds)
@@ -213,6 +215,25 @@ def udp_burst_client(host, port, count, size):
             sys.exit(f"datagram {i} of {count}: {len(datagram)} bytes, not the expected {size} (index {struct.unpack('!I', datagram[:4])[0]})")
     print("ok", count)
 
+def udp_burst_echo(host, port, count, size):
+    count, size = int(count), int(size)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
+    s.settimeout(3)
+    for i in range(count):
+        s.sendto(burst_datagram(i, size), (host, int(port)))
+    echoes = set()
+    while len(echoes) < count:
+        try:
+            echo = s.recv(65535)
+        except socket.timeout:
+            sys.exit(f"{len(echoes)} of {count} echoes came back")
+        i = struct.unpack("!I", echo[:4])[0]
+        if i >= count or echo != burst_datagram(i, size):
+            sys.exit(f"a wrong echo of {len(echo)} bytes")
+        echoes.add(i)
+    print("ok", count)
+
 def frag_flood(src, dst, count):
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IP_HDRINCL: we write the IPv4 header
     srcb, dstb, data = socket.inet_aton(src), socket.inet_aton(dst), bytes(1024)
@@ -239,4 +260,5 @@ if __name__ == "__main__":
     elif cmd == "frag-flood": frag_flood(*args)
     elif cmd == "udp-burst-server": udp_burst_server(*args)
     elif cmd == "udp-burst-client": udp_burst_client(*args)
+    elif cmd == "udp-burst-echo": udp_burst_echo(*args)
     else: sys.exit(f"unknown command {cmd}")

@@ -252,6 +252,21 @@ describe('NAT', { timeout: 300_000 }, () => {
     assert.ok(after.superDatagramsToGuest > before.superDatagramsToGuest, JSON.stringify(after));
   });
 
+  test('a guest\'s burst of UDP datagrams leaves the host in UDP_SEGMENT runs; datagrams over the route\'s MTU still go, one by one', async () => {
+    lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'udp-echo-server', INTERNET_IP, '7004', '60']);
+    lab.spawn(world.internetNs, 'python3', [NET_TOOLS, 'udp-echo-server', INTERNET_IP, '7005', '60']);
+    await lab.waitListening(world.internetNs, 7004, 'udp');
+    await lab.waitListening(world.internetNs, 7005, 'udp');
+    const udp = async () => (await vnet.stats()).nat.find((l: { key: string }) => l.key === 'nat:g/nic1').udp;
+    const before = await udp();
+    assert.equal((await lab.mustExec(guest, 'python3', [NET_TOOLS, 'udp-burst-echo', INTERNET_IP, '7004', '200', '1200'])).trim(), 'ok 200');
+    const segmented = (await udp()).datagramsSegmentedToHost - before.datagramsSegmentedToHost;
+    assert.ok(segmented > 0, `${segmented} datagrams in UDP_SEGMENT runs`);
+    // 4,000 bytes do not fit the 1500-byte route to the internet host: the kernel refuses the run (EMSGSIZE), the socket sends one by one.
+    const big = await lab.exec(guest, 'python3', [NET_TOOLS, 'udp-burst-echo', INTERNET_IP, '7005', '50', '4000'], { timeoutMs: 20_000 });
+    assert.equal(big.stdout.trim(), 'ok 50', `${big.stderr} drops: ${JSON.stringify((await udp()).drops)}`);
+  });
+
   test('IPv4 fragments with a 1500 MTU: pings of 4000 bytes and UDP datagrams of up to 65,507 through the NAT and a forward are reassembled and fragmented; lone fragments are bounded', async () => {
     await vnet.must(['createvm', '--name', 'f', '--register']);
     const trace = join(lab.tempDir('frag'), 'f.pcap');

@@ -203,7 +203,7 @@ describe('UdpNat', () => {
       } else {
         assert.ok(link.frames.every((f) => f.offload === undefined));
       }
-      assert.deepEqual(nat.stats(), { flows: 1, opened: 1, closed: 0, datagramsToHost: 50, datagramsToGuest: 50, superDatagramsToGuest: 0, refused: 0, drops: {} });
+      assert.deepEqual(nat.stats(), { flows: 1, opened: 1, closed: 0, datagramsToHost: 50, datagramsToGuest: 50, superDatagramsToGuest: 0, refused: 0, datagramsSegmentedToHost: 50, drops: {} });
     });
   }
 
