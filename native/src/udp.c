@@ -517,10 +517,10 @@ static napi_value socket_send(napi_env env, napi_callback_info info) {
   } control[SEND_CHUNK];
   while (done < count) {
     uint32_t n = 0, used = 0;
-    memset(messages, 0, sizeof messages);
     while (n < SEND_CHUNK && used < SEND_CHUNK && done + used < count) {
       const uint32_t first = start + done + used;
       uint32_t run = segment_run(s, b, first, start + count, SEND_CHUNK - used);
+      memset(&messages[n], 0, sizeof messages[n]);
       struct msghdr *h = &messages[n].msg_hdr;
       for (uint32_t k = 0; k < run; k++) {
         const uint32_t *m = b->tx_meta + META_SLOTS * (first + k);

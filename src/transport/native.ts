@@ -169,8 +169,7 @@ export interface NativeUdpBuffersConstructor {
 export const UDP_HEADROOM = 64;
 /** Slots per entry of `rxMeta` and `txMeta`. */
 export const UDP_META_SLOTS = 4;
-/** Slots of `NativeUdpBuffers.status`. */
-/** `status` of UdpBuffers after a send: datagrams refused, the last errno, datagrams that left in UDP_SEGMENT messages. */
+/** Slots of `NativeUdpBuffers.status` after a send: datagrams refused, the last errno, datagrams that left in UDP_SEGMENT messages. */
 export const UDP_SEND_STATUS = { failed: 0, errno: 1, segmented: 2 } as const;
 
 /** A UDP socket read with recvmmsg and written with sendmmsg, in batches. */

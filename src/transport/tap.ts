@@ -52,7 +52,7 @@ export class TapTransport extends FdTransport {
       multiQueue: options.multiQueue ?? false,
     });
     try {
-      return new TapTransport(fd, ifname, vnetHdr, offload, offload && udpSegmentation);
+      return new TapTransport(fd, ifname, vnetHdr, offload, udpSegmentation);
     } catch (error) {
       closeSync(fd);
       throw error;

@@ -22,6 +22,7 @@ import { get16, get32, set16, set32 } from './bytes.js';
 import { fold, sum, sumRange } from './checksum.js';
 import { ETHERNET_HEADER_LENGTH } from './ethernet.js';
 import { IpProtocol } from './ipv4.js';
+import { UDP_HEADER_LENGTH, UdpView } from './udp.js';
 import { checksumPending, GsoType, type FrameOffload } from './virtio-net.js';
 
 const ETHERTYPE_IPV4 = 0x0800;
@@ -30,7 +31,6 @@ const IPV6_HEADER_LENGTH = 40;
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
-const UDP_HEADER_LENGTH = 8;
 /** Most segments one GSO frame may become (64 KiB / the smallest MSS we honor, 64). */
 const MAX_SEGMENTS = 1024;
 
@@ -61,21 +61,14 @@ function segmentUdp(frame: Uint8Array, offload: FrameOffload, emit: (frame: Uint
   const payloadLength = frame.length - payloadAt;
   if (payloadLength < 0 || size === 0 || Math.ceil(payloadLength / size) > MAX_SEGMENTS) return false;
   const id0 = get16(frame, ipAt + 4);
-  const addressSum = sumRange(frame, ipAt + 12, ipAt + 20);
+  const pseudo = { source: get32(frame, ipAt + 12), destination: get32(frame, ipAt + 16) };
   for (let offset = 0, i = 0; offset < payloadLength || i === 0; offset += size, i++) {
     const length = Math.min(size, payloadLength - offset);
-    const datagram = new Uint8Array(payloadAt + length);
-    datagram.set(frame.subarray(0, payloadAt), 0);
-    datagram.set(frame.subarray(payloadAt + offset, payloadAt + offset + length), payloadAt);
-    set16(datagram, ipAt + 2, payloadAt - ipAt + length);
-    set16(datagram, ipAt + 4, (id0 + i) & 0xffff);
-    set16(datagram, ipAt + 10, 0);
-    set16(datagram, ipAt + 10, fold(sumRange(datagram, ipAt, udpAt)));
-    const udpLength = UDP_HEADER_LENGTH + length;
-    set16(datagram, udpAt + 4, udpLength);
-    set16(datagram, udpAt + 6, 0);
-    // RFC 768: a sum that comes out as zero is sent as all ones (zero means "no checksum").
-    set16(datagram, udpAt + 6, fold(sumRange(datagram, udpAt, datagram.length, addressSum + IpProtocol.UDP + udpLength)) || 0xffff);
+    const datagram = cutPiece(frame, payloadAt, offset, length);
+    cutIpv4Header(datagram, ipAt, udpAt, id0 + i);
+    const udp = new UdpView(datagram.subarray(udpAt));
+    udp.length = UDP_HEADER_LENGTH + length;
+    udp.fillChecksum(pseudo);
     emit(datagram);
     if (offset + length >= payloadLength) break;
   }
@@ -107,14 +100,9 @@ function segmentTcp(frame: Uint8Array, offload: FrameOffload, emit: (frame: Uint
   for (let offset = 0, i = 0; offset < payloadLength || i === 0; offset += mss, i++) {
     const length = Math.min(mss, payloadLength - offset);
     const last = offset + length >= payloadLength;
-    const segment = new Uint8Array(payloadAt + length);
-    segment.set(frame.subarray(0, payloadAt), 0);
-    segment.set(frame.subarray(payloadAt + offset, payloadAt + offset + length), payloadAt);
+    const segment = cutPiece(frame, payloadAt, offset, length);
     if (v4) {
-      set16(segment, ipAt + 2, ipHeaderLength + tcpHeaderLength + length);
-      set16(segment, ipAt + 4, (id0 + i) & 0xffff);
-      set16(segment, ipAt + 10, 0);
-      set16(segment, ipAt + 10, fold(sumRange(segment, ipAt, tcpAt)));
+      cutIpv4Header(segment, ipAt, tcpAt, id0 + i);
     } else {
       set16(segment, ipAt + 4, tcpHeaderLength + length);
     }
@@ -132,4 +120,20 @@ function segmentTcp(frame: Uint8Array, offload: FrameOffload, emit: (frame: Uint
     if (last) break;
   }
   return true;
+}
+
+/** A new buffer: the headers before `payloadAt`, then `length` payload bytes from `offset`. */
+function cutPiece(frame: Uint8Array, payloadAt: number, offset: number, length: number): Uint8Array {
+  const piece = new Uint8Array(payloadAt + length);
+  piece.set(frame.subarray(0, payloadAt), 0);
+  piece.set(frame.subarray(payloadAt + offset, payloadAt + offset + length), payloadAt);
+  return piece;
+}
+
+/** The IPv4 header of one piece (transport header at `transportAt`): its Total Length, its ID, its checksum. */
+function cutIpv4Header(piece: Uint8Array, ipAt: number, transportAt: number, id: number): void {
+  set16(piece, ipAt + 2, piece.length - ipAt);
+  set16(piece, ipAt + 4, id & 0xffff);
+  set16(piece, ipAt + 10, 0);
+  set16(piece, ipAt + 10, fold(sumRange(piece, ipAt, transportAt)));
 }
