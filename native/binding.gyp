@@ -14,7 +14,8 @@
         "src/udp.c",
         "src/tcp_sockets.c",
         "src/tcp_splice.c",
-        "src/busy_poll.c"
+        "src/busy_poll.c",
+        "src/exec.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_c": ["-std=gnu11"],

@@ -9,6 +9,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!vnet_init_udp(env, exports)) return NULL;
   if (!vnet_init_tcp_sockets(env, exports)) return NULL;
   if (!vnet_init_busy_poll(env, exports)) return NULL;
+  if (!vnet_init_exec(env, exports)) return NULL;
   return exports;
 }
 

@@ -10,6 +10,7 @@
  * - tcp_sockets.c TCP sockets for the NAT: connect or adopt, poll, read, write, shutdown, close
  * - tcp_splice.c  two of those sockets joined in the kernel (splice(2)), for port forwards
  * - busy_poll.c   keep the loop polling, not sleeping, for a short budget after fd events
+ * - exec.c        restart the process in place with other node flags (execve)
  * - errors.c      errors with a stable code and errno text; argument helpers
  *
  * Everything runs on the JS thread; nothing here starts threads.
@@ -70,5 +71,6 @@ bool vnet_init_icmp(napi_env env, napi_value exports);
 bool vnet_init_udp(napi_env env, napi_value exports);
 bool vnet_init_tcp_sockets(napi_env env, napi_value exports);
 bool vnet_init_busy_poll(napi_env env, napi_value exports);
+bool vnet_init_exec(napi_env env, napi_value exports);
 
 #endif

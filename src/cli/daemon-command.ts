@@ -11,13 +11,13 @@
  *                               0 = off): see native/src/busy_poll.c
  */
 import type { Server } from 'node:http';
-import v8 from 'node:v8';
 import { resolveHome, socketPath } from '../model/home.js';
 import { buildRoutes } from '../api/routes.js';
 import { boundPort, ensureToken, listenTcp, listenUnix } from '../api/server.js';
 import { Daemon } from '../daemon/daemon.js';
 import { setBusyPoll } from '../transport/busy-poll.js';
 import { parseArgs, single, usageError } from './argv.js';
+import { restartWithNodeFlags } from './node-flags.js';
 
 /** Where the dashboard listens unless `--ui` says otherwise. */
 export const DEFAULT_UI = '127.0.0.1:8080';
@@ -30,17 +30,6 @@ export const DEFAULT_UI = '127.0.0.1:8080';
  * guest's slower turns (p90 ~60 µs here) kept halving the window.
  */
 export const DEFAULT_BUSY_POLL_US = 200;
-
-/**
- * V8 optimizes a function once it has run this many bytes of bytecode (a
- * quarter of V8 11's default, 67,584). A daemon's packet path is hot for
- * hours, so it should reach optimized code early: on a fresh daemon the
- * first thousands of NAT'd connections cost 2–4× the CPU of later ones
- * while the connection code still runs unoptimized, and with this budget
- * that phase is about half as long (docs/performance.md, "JIT warm-up").
- * `node --interrupt-budget=N` on the command line wins.
- */
-export const INTERRUPT_BUDGET = 16384;
 
 /** `--busy-poll-us` / VNET_BUSY_POLL_US: whole microseconds, 0 to 10,000. */
 export function parseBusyPoll(text: string, source: string): number {
@@ -73,7 +62,9 @@ export async function runDaemon(args: string[], globalHome?: string): Promise<vo
     : process.env.VNET_BUSY_POLL_US ? parseBusyPoll(process.env.VNET_BUSY_POLL_US, 'VNET_BUSY_POLL_US') : DEFAULT_BUSY_POLL_US;
   const ui = uiText === 'off' ? null : parseListenAddress(uiText ?? DEFAULT_UI, '--ui');
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
-  if (!process.execArgv.some((a) => a.startsWith('--interrupt-budget'))) v8.setFlagsFromString(`--interrupt-budget=${INTERRUPT_BUDGET}`);
+  // Arguments are checked and nothing is open yet: the moment to restart in place with the V8 flags.
+  const withoutFlags = restartWithNodeFlags();
+  if (withoutFlags) log(withoutFlags);
   const daemon = new Daemon(home, log);
   setBusyPoll(busyPollUs);
   const router = buildRoutes(daemon);

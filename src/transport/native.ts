@@ -235,6 +235,12 @@ export interface NativeAddon {
    * reads, after which no window starts for a while (`bulk`).
    */
   busyPollStats(): BusyPollStats;
+  /**
+   * Replaces the process with `file` run with `args` (argv[0] first), same
+   * pid, environment and standard streams (execve(2)). Returns only when
+   * that fails, with the errno.
+   */
+  execNode(file: string, args: readonly string[]): number;
 }
 
 /** What `busyPollStats` returns. */
