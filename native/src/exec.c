@@ -13,10 +13,13 @@
  *
  * Safe at start-up: libuv and V8 open their descriptors close-on-exec, and
  * their threads end with the old image. The caller has opened nothing else.
+ * The standard streams are the exception: Node marks them close-on-exec once
+ * it has wrapped them (process.stderr), and the new image must have them.
  */
 #include "vnet.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,6 +57,10 @@ static napi_value exec_node(napi_env env, napi_callback_info info) {
     }
   }
   if (err == 0) {
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+      int flags = fcntl(fd, F_GETFD);
+      if (flags >= 0) fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+    }
     execve(file, args, environ);
     err = errno;
   }

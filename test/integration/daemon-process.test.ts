@@ -13,8 +13,8 @@ import { VNET_BIN } from '../helpers/vnet.js';
 
 const lab = new Lab();
 
-/** Starts `node NODE_ARGS bin/vnet daemon` in a namespace of its own (`label`); returns its pid once the API answers, and its command line then. */
-async function startDaemon(label: string, nodeArgs: string[]): Promise<{ pid: number; cmdline: string[] }> {
+/** Starts `node NODE_ARGS bin/vnet daemon` in a namespace of its own (`label`); returns its pid once the API answers, its command line then, and what it wrote to stderr. */
+async function startDaemon(label: string, nodeArgs: string[]): Promise<{ pid: number; cmdline: string[]; log: () => string }> {
   const home = lab.tempDir(label);
   const child = lab.spawnNsenter(await lab.netns(label), process.execPath, [...nodeArgs, VNET_BIN, 'daemon', '--home', home, '--ui', 'off']);
   let log = '';
@@ -24,14 +24,16 @@ async function startDaemon(label: string, nodeArgs: string[]): Promise<{ pid: nu
     return existsSync(join(home, 'vnet.sock')) && (await run(process.execPath, [VNET_BIN, '--home', home, 'list', 'vms'])).code === 0;
   }, 15_000);
   const pid = child.pid!;
-  return { pid, cmdline: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean) };
+  return { pid, cmdline: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean), log: () => log };
 }
 
 describe('daemon process', { timeout: 60_000 }, () => {
   after(() => lab.cleanup());
 
-  test('started without its V8 flags, the daemon runs with them under the pid it was started as', async () => {
-    const { cmdline } = await startDaemon('plain', []);
+  test('started without its V8 flags, the daemon runs with them under the pid it was started as, with the same standard streams', async () => {
+    const { cmdline, log } = await startDaemon('plain', []);
+    // The standard streams survive the restart: the new image's log reaches the starter.
+    await waitFor('the daemon\'s log line', async () => /vnet daemon serving /.test(log()), 5_000);
     for (const flag of DAEMON_NODE_FLAGS) assert.ok(cmdline.includes(flag), `${flag} in ${cmdline.join(' ')}`);
     assert.equal(cmdline.filter((a) => a === VNET_BIN).length, 1);
     assert.deepEqual(cmdline.slice(cmdline.indexOf(VNET_BIN) + 1, cmdline.indexOf(VNET_BIN) + 2), ['daemon']);

@@ -349,7 +349,7 @@ describe('NAT', { timeout: 300_000 }, () => {
       assert.match(await vnet.must(['showvminfo', 'b', '--machinereadable']), /natbindip1="198.51.100.3"/);
       // An address the host lacks is taken (it may come later), and the log says what it means.
       await vnet.must(['modifyvm', 'b', '--natbindip1', '198.51.100.9']);
-      await waitFor('the log line', async () => vnet.log.includes('bind address 198.51.100.9 is not this host\'s'), 5000);
+      await waitFor('the log line', async () => vnet.log.includes('bind address 198.51.100.9 is not this host\'s'), 10_000);
     } finally {
       await vnet.cli(['controlvm', 'b', 'poweroff']);
       await vnet.cli(['unregistervm', 'b', '--delete']);
