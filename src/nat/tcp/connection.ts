@@ -97,7 +97,7 @@ import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
 import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, offloadSegment, SEGMENT_HEADROOM, sharedSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
 import type { SharedBudget } from './shared-budget.js';
-import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
+import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
 import type { HostStream, HostStreamEvents } from './host-stream.js';
 
@@ -255,8 +255,14 @@ export class Connection implements TimerItem, HostStreamEvents {
   /** A sub-MSS tail is held back until this I/O round's other socket reads are in (see transmit). */
   private holdTail = false;
   private tailDeferred = false;
+  // Times and RTT estimates start as NaN, not 0. An object field keeps the
+  // representation of the first number stored in it: a 0 (small integer)
+  // later replaced by a clock reading or a fraction changes the hidden class
+  // of every Connection made after, and the optimized code built for the old
+  // one is thrown away (see seq.ts). The RTO is whole milliseconds for the
+  // same reason.
   /** When our SYN or SYN-ACK went out, for a first RTT sample. */
-  private synSentAt = 0;
+  private synSentAt = NaN;
   /** Our SYN-ACK went again because the guest repeated its SYN: the handshake's RTT is ambiguous. */
   private synRepeated = false;
   private dupAcks = 0;
@@ -265,13 +271,13 @@ export class Connection implements TimerItem, HostStreamEvents {
   private afterTimeout = false;
   /** SND.MAX when fast recovery began, or when the last timeout fired. */
   private recover = 0;
-  private srtt = 0;
-  private rttvar = 0;
+  private srtt = NaN;
+  private rttvar = NaN;
   private hasRtt = false;
   private rto = INITIAL_RTO_MS;
   private rttActive = false;
   private rttSeq = 0;
-  private rttStart = 0;
+  private rttStart = NaN;
   private retries = 0;
   /** Protocol deadline (ms): connect timeout, retransmission, probe or linger; Infinity when none. */
   private rtoAt = Infinity;
@@ -323,7 +329,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.key = flowKey(guestIp, guestPort, remoteIp, remotePort);
     this.state = initialState;
     this.pseudoBase = pseudoHeaderSum(remoteIp, guestIp, IpProtocol.TCP, 0);
-    this.iss = (Math.random() * 0x1_0000_0000) >>> 0;
+    this.iss = (Math.random() * 0x1_0000_0000) | 0;
     this.sndUna = this.sndNxt = this.sndMax = this.iss;
     this.ourMss = Math.max(MIN_MSS, Math.min(MAX_MSS, host.link.mtu - 40));
     this.lastActivity = host.now();
@@ -349,7 +355,7 @@ export class Connection implements TimerItem, HostStreamEvents {
 
   /** Starts a guest-initiated connection from its SYN; `synPacket` is a copy of the guest's IPv4 packet. */
   startFromGuest(tcp: TcpView, options: TcpOptions, synPacket: Uint8Array): void {
-    this.irs = tcp.sequenceNumber;
+    this.irs = seqFromWire(tcp.sequenceNumber);
     this.rcvNxt = seqAdd(this.irs, 1);
     this.takeSynOptions(options, tcp);
     this.synPacket = synPacket;
@@ -376,7 +382,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       case 'connecting':
         // RFC 9293 §3.10.7.3 (LISTEN/SYN-RECEIVED): a RST for our pending
         // connection aborts it; a repeated SYN waits for the host connect.
-        if (tcp.rst && tcp.sequenceNumber === this.rcvNxt) this.close('destroy');
+        if (tcp.rst && seqFromWire(tcp.sequenceNumber) === this.rcvNxt) this.close('destroy');
         return;
       case 'synSent':
         this.segmentInSynSent(tcp, now);
@@ -477,15 +483,15 @@ export class Connection implements TimerItem, HostStreamEvents {
     }
     // RFC 7323 §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled."
     this.sndWnd = tcp.windowSize;
-    this.sndWl1 = tcp.sequenceNumber;
-    this.sndWl2 = tcp.acknowledgmentNumber;
+    this.sndWl1 = seqFromWire(tcp.sequenceNumber);
+    this.sndWl2 = seqFromWire(tcp.acknowledgmentNumber);
   }
 
   private segmentInSynSent(tcp: TcpView, now: number): void {
     const flags = tcp.flags;
     // RFC 9293 §3.10.7.3 (SYN-SENT).
-    if ((flags & TcpFlags.ACK) !== 0 && tcp.acknowledgmentNumber !== this.sndNxt) {
-      if ((flags & TcpFlags.RST) === 0) this.sendReset(tcp.acknowledgmentNumber);
+    if ((flags & TcpFlags.ACK) !== 0 && seqFromWire(tcp.acknowledgmentNumber) !== this.sndNxt) {
+      if ((flags & TcpFlags.RST) === 0) this.sendReset(seqFromWire(tcp.acknowledgmentNumber));
       return;
     }
     if ((flags & TcpFlags.RST) !== 0) {
@@ -498,7 +504,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     if ((flags & (TcpFlags.SYN | TcpFlags.ACK)) !== (TcpFlags.SYN | TcpFlags.ACK)) return;
     const options = this.host.readOptions(tcp);
     if (options === undefined) return;
-    this.irs = tcp.sequenceNumber;
+    this.irs = seqFromWire(tcp.sequenceNumber);
     this.rcvNxt = seqAdd(this.irs, 1);
     // Our SYN advertised an unscaled window: that is the right edge so far.
     this.rcvAdvEnd = seqAdd(this.rcvNxt, this.synWindow);
@@ -506,7 +512,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     const offeredShift = this.rcvScale;
     this.takeSynOptions(options, tcp);
     if (this.windowScaling) this.rcvScale = offeredShift;
-    this.sndUna = tcp.acknowledgmentNumber;
+    this.sndUna = seqFromWire(tcp.acknowledgmentNumber);
     this.state = 'established';
     this.handshakeDone(now);
     // What the host's client sent while the guest answered (most clients
@@ -522,7 +528,7 @@ export class Connection implements TimerItem, HostStreamEvents {
 
   private segmentSynchronized(tcp: TcpView, now: number): void {
     const flags = tcp.flags;
-    const seq = tcp.sequenceNumber;
+    const seq = seqFromWire(tcp.sequenceNumber);
     if (this.state === 'synReceived' && (flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN) {
       // The guest did not get our SYN-ACK: repeat it (and take no RTT sample from the handshake: Karn).
       if (seq === this.irs) {
@@ -570,7 +576,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     }
     // Fifth: "if the ACK bit is off, drop the segment and return".
     if ((flags & TcpFlags.ACK) === 0) return;
-    const ack = tcp.acknowledgmentNumber;
+    const ack = seqFromWire(tcp.acknowledgmentNumber);
     if (this.state === 'synReceived') {
       if (ack !== this.sndMax) {
         // "If the segment acknowledgment is not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST>".
@@ -1095,11 +1101,11 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.rto = this.measuredRto();
   }
 
-  /** RFC 6298 §2.3: SRTT + max(G, 4·RTTVAR) within the limits (the initial RTO before any sample). */
+  /** RFC 6298 §2.3: SRTT + max(G, 4·RTTVAR) within the limits, rounded up to whole ms (the initial RTO before any sample). */
   private measuredRto(): number {
     if (!this.hasRtt) return INITIAL_RTO_MS;
     const limits = this.host.limits;
-    return Math.min(limits.maxRtoMs, Math.max(limits.minRtoMs, this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar)));
+    return Math.min(limits.maxRtoMs, Math.max(limits.minRtoMs, Math.ceil(this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar))));
   }
 
   private setRto(at: number): void {

@@ -40,7 +40,7 @@ import { openNetHostStream, type AcceptedHostSocket, type HostStreamEvents, type
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segment.js';
-import { seqAdd } from './seq.js';
+import { seqAdd, seqFromWire } from './seq.js';
 import { SharedBudget } from './shared-budget.js';
 import { TimerHeap } from './timer-heap.js';
 
@@ -183,7 +183,7 @@ export class TcpNat implements ConnectionHost {
     const flags = tcp.flags;
     if (connection !== undefined) {
       const newSyn = (flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN;
-      if (!(newSyn && connection.makeWayFor(tcp.sequenceNumber))) {
+      if (!(newSyn && connection.makeWayFor(seqFromWire(tcp.sequenceNumber)))) {
         connection.fromGuest(tcp, this.clock());
         return;
       }
@@ -414,11 +414,11 @@ export class TcpNat implements ConnectionHost {
     let replyFlags = TcpFlags.RST;
     if ((flags & TcpFlags.ACK) !== 0) {
       // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>"
-      seq = tcp.acknowledgmentNumber;
+      seq = seqFromWire(tcp.acknowledgmentNumber);
     } else {
       // "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
       const length = tcp.payload.length + ((flags & TcpFlags.SYN) !== 0 ? 1 : 0) + ((flags & TcpFlags.FIN) !== 0 ? 1 : 0);
-      ack = seqAdd(tcp.sequenceNumber, length);
+      ack = seqAdd(seqFromWire(tcp.sequenceNumber), length);
       replyFlags |= TcpFlags.ACK;
     }
     const source = ip.destination;

@@ -1,13 +1,25 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { seqAdd, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqMin, seqSub } from '../../../../src/nat/tcp/seq.js';
+import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqMin, seqSub } from '../../../../src/nat/tcp/seq.js';
 
 describe('seq', () => {
   it('adds modulo 2^32', () => {
-    assert.equal(seqAdd(0xffffffff, 1), 0);
-    assert.equal(seqAdd(0xfffffff0, 0x20), 0x10);
-    assert.equal(seqAdd(5, -6), 0xffffffff);
+    assert.equal(seqAdd(seqFromWire(0xffffffff), 1), 0);
+    assert.equal(seqAdd(seqFromWire(0xfffffff0), 0x20), 0x10);
+    assert.equal(seqAdd(5, -6), seqFromWire(0xffffffff));
+  });
+
+  it('holds every sequence number as an int32, the same 32 bits as the wire', () => {
+    assert.equal(seqFromWire(0xffffffff), -1);
+    assert.equal(seqFromWire(0x80000000), -0x80000000);
+    assert.equal(seqFromWire(0x7fffffff), 0x7fffffff);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: -0x7fffffff, max: 0x7fffffff }), (wire, n) => {
+        const sum = seqAdd(seqFromWire(wire), n);
+        return sum === (sum | 0) && sum >>> 0 === (wire + n + 0x1_0000_0000) % 0x1_0000_0000;
+      }),
+    );
   });
 
   it('compares across the wrap', () => {
