@@ -141,6 +141,21 @@ async def blob_clients(host, port, count):
     if bad:
         sys.exit(f"{len(bad)} failed, first: {bad[0]!r}")
 
+def paced_clients(host, port, count, gap_ms):
+    """COUNT connections one after another, GAP_MS apart, to a crr server (bench/tools/tcpload.py):
+    each sends a byte, reads the answer and closes first, so its port waits in TIME-WAIT here.
+    Prints "ok COUNT", or exits saying how many went before the first failure."""
+    for i in range(int(count)):
+        try:
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(b"c")
+                if s.recv(1) != b"s":
+                    sys.exit(f"{i} connected, then no answer")
+        except OSError as e:
+            sys.exit(f"{i} connected, then {e!r}")
+        time.sleep(float(gap_ms) / 1000)
+    print(f"ok {count}")
+
 def reset_server(host, port, seconds):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -251,6 +266,7 @@ if __name__ == "__main__":
     elif cmd == "udp-echo-client": udp_echo_client(*args)
     elif cmd == "blob-server": asyncio.run(blob_server(*args))
     elif cmd == "blob-clients": asyncio.run(blob_clients(*args))
+    elif cmd == "paced-clients": paced_clients(*args)
     elif cmd == "reset-server": reset_server(*args)
     elif cmd == "syn-flood": syn_flood(*args)
     elif cmd == "whoami-server": whoami_server(*args)

@@ -54,7 +54,11 @@
  *   retransmission (RFC 6582), zero-window probes (an ACK at SND.UNA−1, as
  *   Linux's). No congestion window: the
  *   link to the guest is a local queue, so the guest's window is the limit.
- *   SACK and timestamps are not offered.
+ *   SACK is not offered.
+ * - Timestamps (RFC 7323, timestamps.ts): when the guest's SYN (or its
+ *   SYN-ACK to a forward's SYN, which offers them) carried the option, every
+ *   segment but a RST carries ours and echoes TS.Recent; PAWS drops older
+ *   ones. What a guest gains: its kernel can reuse ports in TIME-WAIT.
  * - Closing. Guest FIN → `socket.end()`; host 'end' → FIN after the queued
  *   data. Guest RST → host socket reset; host error/reset → RST to the guest.
  *   When both FINs are acknowledged the connection lingers `timeWaitMs` to
@@ -96,6 +100,7 @@ import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
 import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, offloadSegment, SEGMENT_HEADROOM, sharedSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
+import { PAWS_IDLE_MS, segmentTimestamp, TIMESTAMP_OPTION_LENGTH, timestampNow, timestampOffset, writeTimestampOption } from './timestamps.js';
 import type { SharedBudget } from './shared-budget.js';
 import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
@@ -308,6 +313,16 @@ export class Connection implements TimerItem, HostStreamEvents {
   private spareGathered: Uint8Array[] = [];
   private ackPending = false;
   private unackedBytes = 0;
+  // RFC 7323 timestamps (timestamps.ts): on when the guest's SYN or SYN-ACK
+  // carried the option; then every segment but a RST carries ours.
+  private tsOn = false;
+  private readonly tsOffset = timestampOffset();
+  /** TS.Recent: the guest's timestamp we echo (§4.3). */
+  private tsRecent = 0;
+  /** When TS.Recent was taken (the NAT's clock), for PAWS's 24-day limit (§5.5). */
+  private tsRecentAt = NaN;
+  /** Last.ACK.sent (§4.3): the acknowledgment number of our last segment with ACK set. */
+  private lastAckSent = 0;
   private outOfOrder: OutOfOrder[] = [];
   /** Copy of the guest's SYN packet, kept while connecting for an ICMP error. */
   private synPacket: Uint8Array | undefined;
@@ -340,17 +355,23 @@ export class Connection implements TimerItem, HostStreamEvents {
   /**
    * A guest SYN (no ACK) with sequence number `seq` came for this
    * connection's 4-tuple: closes the connection and returns true when that
-   * SYN opens a new one. In TIME-WAIT, a SYN above the old sequence space
-   * (RFC 9293 §3.10.7.4, RFC 6191); before the guest completed its
+   * SYN opens a new one. In TIME-WAIT, a SYN above the old sequence space,
+   * or with timestamps a later timestamp (RFC 9293 §3.10.7.4, RFC 6191);
+   * `tsval` is the SYN's (NaN: none). Before the guest completed its
    * handshake, a SYN with another ISN — the guest started over, and a
    * passive open "returns to LISTEN" (RFC 9293 §3.10.7.4, fourth): the host
    * connection made for the old SYN is reset.
    */
-  makeWayFor(seq: number): boolean {
-    if (this.state === 'timeWait' && seqGt(seq, this.rcvNxt)) this.close('destroy');
+  makeWayFor(seq: number, tsval: number): boolean {
+    if (this.state === 'timeWait' && this.newerThanTimeWait(seq, tsval)) this.close('destroy');
     else if ((this.state === 'connecting' || this.state === 'synReceived') && seq !== this.irs) this.close('reset');
     else return false;
     return true;
+  }
+
+  /** RFC 6191 §2: with timestamps on both, a later timestamp; else a sequence number past the old connection's. */
+  private newerThanTimeWait(seq: number, tsval: number): boolean {
+    return this.tsOn && !Number.isNaN(tsval) ? seqGt(tsval, this.tsRecent) : seqGt(seq, this.rcvNxt);
   }
 
   /** Starts a guest-initiated connection from its SYN; `synPacket` is a copy of the guest's IPv4 packet. */
@@ -469,8 +490,16 @@ export class Connection implements TimerItem, HostStreamEvents {
   // ---- segments from the guest --------------------------------------------
 
   private takeSynOptions(options: TcpOptions, tcp: TcpView): void {
+    // RFC 7323 §3.2: timestamps only when both SYNs carried the option (ours always offers them).
+    const timestamp = options.timestamp;
+    this.tsOn = timestamp !== undefined;
+    if (timestamp !== undefined) {
+      this.tsRecent = timestamp.value | 0;
+      this.tsRecentAt = this.host.now();
+    }
+    // RFC 6691 §3: the options every data segment carries come out of the MSS.
     const mss = options.mss ?? DEFAULT_MSS;
-    this.sndMss = Math.max(MIN_MSS, Math.min(mss, this.ourMss));
+    this.sndMss = Math.max(MIN_MSS, Math.min(mss, this.ourMss) - (this.tsOn ? TIMESTAMP_OPTION_LENGTH : 0));
     // RFC 7323 §2.2: scaling is in effect only when both SYNs carried the option.
     if (options.windowScale !== undefined) {
       this.windowScaling = true;
@@ -537,6 +566,13 @@ export class Connection implements TimerItem, HostStreamEvents {
       }
       return;
     }
+    // RFC 7323 §5.3 R1 (PAWS): a timestamp older than TS.Recent marks an old duplicate.
+    const tsval = this.tsOn ? segmentTimestamp(tcp.bytes, tcp.headerLength) : NaN;
+    if (!Number.isNaN(tsval) && (flags & TcpFlags.RST) === 0 && seqLt(tsval, this.tsRecent) && now - this.tsRecentAt <= PAWS_IDLE_MS) {
+      this.host.drop('tcp:paws');
+      this.ackNow();
+      return;
+    }
     let payload = tcp.payload;
     let fin = (flags & TcpFlags.FIN) !== 0;
     const window = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
@@ -558,6 +594,11 @@ export class Connection implements TimerItem, HostStreamEvents {
       if ((flags & TcpFlags.RST) === 0) this.ackNow();
       if (this.state === 'timeWait' && fin) this.setRto(now + this.host.limits.timeWaitMs);
       return;
+    }
+    // R3 (§4.3): TS.Recent follows the guest's timestamps, from segments that begin at or before our last ACK.
+    if (!Number.isNaN(tsval) && seqGeq(tsval, this.tsRecent) && seqLeq(seq, this.lastAckSent)) {
+      this.tsRecent = tsval;
+      this.tsRecentAt = now;
     }
     // Second: RST. RFC 5961 §3.2: reset only on an exact match, else a challenge ACK.
     if ((flags & TcpFlags.RST) !== 0) {
@@ -1271,8 +1312,15 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (window === 0) this.host.forHosts.wait(this);
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
     const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
-    const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, 0);
+    // Our SYN offers timestamps; a SYN-ACK answers the guest's offer (RFC 7323 §3.2).
+    const timestamps = (flags & TcpFlags.ACK) === 0 || this.tsOn;
+    const optionsLength = SYN_OPTIONS_LENGTH + (timestamps ? TIMESTAMP_OPTION_LENGTH : 0);
+    const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + optionsLength, 0);
     writeSynOptions(frame, this.ourMss, shift);
+    if (timestamps) {
+      const echo = (flags & TcpFlags.ACK) !== 0 ? this.tsRecent : 0;
+      writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, timestampNow(this.tsOffset), echo);
+    }
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
       this.rcvAdvEnd = seqAdd(this.rcvNxt, window);
@@ -1294,12 +1342,14 @@ export class Connection implements TimerItem, HostStreamEvents {
     const flags = TcpFlags.ACK | (fin ? TcpFlags.FIN : 0) | (last ? TcpFlags.PSH : 0);
     const window = this.windowField();
     const chunk = length >= IN_PLACE_MIN ? this.sendQueue.chunkAt(offset, length) : undefined;
+    const headerLength = this.headerLength(flags);
     let frame: Uint8Array;
     if (chunk !== undefined && chunk.byteOffset === SEGMENT_HEADROOM && chunk.buffer.byteLength === READ_BLOCK_SIZE) {
-      frame = this.writeHeaders(new Uint8Array(chunk.buffer, 0, SEGMENT_HEADROOM + length), seq, this.rcvNxt, flags, window, TCP_HEADER_LENGTH);
+      const start = SEGMENT_HEADROOM - TCP_AT - headerLength;
+      frame = this.writeHeaders(new Uint8Array(chunk.buffer, start, SEGMENT_HEADROOM - start + length), seq, this.rcvNxt, flags, window, headerLength);
     } else {
-      frame = this.newFrame(seq, this.rcvNxt, flags, window, TCP_HEADER_LENGTH, length);
-      this.sendQueue.copyTo(offset, length, frame, TCP_AT + TCP_HEADER_LENGTH);
+      frame = this.newFrame(seq, this.rcvNxt, flags, window, headerLength, length);
+      this.sendQueue.copyTo(offset, length, frame, TCP_AT + headerLength);
     }
     this.ackPending = false;
     this.unackedBytes = 0;
@@ -1316,7 +1366,13 @@ export class Connection implements TimerItem, HostStreamEvents {
   /** Most payload bytes one data segment may carry: an MSS, or whole MSSs up to 64 KiB when the link offloads. */
   private segmentLimit(): number {
     if (!this.host.link.offload) return this.sndMss;
-    return Math.max(this.sndMss, Math.floor(MAX_OFFLOAD_PAYLOAD / this.sndMss) * this.sndMss);
+    const room = MAX_OFFLOAD_PAYLOAD - (this.tsOn ? TIMESTAMP_OPTION_LENGTH : 0);
+    return Math.max(this.sndMss, Math.floor(room / this.sndMss) * this.sndMss);
+  }
+
+  /** TCP header length of a segment other than a SYN: with our timestamp when they are on, except on a RST. */
+  private headerLength(flags: number): number {
+    return this.tsOn && (flags & TcpFlags.RST) === 0 ? TCP_HEADER_LENGTH + TIMESTAMP_OPTION_LENGTH : TCP_HEADER_LENGTH;
   }
 
   /** The shared segment buffer with this connection's headers: from the remote end to the guest. */
@@ -1324,9 +1380,18 @@ export class Connection implements TimerItem, HostStreamEvents {
     return this.writeHeaders(sharedSegmentFrame(tcpHeaderLength + payloadLength), seq, ack, flags, window, tcpHeaderLength);
   }
 
-  /** This connection's IPv4 and TCP headers, from the remote end to the guest, at the front of `frame`. */
+  /**
+   * This connection's IPv4 and TCP headers, from the remote end to the guest,
+   * at the front of `frame`; on a segment other than a SYN, the timestamp
+   * option when `tcpHeaderLength` has room for it (`headerLength`).
+   */
   private writeHeaders(frame: Uint8Array, seq: number, ack: number, flags: number, window: number, tcpHeaderLength: number): Uint8Array {
-    return writeSegmentHeaders(frame, this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength);
+    writeSegmentHeaders(frame, this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength);
+    if ((flags & TcpFlags.ACK) !== 0) this.lastAckSent = ack;
+    if ((flags & TcpFlags.SYN) === 0 && tcpHeaderLength === TCP_HEADER_LENGTH + TIMESTAMP_OPTION_LENGTH) {
+      writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH, timestampNow(this.tsOffset), this.tsRecent);
+    }
+    return frame;
   }
 
   /** A segment without data: ACK, window update, RST. */
@@ -1340,7 +1405,7 @@ export class Connection implements TimerItem, HostStreamEvents {
   }
 
   private sendRaw(flags: number, seq: number, ack: number, window: number): void {
-    const frame = this.newFrame(seq, ack, flags, window, TCP_HEADER_LENGTH, 0);
+    const frame = this.newFrame(seq, ack, flags, window, this.headerLength(flags), 0);
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
       this.ackPending = false;

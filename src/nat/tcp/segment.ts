@@ -14,12 +14,13 @@ import { fold, sumRange } from '../../wire/checksum.js';
 import { IPV4_HEADER_LENGTH, IpProtocol } from '../../wire/ipv4.js';
 import { TCP_HEADER_LENGTH, TcpOptionKind } from '../../wire/tcp.js';
 import { GsoType, VIRTIO_NET_HDR_F_NEEDS_CSUM, type FrameOffload } from '../../wire/virtio-net.js';
+import { TIMESTAMP_OPTION_LENGTH } from './timestamps.js';
 
 /** Offset of the TCP header in an emitted frame. */
 export const TCP_AT = LINK_HEADROOM + IPV4_HEADER_LENGTH;
 /** IPv4 + TCP headers without options. */
 export const HEADERS_LENGTH = IPV4_HEADER_LENGTH + TCP_HEADER_LENGTH;
-/** Bytes of the options we put on a SYN or SYN-ACK: MSS, then NOP + window scale. */
+/** Bytes of the options we put on a SYN or SYN-ACK: MSS, then NOP + window scale (timestamps come after). */
 export const SYN_OPTIONS_LENGTH = 8;
 
 const TTL = 64;
@@ -37,8 +38,12 @@ const DF = 0x4000;
  */
 const SCRATCH = new Uint8Array(LINK_HEADROOM + 0xffff);
 
-/** Bytes in front of a data segment's payload: link headroom, IPv4 and TCP headers without options. */
-export const SEGMENT_HEADROOM = TCP_AT + TCP_HEADER_LENGTH;
+/**
+ * Bytes kept in front of a data segment's payload: link headroom, IPv4 and
+ * TCP headers with the timestamp option. Without timestamps the frame
+ * starts TIMESTAMP_OPTION_LENGTH bytes further in.
+ */
+export const SEGMENT_HEADROOM = TCP_AT + TCP_HEADER_LENGTH + TIMESTAMP_OPTION_LENGTH;
 
 /**
  * The shared segment buffer, sized for `tcpLength` bytes of TCP (header,
@@ -119,7 +124,8 @@ export function writeSynOptions(frame: Uint8Array, mss: number, shift: number): 
 
 /**
  * Largest payload of one offloaded segment toward a guest: what fits an IPv4
- * packet (65535 − 20 − 20), cut to whole MSS-sized pieces by the caller.
+ * packet (65535 − 20 − 20) less the TCP options, cut to whole MSS-sized
+ * pieces by the caller.
  */
 export const MAX_OFFLOAD_PAYLOAD = 65535 - HEADERS_LENGTH;
 
@@ -131,11 +137,12 @@ export const MAX_OFFLOAD_PAYLOAD = 65535 - HEADERS_LENGTH;
  */
 export function offloadSegment(frame: Uint8Array, pseudoBase: number, mss: number): FrameOffload {
   const tcpLength = frame.length - TCP_AT;
+  const headerLength = (frame[TCP_AT + 12]! >>> 4) << 2;
   set16(frame, TCP_AT + 16, ~fold(pseudoBase + tcpLength) & 0xffff);
   return {
     flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-    gsoType: tcpLength - TCP_HEADER_LENGTH > mss ? GsoType.TcpV4 : GsoType.None,
-    hdrLen: TCP_AT + TCP_HEADER_LENGTH,
+    gsoType: tcpLength - headerLength > mss ? GsoType.TcpV4 : GsoType.None,
+    hdrLen: TCP_AT + headerLength,
     gsoSize: mss,
     csumStart: TCP_AT,
     csumOffset: 16,

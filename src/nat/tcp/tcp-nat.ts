@@ -43,6 +43,7 @@ import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segm
 import { seqAdd, seqFromWire } from './seq.js';
 import { SharedBudget } from './shared-budget.js';
 import { TimerHeap } from './timer-heap.js';
+import { segmentTimestamp } from './timestamps.js';
 
 export type { TcpLimits } from './limits.js';
 export type { TcpState } from './connection.js';
@@ -183,7 +184,7 @@ export class TcpNat implements ConnectionHost {
     const flags = tcp.flags;
     if (connection !== undefined) {
       const newSyn = (flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN;
-      if (!(newSyn && connection.makeWayFor(seqFromWire(tcp.sequenceNumber)))) {
+      if (!(newSyn && connection.makeWayFor(seqFromWire(tcp.sequenceNumber), segmentTimestamp(bytes, tcp.headerLength)))) {
         connection.fromGuest(tcp, this.clock());
         return;
       }

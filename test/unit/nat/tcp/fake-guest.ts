@@ -223,6 +223,8 @@ export interface GuestTcpOptions {
   /** Window-scale shift we offer; undefined = no option. */
   shift?: number;
   mss?: number;
+  /** Offer (or, for a forward, answer) RFC 7323 timestamps. */
+  timestamps?: boolean;
 }
 
 /**
@@ -238,6 +240,13 @@ export class GuestTcp {
   readonly window: number;
   readonly shift: number | undefined;
   readonly mss: number;
+  readonly timestamps: boolean;
+  /** Timestamps are on: both SYNs carried them. */
+  tsOn = false;
+  /** Our next TSval; a test may move it (back, for PAWS). */
+  tsVal = 5_000;
+  /** The NAT's latest TSval (what we echo). */
+  tsRecent = 0;
   iss = 1_000_000 + Math.floor(Math.random() * 1e6);
   sndNxt = 0;
   sndUna = 0;
@@ -274,6 +283,7 @@ export class GuestTcp {
     this.window = options.window ?? 65535;
     this.shift = options.shift;
     this.mss = options.mss ?? 1460;
+    this.timestamps = options.timestamps ?? false;
     this.sndNxt = this.sndUna = this.iss;
     guest.register(this);
   }
@@ -285,6 +295,7 @@ export class GuestTcp {
   private synOptions(): TcpOptions {
     const o: TcpOptions = { mss: this.mss };
     if (this.shift !== undefined) o.windowScale = this.shift;
+    if (this.timestamps) o.timestamp = { value: this.tsVal++, echoReply: this.tsRecent };
     return o;
   }
 
@@ -309,6 +320,7 @@ export class GuestTcp {
     this.scaling = syn.options.windowScale !== undefined && this.shift !== undefined;
     this.peerShift = this.scaling ? syn.options.windowScale! : 0;
     this.peerWindow = syn.window;
+    this.takeTimestamp(syn);
     this.sendSegment(TcpFlags.SYN | TcpFlags.ACK, this.iss, this.rcvNxt, undefined, this.synOptions(), Math.min(0xffff, this.window));
     this.sndNxt = this.sndUna = (this.iss + 1) >>> 0;
   }
@@ -353,12 +365,14 @@ export class GuestTcp {
       this.scaling = s.options.windowScale !== undefined && this.shift !== undefined;
       this.peerShift = this.scaling ? s.options.windowScale! : 0;
       this.peerWindow = s.window;
+      this.takeTimestamp(s);
       this.established = true;
       this.sendAck();
       this.pump();
       return;
     }
     if (!this.established && has(s, TcpFlags.ACK) && s.ack === this.sndNxt) this.established = true;
+    if (this.tsOn && s.options.timestamp !== undefined) this.tsRecent = s.options.timestamp.value;
     if (has(s, TcpFlags.ACK)) {
       if (((s.ack - this.sndUna) | 0) > 0) this.sndUna = s.ack;
       this.peerWindow = s.window << this.peerShift;
@@ -379,6 +393,12 @@ export class GuestTcp {
       this.sendAck(); // RFC 9293 §3.10.7.4: an unacceptable (old) segment gets an ACK: how zero-window probes are answered
     }
     if (advanced || has(s, TcpFlags.ACK)) this.pump();
+  }
+
+  /** From the NAT's SYN or SYN-ACK: timestamps are on when both sides offered them. */
+  private takeTimestamp(s: Segment): void {
+    this.tsOn = this.timestamps && s.options.timestamp !== undefined;
+    if (this.tsOn) this.tsRecent = s.options.timestamp!.value;
   }
 
   /** Delivers kept segments that now overlap rcvNxt (they may start before it). */
@@ -419,7 +439,7 @@ export class GuestTcp {
       const inFlight = (this.sndNxt - this.sndUna) | 0;
       const room = this.peerWindow - inFlight;
       if (this.outgoingBytes === 0 || room <= 0) break;
-      const n = Math.min(this.outgoingBytes, room, this.peerMss);
+      const n = Math.min(this.outgoingBytes, room, this.peerMss - (this.tsOn ? 12 : 0));
       const data = this.take_outgoing(n);
       this.sendSegment(TcpFlags.ACK | TcpFlags.PSH, this.sndNxt, this.rcvNxt, data);
       this.sndNxt = (this.sndNxt + n) >>> 0;
@@ -451,6 +471,7 @@ export class GuestTcp {
   }
 
   sendSegment(flags: number, seq: number, ack: number, payload?: Uint8Array, options?: TcpOptions, window?: number): void {
+    if (options === undefined && this.tsOn && (flags & TcpFlags.RST) === 0) options = { timestamp: { value: this.tsVal++, echoReply: this.tsRecent } };
     this.guest.send({
       srcPort: this.localPort,
       dstPort: this.remotePort,

@@ -336,7 +336,8 @@ describe('TcpNat data', () => {
     await until(() => nat.flowCount === 0, 3000, 'the flow to go');
   });
 
-  it('moves large segments at MTU 65520, built around the host reads in their blocks', async () => {
+  for (const timestamps of [false, true]) {
+  it(`moves large segments at MTU 65520, built around the host reads in their blocks${timestamps ? ', with timestamps' : ''}`, async () => {
     const { guest, link } = rig({ mtu: 65520 });
     link.buildersOf = READ_BLOCK_SIZE;
     const payload = randomBytes(2 << 20);
@@ -345,7 +346,7 @@ describe('TcpNat data', () => {
       s.on('data', (d: Buffer) => chunks.push(d));
       s.on('end', () => s.end(payload));
     });
-    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7, mss: 65480, window: 4 << 20 });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7, mss: 65480, window: 4 << 20, timestamps });
     await c.connect();
     c.write(payload);
     c.end();
@@ -354,7 +355,9 @@ describe('TcpNat data', () => {
     assert.equal(sha256(c.receivedData), sha256(payload));
     assert.ok(link.sent.some((s) => s.payload.length > 32 * 1024), 'segments larger than 32 KiB');
     assert.ok(link.inBlocks > 0, 'some segments were built in place, not copied');
+    assert.equal(link.sent.every((s) => (s.options.timestamp !== undefined) === timestamps), true);
   });
+  }
 
   it('writes the large guest segments of one batch to the host in one call, done with their frames when the batch ends', async () => {
     const { guest, streams } = rig({ mtu: 65520 });
@@ -731,6 +734,90 @@ describe('TcpNat closing', () => {
   });
 });
 
+describe('TcpNat timestamps (RFC 7323)', () => {
+  it('answers a guest that offers timestamps with its own: on every segment, echoing the guest\'s latest, with data segments 12 bytes under the MSS', async () => {
+    const { link, guest } = rig();
+    const payload = randomBytes(20_000);
+    let fromGuest = 0;
+    const srv = await server((s) => {
+      s.on('data', (d: Buffer) => (fromGuest += d.length));
+      s.end(payload);
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, shift: 7, timestamps: true });
+    const firstTsVal = c.tsVal;
+    await c.connect();
+    c.write(randomBytes(10_000));
+    await until(() => c.finReceived && fromGuest === 10_000, 5000, 'both transfers');
+    assert.equal(sha256(c.receivedData), sha256(payload));
+    const toGuest = link.sent.filter((s) => s.dstPort === c.localPort);
+    assert.equal(toGuest[0]!.flags, TcpFlags.SYN | TcpFlags.ACK);
+    assert.equal(toGuest[0]!.options.timestamp?.echoReply, firstTsVal, 'the SYN-ACK echoes the SYN\'s timestamp');
+    let last = toGuest[0]!.options.timestamp!.value;
+    for (const s of toGuest) {
+      const ts = s.options.timestamp;
+      assert.ok(ts !== undefined, 'every segment carries a timestamp');
+      assert.ok(((ts.value - last) | 0) >= 0, 'our timestamps never go back');
+      last = ts.value;
+      assert.ok(ts.echoReply >= firstTsVal && ts.echoReply < c.tsVal, 'each echoes one the guest sent');
+    }
+    assert.ok(toGuest.at(-1)!.options.timestamp!.echoReply > firstTsVal, 'the echo follows the guest');
+    assert.equal(Math.max(...toGuest.map((s) => s.payload.length)), 1460 - 12, 'RFC 6691: the option comes out of the MSS');
+  });
+
+  it('sends no timestamps to a guest that offered none', async () => {
+    const { link, guest } = rig();
+    const srv = await server((s) => s.end('hello'));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    await c.connect();
+    await until(() => c.finReceived);
+    const toGuest = link.sent.filter((s) => s.dstPort === c.localPort);
+    assert.ok(toGuest.length >= 3);
+    assert.equal(toGuest.some((s) => s.options.timestamp !== undefined), false);
+  });
+
+  it('drops a segment whose timestamp is older than the last one taken (PAWS) and answers with an ACK', async () => {
+    const { nat, link, guest } = rig();
+    let received = '';
+    const srv = await server((s) => s.on('data', (d: Buffer) => (received += d.toString())));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, timestamps: true });
+    await c.connect();
+    c.write(Buffer.from('new'));
+    await until(() => received === 'new');
+    const before = link.sent.length;
+    // An old duplicate: sequence numbers still in the window, timestamp from before the connection's latest.
+    c.sendSegment(TcpFlags.ACK | TcpFlags.PSH, c.sndNxt, c.rcvNxt, Buffer.from('old'), { timestamp: { value: c.tsVal - 10, echoReply: c.tsRecent } });
+    assert.equal(nat.stats().drops['tcp:paws'], 1);
+    await until(() => link.sent.length > before, 1000, 'the ACK');
+    assert.equal(link.sent[before]!.ack, c.sndNxt, 'the ACK does not take the old bytes');
+    c.write(Buffer.from('!'));
+    await until(() => received === 'new!');
+  });
+
+  it('in TIME-WAIT, takes a SYN with a later timestamp as a new connection even below the old sequence space (RFC 6191), and not one with an older timestamp', async () => {
+    const { nat, guest } = rig();
+    const srv = await server((s) => {
+      s.resume();
+      s.on('end', () => s.end());
+    });
+    const lp = port();
+    const c = new GuestTcp(guest, { localPort: lp, remotePort: srv.port, timestamps: true });
+    await c.connect();
+    c.end();
+    await until(() => c.finReceived && nat.stats().states.timeWait === 1, 2000, 'TIME-WAIT');
+    const reuse = (tsVal: number) => {
+      const next = new GuestTcp(guest, { localPort: lp, remotePort: srv.port, timestamps: true });
+      next.iss = next.sndNxt = next.sndUna = (c.iss - 100_000) >>> 0;
+      next.tsVal = tsVal;
+      return next;
+    };
+    await assert.rejects(reuse(c.tsVal - 100).connect(200), /refused/);
+    assert.equal(nat.stats().drops['tcp:paws'], 1);
+    assert.equal(nat.stats().states.timeWait, 1);
+    await reuse(c.tsVal + 100).connect();
+    await until(() => srv.sockets.length === 2, 2000, 'the second host connection');
+  });
+});
+
 describe('TcpNat port forward', () => {
   /** A forward as the daemon makes it: the addon's listener (`net: true`: a net.Server). */
   async function forwardRig(options: Partial<TcpNatOptions> & { net?: boolean } = {}): Promise<Rig & { client: net.Socket; clientPort: number }> {
@@ -766,6 +853,21 @@ describe('TcpNat port forward', () => {
     await until(() => reply === '200 OK');
     assert.equal(nat.stats().states.established, 1);
   });
+
+  for (const timestamps of [true, false]) {
+    it(`offers timestamps on its SYN, and the guest's SYN-ACK decides: ${timestamps ? 'answered' : 'not answered'}`, async () => {
+      const { guest, link, client, clientPort } = await forwardRig();
+      const syn = await guest.next((s) => has(s, TcpFlags.SYN));
+      assert.equal(syn.options.timestamp?.echoReply, 0);
+      const c = new GuestTcp(guest, { localPort: 8080, remotePort: clientPort, remoteIp: GATEWAY_IP, shift: 7, timestamps });
+      const synAckTsVal = c.tsVal;
+      c.accept(syn);
+      client.write('ping');
+      await until(() => c.receivedBytes === 4);
+      const data = link.sent.find((s) => s.payload.length === 4)!;
+      assert.equal(data.options.timestamp?.echoReply, timestamps ? synAckTsVal : undefined);
+    });
+  }
 
   it('moves 1 MB through a forward, reading into the NAT\'s blocks', async () => {
     const { guest, client, clientPort, nat } = await forwardRig();
