@@ -123,9 +123,9 @@ export function writeSynOptions(frame: Uint8Array, mss: number, shift: number): 
 }
 
 /**
- * Largest payload of one offloaded segment toward a guest: what fits an IPv4
- * packet (65535 − 20 − 20) less the TCP options, cut to whole MSS-sized
- * pieces by the caller.
+ * Largest payload of one offloaded segment toward a guest without TCP
+ * options: what fits an IPv4 packet (65535 − 20 − 20). The caller takes the
+ * options it adds off, and cuts to whole MSS-sized pieces.
  */
 export const MAX_OFFLOAD_PAYLOAD = 65535 - HEADERS_LENGTH;
 
