@@ -16,7 +16,7 @@
  * unsigned integers in a modular 32-bit space".
  */
 
-import { set32 } from '../../wire/bytes.js';
+import { get32, set32 } from '../../wire/bytes.js';
 import { TCP_HEADER_LENGTH, TcpOptionKind } from '../../wire/tcp.js';
 
 /** NOP, NOP, kind 8, length 10, TSval, TSecr: the 4-byte-aligned form every stack sends (RFC 7323 Appendix A). */
@@ -65,7 +65,7 @@ export function segmentTimestamp(bytes: Uint8Array, headerLength: number): numbe
   const o = TCP_HEADER_LENGTH;
   if (headerLength < o + TIMESTAMP_OPTION_LENGTH) return NaN;
   if (bytes[o] === TcpOptionKind.Nop && bytes[o + 1] === TcpOptionKind.Nop && bytes[o + 2] === TcpOptionKind.Timestamps && bytes[o + 3] === 10) {
-    return int32At(bytes, o + 4);
+    return get32(bytes, o + 4) | 0;
   }
   let i = o;
   while (i < headerLength) {
@@ -77,12 +77,8 @@ export function segmentTimestamp(bytes: Uint8Array, headerLength: number): numbe
     }
     const length = i + 1 < headerLength ? bytes[i + 1]! : 0;
     if (length < 2 || i + length > headerLength) return NaN;
-    if (kind === TcpOptionKind.Timestamps) return length === 10 ? int32At(bytes, i + 2) : NaN;
+    if (kind === TcpOptionKind.Timestamps) return length === 10 ? get32(bytes, i + 2) | 0 : NaN;
     i += length;
   }
   return NaN;
-}
-
-function int32At(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!;
 }
