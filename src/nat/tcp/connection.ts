@@ -49,7 +49,10 @@
  *   A/B pairs; a fourth time with busy polling, the ACK of one sub-MSS
  *   segment waiting up to 1 ms, no gain in three pairs either — so ACKs
  *   are not delayed. See docs/performance.md.)
- * - Loss toward the guest: RTO per RFC 6298 (Karn's rule, backoff, min 200 ms),
+ * - Loss toward the guest: RTO per RFC 6298 (backoff, min 200 ms), its RTT
+ *   from the echo of our timestamp on every ACK of new data when timestamps
+ *   are on (RFC 7323 §4, Appendix G's gains), else from one timed segment
+ *   per round trip under Karn's rule;
  *   fast retransmit on the third duplicate ACK with NewReno-style partial-ACK
  *   retransmission (RFC 6582), zero-window probes (an ACK at SND.UNA−1, as
  *   Linux's). No congestion window: the
@@ -58,7 +61,8 @@
  * - Timestamps (RFC 7323, timestamps.ts): when the guest's SYN (or its
  *   SYN-ACK to a forward's SYN, which offers them) carried the option, every
  *   segment but a RST carries ours and echoes TS.Recent; PAWS drops older
- *   ones. What a guest gains: its kernel can reuse ports in TIME-WAIT.
+ *   ones; the guest's echoes of ours time the round trips. What a guest
+ *   gains: its kernel can reuse ports in TIME-WAIT.
  * - Closing. Guest FIN → `socket.end()`; host 'end' → FIN after the queued
  *   data. Guest RST → host socket reset; host error/reset → RST to the guest.
  *   When both FINs are acknowledged the connection lingers `timeWaitMs` to
@@ -100,7 +104,16 @@ import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
 import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, offloadSegment, SEGMENT_HEADROOM, sharedSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
-import { PAWS_IDLE_MS, segmentTimestamp, TIMESTAMP_OPTION_LENGTH, timestampNow, timestampOffset, writeTimestampOption } from './timestamps.js';
+import {
+  optionTsecr,
+  optionTsval,
+  PAWS_IDLE_MS,
+  TIMESTAMP_OPTION_LENGTH,
+  timestampAt,
+  timestampOffset,
+  timestampOptionAt,
+  writeTimestampOption,
+} from './timestamps.js';
 import type { SharedBudget } from './shared-budget.js';
 import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
@@ -543,7 +556,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (this.windowScaling) this.rcvScale = offeredShift;
     this.sndUna = seqFromWire(tcp.acknowledgmentNumber);
     this.state = 'established';
-    this.handshakeDone(now);
+    this.handshakeDone(now, this.tsOn && options.timestamp !== undefined ? options.timestamp.echoReply | 0 : NaN);
     // What the host's client sent while the guest answered (most clients
     // speak first) goes out at once, and its segment carries the ACK of the
     // guest's SYN: one frame and one event-loop turn less per connection.
@@ -567,7 +580,8 @@ export class Connection implements TimerItem, HostStreamEvents {
       return;
     }
     // RFC 7323 §5.3 R1 (PAWS): a timestamp older than TS.Recent marks an old duplicate.
-    const tsval = this.tsOn ? segmentTimestamp(tcp.bytes, tcp.headerLength) : NaN;
+    const tsAt = this.tsOn ? timestampOptionAt(tcp.bytes, tcp.headerLength) : -1;
+    const tsval = tsAt < 0 ? NaN : optionTsval(tcp.bytes, tsAt);
     if (!Number.isNaN(tsval) && (flags & TcpFlags.RST) === 0 && seqLt(tsval, this.tsRecent) && now - this.tsRecentAt <= PAWS_IDLE_MS) {
       this.host.drop('tcp:paws');
       this.ackNow();
@@ -618,6 +632,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     // Fifth: "if the ACK bit is off, drop the segment and return".
     if ((flags & TcpFlags.ACK) === 0) return;
     const ack = seqFromWire(tcp.acknowledgmentNumber);
+    const tsecr = tsAt < 0 ? NaN : optionTsecr(tcp.bytes, tsAt);
     if (this.state === 'synReceived') {
       if (ack !== this.sndMax) {
         // "If the segment acknowledgment is not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST>".
@@ -626,11 +641,11 @@ export class Connection implements TimerItem, HostStreamEvents {
       }
       this.state = this.finQueued ? 'finWait' : 'established';
       this.sndUna = ack;
-      this.handshakeDone(now);
+      this.handshakeDone(now, tsecr);
       this.sndWnd = tcp.windowSize << this.sndScale;
       this.sndWl1 = seq;
       this.sndWl2 = ack;
-    } else if (!this.processAck(tcp, seq, ack, payload.length, now)) {
+    } else if (!this.processAck(tcp, seq, ack, payload.length, now, tsecr)) {
       return;
     }
     if (this.state === 'closed') return;
@@ -658,8 +673,12 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.transmit(now);
   }
 
-  /** RFC 9293 §3.10.7.4 "fifth, check the ACK field" in synchronized states; false when the segment is to be dropped. */
-  private processAck(tcp: TcpView, seq: number, ack: number, payloadLength: number, now: number): boolean {
+  /**
+   * RFC 9293 §3.10.7.4 "fifth, check the ACK field" in synchronized states;
+   * false when the segment is to be dropped. `tsecr`: the segment's echo of
+   * one of our timestamps, NaN when it carries none.
+   */
+  private processAck(tcp: TcpView, seq: number, ack: number, payloadLength: number, now: number, tsecr: number): boolean {
     if (seqGt(ack, this.sndMax)) {
       // "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment, and return."
       this.ackNow();
@@ -667,6 +686,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     }
     const window = tcp.windowSize << this.sndScale;
     if (seqGt(ack, this.sndUna)) {
+      const flightSize = seqSub(this.sndMax, this.sndUna);
       let acked = seqSub(ack, this.sndUna);
       const queued = this.sendQueue.length;
       const finAcked = acked > queued;
@@ -675,9 +695,12 @@ export class Connection implements TimerItem, HostStreamEvents {
       this.host.toGuests.charge(-acked);
       this.sndUna = ack;
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
-      if (this.rttActive && seqGeq(ack, this.rttSeq)) {
+      if (!Number.isNaN(tsecr)) {
+        // RFC 7323 §4.1: every ACK of new data is a sample; Appendix G: a window brings about one per two segments, each weighing that much less.
+        this.sampleEcho(now, tsecr, Math.max(1, Math.ceil(flightSize / (2 * this.sndMss))));
+      } else if (this.rttActive && seqGeq(ack, this.rttSeq)) {
         this.rttActive = false;
-        this.sampleRtt(now - this.rttStart);
+        this.sampleRtt(now - this.rttStart, 1);
       }
       this.retries = 0;
       this.dupAcks = 0;
@@ -811,11 +834,16 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.ackNow();
   }
 
-  /** RFC 6298 §2.2: a first RTT sample from the handshake, unless the SYN was retransmitted (Karn); §5.7 otherwise. */
-  private handshakeDone(now: number): void {
+  /**
+   * RFC 6298 §2.2: a first RTT sample from the handshake: from the echo of
+   * our timestamp (`tsecr`) when there is one (RFC 7323 §4.1, whether or not
+   * our SYN went twice), else unless it went twice (Karn); §5.7 otherwise.
+   */
+  private handshakeDone(now: number, tsecr: number): void {
     this.rto = INITIAL_RTO_MS;
-    if (this.retries === 0 && !this.synRepeated) this.sampleRtt(now - this.synSentAt);
-    else if (!this.hasRtt) this.rto = 3 * INITIAL_RTO_MS;
+    const echoed = !Number.isNaN(tsecr) && this.sampleEcho(now, tsecr, 1);
+    if (!echoed && this.retries === 0 && !this.synRepeated) this.sampleRtt(now - this.synSentAt, 1);
+    else if (!echoed && !this.hasRtt) this.rto = 3 * INITIAL_RTO_MS;
     this.retries = 0;
     this.rtoAt = Infinity;
   }
@@ -1030,7 +1058,7 @@ export class Connection implements TimerItem, HostStreamEvents {
         break;
       }
       const fin = this.finQueued && length === unsent;
-      if (!this.rttActive && seqGeq(this.sndNxt, this.sndMax)) {
+      if (!this.tsOn && !this.rttActive && seqGeq(this.sndNxt, this.sndMax)) {
         this.rttActive = true;
         this.rttSeq = seqAdd(this.sndNxt, length);
         this.rttStart = now;
@@ -1129,17 +1157,34 @@ export class Connection implements TimerItem, HostStreamEvents {
     this.setRto(now + this.rto);
   }
 
-  /** RFC 6298 §2.2–2.3. */
-  private sampleRtt(r: number): void {
+  /**
+   * RFC 6298 §2.2–2.3, with RFC 7323 Appendix G's gains when a round trip
+   * brings `expectedSamples` samples: α and β divided by that many.
+   */
+  private sampleRtt(r: number, expectedSamples: number): void {
     if (!this.hasRtt) {
       this.hasRtt = true;
       this.srtt = r;
       this.rttvar = r / 2;
     } else {
-      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
-      this.srtt = 0.875 * this.srtt + 0.125 * r;
+      const beta = 0.25 / expectedSamples;
+      const alpha = 0.125 / expectedSamples;
+      this.rttvar = (1 - beta) * this.rttvar + beta * Math.abs(this.srtt - r);
+      this.srtt = (1 - alpha) * this.srtt + alpha * r;
     }
     this.rto = this.measuredRto();
+  }
+
+  /**
+   * An RTT sample from `tsecr`, the guest's echo of one of our timestamps
+   * (RFC 7323 §4.1); false when the echo is from our future or older than
+   * the longest RTO, which no honest guest sends: not a sample.
+   */
+  private sampleEcho(now: number, tsecr: number, expectedSamples: number): boolean {
+    const rtt = seqSub(timestampAt(this.tsOffset, now), tsecr);
+    if (rtt < 0 || rtt > this.host.limits.maxRtoMs) return false;
+    this.sampleRtt(rtt, expectedSamples);
+    return true;
   }
 
   /** RFC 6298 §2.3: SRTT + max(G, 4·RTTVAR) within the limits, rounded up to whole ms (the initial RTO before any sample). */
@@ -1319,7 +1364,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     writeSynOptions(frame, this.ourMss, shift);
     if (timestamps) {
       const echo = (flags & TcpFlags.ACK) !== 0 ? this.tsRecent : 0;
-      writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, timestampNow(this.tsOffset), echo);
+      writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, timestampAt(this.tsOffset, this.host.now()), echo);
     }
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
@@ -1389,7 +1434,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     writeSegmentHeaders(frame, this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength);
     if ((flags & TcpFlags.ACK) !== 0) this.lastAckSent = ack;
     if ((flags & TcpFlags.SYN) === 0 && tcpHeaderLength === TCP_HEADER_LENGTH + TIMESTAMP_OPTION_LENGTH) {
-      writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH, timestampNow(this.tsOffset), this.tsRecent);
+      writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH, timestampAt(this.tsOffset, this.host.now()), this.tsRecent);
     }
     return frame;
   }

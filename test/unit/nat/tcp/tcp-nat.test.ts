@@ -793,6 +793,52 @@ describe('TcpNat timestamps (RFC 7323)', () => {
     await until(() => received === 'new!');
   });
 
+  it('times round trips from the echoes of its timestamps, a retransmission\'s too, and takes no echo from its future (RFC 7323 §4)', async () => {
+    const time = fakeClock();
+    const { nat, guest, link } = rig({ clock: time.clock });
+    let srvSocket: net.Socket | undefined;
+    const srv = await server((s) => (srvSocket = s));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, timestamps: true });
+    await c.connect();
+    await until(() => srvSocket !== undefined);
+    const rto = (): number => nat.connections()[0]!.rto;
+    assert.equal(rto(), 200, 'the handshake echoed at once: a 0 ms sample, the floor');
+
+    // The guest's ACK of some data reaches the NAT 300 ms (of its clock) after the data left.
+    const send = guest.send.bind(guest);
+    const held: Array<Parameters<typeof send>[0]> = [];
+    guest.send = (fields) => void held.push(fields);
+    srvSocket!.write('slow');
+    await until(() => c.receivedBytes === 4);
+    time.now += 300;
+    guest.send = send;
+    for (const fields of held.splice(0)) send(fields);
+    // RFC 6298 §2.3 after samples of 0 and 300 ms: SRTT 37.5, RTTVAR 75, RTO ⌈37.5 + 4·75⌉.
+    assert.equal(rto(), 338);
+
+    // Lost once, then sent again and acknowledged at once: Karn's rule would take no sample, the echo does.
+    let dropped = false;
+    link.drop = (segment) => !dropped && segment.payload.length > 0 && (dropped = true);
+    srvSocket!.write('lost');
+    await until(() => dropped);
+    time.now += 338;
+    nat.runTimers();
+    assert.equal(nat.stats().retransmits, 1);
+    await until(() => c.receivedBytes === 8);
+    // A 0 ms sample: SRTT 32.8125, RTTVAR 65.625, RTO ⌈295.3⌉ (not the 676 the timeout backed off to).
+    assert.equal(rto(), 296);
+
+    // An ACK of new data whose echo is from the NAT's future is no sample.
+    guest.send = (fields) => void held.push(fields);
+    srvSocket!.write('x');
+    await until(() => c.receivedBytes === 9);
+    guest.send = send;
+    const ours = link.sent.filter((s) => s.dstPort === c.localPort).at(-1)!.options.timestamp!.value;
+    c.sendSegment(TcpFlags.ACK, c.sndNxt, c.rcvNxt, Buffer.alloc(0), { timestamp: { value: c.tsVal, echoReply: (ours + 1000) >>> 0 } });
+    assert.equal(nat.connections()[0]!.inFlight, 0, 'the ACK was taken');
+    assert.equal(rto(), 296);
+  });
+
   it('in TIME-WAIT, takes a SYN with a later timestamp as a new connection even below the old sequence space (RFC 6191), and not one with an older timestamp', async () => {
     const { nat, guest } = rig();
     const srv = await server((s) => {

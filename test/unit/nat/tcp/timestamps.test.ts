@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { segmentTimestamp, TIMESTAMP_OPTION_LENGTH, timestampNow, writeTimestampOption } from '../../../../src/nat/tcp/timestamps.js';
+import {
+  optionTsecr,
+  optionTsval,
+  segmentTimestamp,
+  TIMESTAMP_OPTION_LENGTH,
+  timestampAt,
+  timestampOptionAt,
+  writeTimestampOption,
+} from '../../../../src/nat/tcp/timestamps.js';
 import { emitTcp, parseTcpOptions, tcpLength, type TcpOptions } from '../../../../src/wire/tcp.js';
 
 /** A TCP segment (header and options only) as the wire codec writes it. */
@@ -18,6 +26,20 @@ describe('TCP timestamps', () => {
     assert.equal(segmentTimestamp(alone.bytes, alone.headerLength), -2);
     const among = segment({ mss: 1460, windowScale: 7, sackPermitted: true, timestamp: { value: 123456, echoReply: 0 } });
     assert.equal(segmentTimestamp(among.bytes, among.headerLength), 123456);
+  });
+
+  it('finds the option once for both its values: TSval and the echo of ours (TSecr)', () => {
+    const alone = segment({ timestamp: { value: 5, echoReply: 0xffffffff } });
+    const at = timestampOptionAt(alone.bytes, alone.headerLength);
+    assert.equal(optionTsval(alone.bytes, at), 5);
+    assert.equal(optionTsecr(alone.bytes, at), -1);
+    const among = segment({ mss: 1460, windowScale: 7, timestamp: { value: 9, echoReply: 123456 } });
+    const later = timestampOptionAt(among.bytes, among.headerLength);
+    assert.ok(later > 20);
+    assert.equal(optionTsval(among.bytes, later), 9);
+    assert.equal(optionTsecr(among.bytes, later), 123456);
+    const plain = segment({ mss: 1460 });
+    assert.equal(timestampOptionAt(plain.bytes, plain.headerLength), -1);
   });
 
   it('reads none (NaN) without the option, or from an option list that is broken', () => {
@@ -39,10 +61,10 @@ describe('TCP timestamps', () => {
     assert.equal(segmentTimestamp(bytes, bytes.length), -1);
   });
 
-  it('ticks in milliseconds from the offset, as an int32', () => {
+  it('ticks in whole milliseconds of the clock it is given, from the offset, as an int32', () => {
     const offset = 0x7fffffff;
-    const a = timestampNow(offset);
-    assert.equal(a, a | 0);
-    assert.ok(((timestampNow(offset) - a) | 0) >= 0);
+    assert.equal(timestampAt(offset, 0), 0x7fffffff);
+    assert.equal(timestampAt(offset, 1.9), -0x80000000, 'wraps as an int32');
+    assert.equal(timestampAt(offset, 1001.5) - timestampAt(offset, 1.5), 1000);
   });
 });
