@@ -556,7 +556,7 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (this.windowScaling) this.rcvScale = offeredShift;
     this.sndUna = seqFromWire(tcp.acknowledgmentNumber);
     this.state = 'established';
-    this.handshakeDone(now, this.tsOn && options.timestamp !== undefined ? options.timestamp.echoReply | 0 : NaN);
+    this.handshakeDone(now, options.timestamp !== undefined ? options.timestamp.echoReply | 0 : NaN);
     // What the host's client sent while the guest answered (most clients
     // speak first) goes out at once, and its segment carries the ACK of the
     // guest's SYN: one frame and one event-loop turn less per connection.
