@@ -65,8 +65,12 @@
  *   gains: its kernel can reuse ports in TIME-WAIT.
  * - Closing. Guest FIN → `socket.end()`; host 'end' → FIN after the queued
  *   data. Guest RST → host socket reset; host error/reset → RST to the guest.
- *   When both FINs are acknowledged the connection lingers `timeWaitMs` to
- *   re-ACK a repeated FIN, then leaves the table.
+ *   The side that closed first lingers (RFC 9293 §3.6): when the host closed
+ *   first, the connection stays `timeWaitMs` after both FINs to re-ACK a
+ *   repeated FIN; when the guest did, the guest's kernel keeps TIME-WAIT and
+ *   the connection leaves the table as soon as the guest acknowledges our
+ *   FIN (LAST-ACK → CLOSED), unless the host socket still holds some of the
+ *   guest's bytes: then it lingers until they are written.
  * - Time. One deadline per connection in the NAT's timer heap: the earlier of
  *   the protocol timer (`rtoAt`: connect timeout, SYN/data retransmission,
  *   probe, linger) and the idle deadline (`lastActivity` + timeout for the
@@ -88,8 +92,10 @@
  *   established  host 'end'                              → finWait       FIN after queued data
  *   closeWait    host 'end'                              → lastAck       FIN after queued data
  *   finWait      guest FIN, our FIN acked                → timeWait      socket.end()
- *   finWait      guest FIN, our FIN not acked            → lastAck       socket.end()
- *   lastAck      guest ACKs our FIN                      → timeWait
+ *   finWait      guest FIN, our FIN not acked            → closing       socket.end()
+ *   closing      guest ACKs our FIN                      → timeWait
+ *   lastAck      guest ACKs our FIN, socket flushed      → closed
+ *   lastAck      guest ACKs our FIN, bytes still queued  → timeWait
  *   timeWait     linger over (socket flushed)            → closed
  *   any          guest RST (exact sequence)              → closed        reset socket
  *   any          host error or unexpected close          → closed        RST to guest
@@ -127,6 +133,7 @@ export type TcpState =
   | 'closeWait'
   | 'finWait'
   | 'lastAck'
+  | 'closing'
   | 'timeWait'
   | 'closed';
 
@@ -718,6 +725,10 @@ export class Connection implements TimerItem, HostStreamEvents {
       if (finAcked) {
         this.ourFinAcked = true;
         if (this.state === 'lastAck') {
+          this.closeAfterLastAck(now);
+          return false;
+        }
+        if (this.state === 'closing') {
           this.enterTimeWait(now);
           return false;
         }
@@ -829,7 +840,7 @@ export class Connection implements TimerItem, HostStreamEvents {
         this.enterTimeWait(this.host.now());
         return;
       }
-      this.state = 'lastAck';
+      this.state = 'closing';
     }
     this.ackNow();
   }
@@ -846,6 +857,16 @@ export class Connection implements TimerItem, HostStreamEvents {
     else if (!echoed && !this.hasRtt) this.rto = 3 * INITIAL_RTO_MS;
     this.retries = 0;
     this.rtoAt = Infinity;
+  }
+
+  /**
+   * RFC 9293 §3.10.7.4, LAST-ACK: "If our FIN is now acknowledged, delete the
+   * TCB". The guest closed first and keeps TIME-WAIT itself; we linger only
+   * while the host socket has not yet taken all the guest's bytes.
+   */
+  private closeAfterLastAck(now: number): void {
+    if (!this.socket.destroyed && this.socket.writableLength > 0) this.enterTimeWait(now);
+    else this.close('destroy');
   }
 
   private enterTimeWait(now: number): void {
@@ -953,6 +974,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       case 'closed':
       case 'timeWait':
       case 'lastAck':
+      case 'closing':
         return;
       case 'connecting':
         this.connectFailed(undefined);
@@ -1033,7 +1055,7 @@ export class Connection implements TimerItem, HostStreamEvents {
   /** Sends queued data (and the FIN) as far as the guest's window allows. */
   private transmit(now: number): void {
     const state = this.state;
-    if (state !== 'established' && state !== 'closeWait' && state !== 'finWait' && state !== 'lastAck') return;
+    if (state !== 'established' && state !== 'closeWait' && state !== 'finWait' && state !== 'lastAck' && state !== 'closing') return;
     const queued = this.sendQueue.length;
     for (;;) {
       const offset = seqSub(this.sndNxt, this.sndUna);

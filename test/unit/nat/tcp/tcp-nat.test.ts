@@ -638,6 +638,21 @@ describe('TcpNat closing', () => {
     });
   }
 
+  it('leaves the table when the guest that closed first acknowledges our FIN (LAST-ACK → CLOSED), with no TIME-WAIT of its own', async () => {
+    const { nat, guest } = rig(); // the default linger: 1 s
+    const srv = await server((s) => {
+      s.resume();
+      s.on('end', () => s.end());
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, timestamps: true });
+    await c.connect();
+    c.write(Buffer.from('bye'));
+    c.end();
+    await until(() => c.finReceived, 2000, 'the host\'s FIN');
+    await until(() => nat.flowCount === 0, 300, 'the flow to leave at the guest\'s ACK, not after the linger');
+    assert.equal(nat.counters.resets, 0);
+  });
+
   it('half-closes host → guest: host FIN reaches the guest, which can still send', async () => {
     const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
     let fromGuest = '';
@@ -841,15 +856,17 @@ describe('TcpNat timestamps (RFC 7323)', () => {
 
   it('in TIME-WAIT, takes a SYN with a later timestamp as a new connection even below the old sequence space (RFC 6191), and not one with an older timestamp', async () => {
     const { nat, guest } = rig();
+    // The host closes first, so the NAT's side is the one that lingers in TIME-WAIT.
     const srv = await server((s) => {
       s.resume();
-      s.on('end', () => s.end());
+      s.end();
     });
     const lp = port();
     const c = new GuestTcp(guest, { localPort: lp, remotePort: srv.port, timestamps: true });
     await c.connect();
+    await until(() => c.finReceived, 2000, 'the host\'s FIN');
     c.end();
-    await until(() => c.finReceived && nat.stats().states.timeWait === 1, 2000, 'TIME-WAIT');
+    await until(() => nat.stats().states.timeWait === 1, 2000, 'TIME-WAIT');
     const reuse = (tsVal: number) => {
       const next = new GuestTcp(guest, { localPort: lp, remotePort: srv.port, timestamps: true });
       next.iss = next.sndNxt = next.sndUna = (c.iss - 100_000) >>> 0;
