@@ -653,6 +653,26 @@ describe('TcpNat closing', () => {
     assert.equal(nat.counters.resets, 0);
   });
 
+  it('in a simultaneous close, goes CLOSING → TIME-WAIT: the guest\'s FIN crossed ours (RFC 9293 §3.6)', async () => {
+    const time = fakeClock();
+    const { nat, guest, link } = rig({ clock: time.clock });
+    const srv = await server((s) => {
+      s.resume();
+      s.end();
+    });
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port });
+    let lostFin = false;
+    link.drop = (s) => !lostFin && has(s, TcpFlags.FIN) && (lostFin = true);
+    await c.connect();
+    await until(() => lostFin, 2000, 'our FIN (lost on the way)');
+    c.end(); // the guest's FIN, not acknowledging ours
+    await until(() => nat.stats().states.closing === 1, 2000, 'CLOSING');
+    time.now += 1500; // our FIN goes again; the guest acknowledges it
+    nat.runTimers();
+    await until(() => c.finReceived && nat.stats().states.timeWait === 1, 2000, 'TIME-WAIT');
+    assert.equal(nat.counters.resets, 0);
+  });
+
   it('half-closes host → guest: host FIN reaches the guest, which can still send', async () => {
     const { nat, guest } = rig({ limits: { timeWaitMs: 20 } });
     let fromGuest = '';
