@@ -36,7 +36,7 @@ export interface TcpLimits {
   establishedIdleMs: number;
   /** Idle opening or closing connection is dropped after this (RFC 5382 REQ-5: transitory, 4 min). */
   transitoryIdleMs: number;
-  /** Both sides closed: how long the flow lingers to re-acknowledge a repeated FIN. */
+  /** Both sides closed, ours first (or both at once): how long the flow lingers in TIME-WAIT to re-acknowledge a repeated FIN. */
   timeWaitMs: number;
   /** RFC 6298 §2.4 says 1 s; on a virtual link the RTT is microseconds, so we use Linux's 200 ms (a deviation). */
   minRtoMs: number;
