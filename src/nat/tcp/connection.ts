@@ -865,8 +865,13 @@ export class Connection implements TimerItem, HostStreamEvents {
    * while the host socket has not yet taken all the guest's bytes.
    */
   private closeAfterLastAck(now: number): void {
-    if (!this.socket.destroyed && this.socket.writableLength > 0) this.enterTimeWait(now);
+    if (this.hostStillWriting()) this.enterTimeWait(now);
     else this.close('destroy');
+  }
+
+  /** The host socket has not yet taken all the guest's bytes: the flow must stay until it has. */
+  private hostStillWriting(): boolean {
+    return !this.socket.destroyed && this.socket.writableLength > 0;
   }
 
   private enterTimeWait(now: number): void {
@@ -1141,7 +1146,7 @@ export class Connection implements TimerItem, HostStreamEvents {
         break;
       case 'timeWait':
         // Linger over; keep the flow while the host socket still flushes the guest's last bytes.
-        if (!this.socket.destroyed && this.socket.writableLength > 0) {
+        if (this.hostStillWriting()) {
           this.setRto(now + Math.max(1, limits.timeWaitMs));
         } else {
           this.close('destroy');
