@@ -17,7 +17,7 @@
  *   connection does not starve the others).
  * - Writing: straight to the kernel; what it does not take waits in a queue
  *   polled for writability, and `end()` shuts down once that is empty (at
- *   the end of the I/O round: setImmediate). `tryWrite()` gives the kernel
+ *   the end of the I/O round: the addon's deferShutdown). `tryWrite()` gives the kernel
  *   what it takes now and keeps nothing; `tryWriteGathered()` the same for
  *   several buffers in one sendmsg(2). A failed write or shutdown is
  *   reported after the call, never inside `write()` or `end()`.
@@ -238,11 +238,6 @@ class SplicedPair implements Slot {
   markClosed(): void {}
 }
 
-/** end()'s deferred shutdown: a plain function, so that a stream carries no closure for it. */
-function shutdownLater(stream: NativeHostStream): void {
-  stream.shutdownIfOpen();
-}
-
 function errnoName(negativeErrno: number): string {
   try {
     return getSystemErrorName(negativeErrno);
@@ -337,15 +332,13 @@ class NativeHostStream implements HostStream, Slot {
   end(): void {
     if (this.closed || this.ended) return;
     this.ended = true;
+    if (this.pending.length > 0 || this.connecting) return; // the FIN follows the last write
     // The FIN leaves after this I/O round: its shutdown(2) runs the peer's
     // side of loopback inline, and the frames this round sends the guest
     // (the next connection's handshake, often) should not wait for that.
-    if (this.pending.length === 0 && !this.connecting) setImmediate(shutdownLater, this);
-  }
-
-  /** shutdownLater's part: unless closed or shut down meanwhile. */
-  shutdownIfOpen(): void {
-    if (!this.closed && !this.shutDown) this.shutdown();
+    this.owner!.native.deferShutdown(this.id);
+    this.shutDown = true;
+    this.finishIfDone();
   }
 
   pause(): void {
