@@ -23,6 +23,7 @@ import { UDP_HEADER_LENGTH, UdpView } from '../wire/udp.js';
 import { WireError } from '../wire/errors.js';
 import { get16 } from '../wire/bytes.js';
 import { TcpNat } from '../nat/tcp/tcp-nat.js';
+import type { OpenHostStream } from '../nat/tcp/host-stream.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { IcmpEchoNat } from '../nat/icmp-echo.js';
 import { PortForwarder, type PortForward } from '../nat/port-forwarder.js';
@@ -75,6 +76,8 @@ export interface NatLanConfig {
   log?: (line: string) => void;
   /** Told when the DHCP server grants, releases or expires a lease (for the event stream). */
   onLease?: (lease: Lease, event: LeaseEvent) => void;
+  /** Opens the TCP NAT's host connections instead of the addon's sockets (bench/js-path.ts plays the host with it). */
+  openHostStream?: OpenHostStream;
 }
 
 /** VirtualBox NAT's gateway MAC prefix (52:54:00:12:35:xx); the last byte is the gateway's host number. */
@@ -142,7 +145,9 @@ export class NatLan {
     this.tcp = new TcpNat({
       link: this.gateway,
       sendIcmpUnreachable: (original, code) => this.gateway.sendIcmpError(original, Icmpv4Type.DestinationUnreachable, code),
-      connect: sourceFor === undefined ? this.hostStreams.open : (host, port, events) => this.hostStreams.open(host, port, events, sourceFor(host)),
+      connect:
+        config.openHostStream ??
+        (sourceFor === undefined ? this.hostStreams.open : (host, port, events) => this.hostStreams.open(host, port, events, sourceFor(host))),
     });
     this.udp = new UdpNat({ link: this.gateway, openSockets: openNativeUdpSockets, ...(sourceFor !== undefined ? { sourceAddress: sourceFor } : {}) });
     // The ICMP socket opens on the first echo request; stats() says if it could not.

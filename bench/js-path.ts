@@ -1,0 +1,236 @@
+/**
+ * What vnet's JavaScript costs per short connection, with no system call on
+ * the way: the frames of one guest→host connection (the `crr` row's: SYN,
+ * a 1-byte request, a 1-byte answer, the guest closing first) go through a
+ * real NAT LAN — switch, gateway, TCP NAT — from a guest port that is a
+ * plain function, to a host stream played here.
+ *
+ *   node dist/bench/js-path.js [--connections 20000] [--rounds 8]
+ *
+ * Prints µs per connection for each round (wall time and the process's CPU),
+ * then the median of the rounds after the first two (the JIT's warm-up).
+ * Exit status 1 when a connection does not go as a real one would (no
+ * SYN-ACK, no FIN, flows left behind).
+ *
+ * Why: the `crr` rows cost vnet's daemon ~330 µs of CPU per connection, most
+ * of it in the kernel and in V8's and Node's machinery around each event
+ * (docs/performance.md). This measures the part that is the packet path's
+ * own JS, on one CPU, without the scheduler's noise, so that a change to it
+ * can be judged in seconds. Guest frames come with their checksum left to
+ * offload, as from a TAP with offloads on.
+ */
+import { parseArgs } from 'node:util';
+import { afterCall } from '../src/after-call.js';
+import { NatLan } from '../src/daemon/nat-lan.js';
+import type { HostStream, HostStreamEvents } from '../src/nat/tcp/host-stream.js';
+import { ArpOperation, emitArp, ARP_PACKET_LENGTH } from '../src/wire/arp.js';
+import { emitEthernet, EtherType, ETHERNET_HEADER_LENGTH } from '../src/wire/ethernet.js';
+import { emitIpv4, IPV4_HEADER_LENGTH, IpProtocol } from '../src/wire/ipv4.js';
+import { emitTcp, TcpFlags, tcpLength, type TcpOptions } from '../src/wire/tcp.js';
+import { newFrameOffload, VIRTIO_NET_HDR_F_NEEDS_CSUM } from '../src/wire/virtio-net.js';
+import { median } from './report.js';
+
+const GUEST_IP = 0x0a00020f; // 10.0.2.15
+const GATEWAY_IP = 0x0a000202; // 10.0.2.2: the host's loopback (localhost reachable)
+const SERVER_PORT = 5203;
+const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc);
+const TCP_AT = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH;
+const GUEST_PORTS = 50000;
+
+/** A host connection that connects at once (as on loopback), takes every write and answers when told. */
+class PlayedHost implements HostStream {
+  writableLength = 0;
+  destroyed = false;
+  writableEnded = false;
+  written = 0;
+
+  constructor(readonly events: HostStreamEvents) {
+    afterCall(() => events.onHostConnect()); // as the addon's stream reports a loopback connect
+  }
+
+  write(data: Uint8Array, written?: () => void): void {
+    this.written += data.length;
+    written?.();
+  }
+  tryWrite(data: Uint8Array): number {
+    this.written += data.length;
+    return data.length;
+  }
+  tryWriteGathered(chunks: readonly Uint8Array[]): number {
+    let n = 0;
+    for (const chunk of chunks) n += chunk.length;
+    this.written += n;
+    return n;
+  }
+  end(): void {
+    this.writableEnded = true;
+  }
+  pause(): void {}
+  resume(): void {}
+  readNow(): void {}
+  destroy(): void {
+    this.destroyed = true;
+  }
+  reset(): void {
+    this.destroyed = true;
+  }
+  wasReset(): boolean {
+    return false;
+  }
+
+  /** The server's answer of `length` bytes arrives. */
+  answer(length: number): void {
+    const block = this.events.nextReadBlock();
+    block.fill(0x61, 0, length);
+    this.events.onHostRead(length, block);
+  }
+}
+
+/** Where the timestamps option (RFC 7323, kind 8) of the TCP segment at TCP_AT starts, or -1. */
+function timestampAt(frame: Uint8Array): number {
+  const end = TCP_AT + (frame[TCP_AT + 12]! >> 4) * 4;
+  for (let at = TCP_AT + 20; at < end; ) {
+    const kind = frame[at]!;
+    if (kind === 8) return at;
+    if (kind === 0) return -1;
+    at += kind === 1 ? 1 : Math.max(2, frame[at + 1]!);
+  }
+  return -1;
+}
+
+/** One guest frame, built once; `aim` rewrites its port, sequence numbers and timestamp echo in place. */
+class GuestSegment {
+  readonly frame: Uint8Array;
+  private readonly view: DataView;
+  private readonly timestampAt: number;
+
+  constructor(gatewayMac: Uint8Array, flags: number, options: TcpOptions, payload = new Uint8Array(0)) {
+    const segment = { sourcePort: 1, destinationPort: SERVER_PORT, sequenceNumber: 0, acknowledgmentNumber: 0, flags, windowSize: 502, options, payload };
+    const length = tcpLength(segment);
+    this.frame = new Uint8Array(TCP_AT + length);
+    emitEthernet({ destination: gatewayMac, source: GUEST_MAC, etherType: EtherType.IPv4 }, this.frame, 0);
+    emitIpv4({ source: GUEST_IP, destination: GATEWAY_IP, protocol: IpProtocol.TCP, ttl: 64, payloadLength: length, dontFragment: true }, this.frame, ETHERNET_HEADER_LENGTH);
+    emitTcp(segment, this.frame, TCP_AT, { source: GUEST_IP, destination: GATEWAY_IP });
+    this.view = new DataView(this.frame.buffer);
+    this.timestampAt = timestampAt(this.frame);
+  }
+
+  aim(port: number, seq: number, ack: number, echo: number): Uint8Array {
+    this.view.setUint16(TCP_AT, port);
+    this.view.setUint32(TCP_AT + 4, seq >>> 0);
+    this.view.setUint32(TCP_AT + 8, ack >>> 0);
+    if (this.timestampAt >= 0) this.view.setUint32(this.timestampAt + 6, echo >>> 0);
+    return this.frame;
+  }
+}
+
+/** What the guest heard: the SYN-ACK's and the FIN's sequence numbers, and the NAT's latest timestamp. */
+interface Heard {
+  synAckSeq: number;
+  finSeq: number;
+  timestamp: number;
+}
+
+/** Lets the NAT's end-of-batch work (promise jobs, src/after-call.ts) run, as after a transport's batch. */
+async function endOfBatch(): Promise<void> {
+  for (let i = 0; i < 4; i++) await null;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { connections: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '8' } } });
+  const connections = Number(values.connections);
+  const rounds = Number(values.rounds);
+  if (!(connections > 0) || !(rounds > 2)) {
+    console.error('js-path: --connections must be above 0 and --rounds above 2');
+    return 2;
+  }
+  let host: PlayedHost | undefined;
+  const lan = await NatLan.create({
+    key: 'nat:js-path/nic1',
+    cidr: '10.0.2.0/24',
+    gatewayHost: 2,
+    dnsHost: 3,
+    dhcp: null,
+    defaultGuestHost: 15,
+    localhostReachable: true,
+    dnsHostResolver: false,
+    mtu: 65520,
+    forwards: [],
+    openHostStream: (_host, _port, events) => (host = new PlayedHost(events)),
+  });
+  const heard: Heard = { synAckSeq: -1, finSeq: -1, timestamp: 0 };
+  const port = lan.switch.attach({
+    name: 'js-path/nic1',
+    mac: GUEST_MAC,
+    deliver: (frame) => {
+      if (frame.length < TCP_AT + 20 || frame[ETHERNET_HEADER_LENGTH + 9] !== IpProtocol.TCP) return;
+      const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
+      const flags = frame[TCP_AT + 13]!;
+      if (flags === (TcpFlags.SYN | TcpFlags.ACK)) heard.synAckSeq = view.getUint32(TCP_AT + 4);
+      if ((flags & TcpFlags.FIN) !== 0) heard.finSeq = view.getUint32(TCP_AT + 4);
+      const at = timestampAt(frame);
+      if (at >= 0) heard.timestamp = view.getUint32(at + 2);
+    },
+  });
+  // The guest announces itself (ARP), so that the gateway knows where 10.0.2.15 is.
+  const arp = new Uint8Array(ETHERNET_HEADER_LENGTH + ARP_PACKET_LENGTH);
+  emitEthernet({ destination: Uint8Array.of(255, 255, 255, 255, 255, 255), source: GUEST_MAC, etherType: EtherType.ARP }, arp, 0);
+  emitArp({ operation: ArpOperation.Request, senderHardwareAddress: GUEST_MAC, senderProtocolAddress: GUEST_IP, targetHardwareAddress: new Uint8Array(6), targetProtocolAddress: GATEWAY_IP }, arp, ETHERNET_HEADER_LENGTH);
+  port.send(arp);
+
+  const gw = lan.gateway.mac;
+  const timestamp = (value: number, echo: number): TcpOptions => ({ timestamp: { value, echoReply: echo } });
+  const syn = new GuestSegment(gw, TcpFlags.SYN, { mss: 65480, windowScale: 7, sackPermitted: true, ...timestamp(1, 0) });
+  const request = new GuestSegment(gw, TcpFlags.ACK | TcpFlags.PSH, timestamp(2, 1), Uint8Array.of(0x71));
+  const fin = new GuestSegment(gw, TcpFlags.ACK | TcpFlags.FIN, timestamp(3, 1));
+  const lastAck = new GuestSegment(gw, TcpFlags.ACK, timestamp(4, 1));
+  // As a TAP with offloads hands them: the TCP checksum left to the receiver of the frame.
+  const offload = { ...newFrameOffload(), flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, csumStart: TCP_AT, csumOffset: 16 };
+
+  const connect = async (guestPort: number): Promise<void> => {
+    const iss = (guestPort * 7919) >>> 0;
+    heard.synAckSeq = heard.finSeq = -1;
+    port.send(syn.aim(guestPort, iss, 0, 0), offload);
+    await endOfBatch();
+    if (heard.synAckSeq < 0 || host === undefined) throw new Error(`no SYN-ACK for guest port ${guestPort}`);
+    const ours = heard.synAckSeq;
+    const stream = host;
+    port.send(request.aim(guestPort, iss + 1, ours + 1, heard.timestamp), offload);
+    await endOfBatch();
+    stream.answer(1);
+    await endOfBatch();
+    port.send(fin.aim(guestPort, iss + 2, ours + 2, heard.timestamp), offload);
+    await endOfBatch();
+    stream.events.onHostEnd();
+    await endOfBatch();
+    if (heard.finSeq < 0) throw new Error(`no FIN for guest port ${guestPort}`);
+    port.send(lastAck.aim(guestPort, iss + 3, heard.finSeq + 1, heard.timestamp), offload);
+    stream.events.onHostClose();
+    await endOfBatch();
+    if (stream.written !== 1) throw new Error(`the host got ${stream.written} bytes, not 1`);
+  };
+
+  const perConnection: number[] = [];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      const cpu = process.cpuUsage();
+      const start = performance.now();
+      for (let i = 0; i < connections; i++) await connect(10000 + ((round * connections + i) % GUEST_PORTS));
+      const wallUs = ((performance.now() - start) * 1000) / connections;
+      const used = process.cpuUsage(cpu);
+      if (lan.tcp.flowCount !== 0) throw new Error(`${lan.tcp.flowCount} flows left after round ${round + 1}`);
+      console.log(`round ${round + 1}: ${wallUs.toFixed(2)} µs per connection (CPU ${((used.user + used.system) / connections).toFixed(2)} µs)`);
+      perConnection.push(wallUs);
+      await new Promise((resolve) => setImmediate(resolve)); // a loop turn between rounds, as the GC would like
+    }
+  } catch (err) {
+    console.error(`js-path: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    lan.close();
+  }
+  console.log(`JS path of a short guest→host connection: ${median(perConnection.slice(2)).toFixed(2)} µs (median of rounds 3–${rounds})`);
+  return 0;
+}
+
+process.exitCode = await main();
