@@ -17,10 +17,11 @@
  *   connection does not starve the others).
  * - Writing: straight to the kernel; what it does not take waits in a queue
  *   polled for writability, and `end()` shuts down once that is empty (at
- *   the end of the I/O round: the addon's deferShutdown). `tryWrite()` gives the kernel
- *   what it takes now and keeps nothing; `tryWriteGathered()` the same for
- *   several buffers in one sendmsg(2). A failed write or shutdown is
- *   reported after the call, never inside `write()` or `end()`.
+ *   the end of the I/O round: the addon's deferShutdown). `tryWrite()`
+ *   gives the kernel what it takes now and keeps nothing;
+ *   `tryWriteGathered()` the same for several buffers in one sendmsg(2). A
+ *   failed write or shutdown is reported after the call, never inside
+ *   `write()` or `end()`.
  * - Closing: a stream whose both directions ended closes its fd, as Node's
  *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
  *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
@@ -332,7 +333,7 @@ class NativeHostStream implements HostStream, Slot {
   end(): void {
     if (this.closed || this.ended) return;
     this.ended = true;
-    if (this.pending.length > 0 || this.connecting) return; // the FIN follows the last write
+    if (this.pending.length > 0 || this.connecting) return; // the FIN follows the queued writes (or the connect)
     // The FIN leaves after this I/O round: its shutdown(2) runs the peer's
     // side of loopback inline, and the frames this round sends the guest
     // (the next connection's handshake, often) should not wait for that.
