@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { afterCall } from '../src/after-call.js';
 import { NatLan } from '../src/daemon/nat-lan.js';
 import type { HostStream, HostStreamEvents } from '../src/nat/tcp/host-stream.js';
+import { segmentTimestamp, timestampOptionAt } from '../src/nat/tcp/timestamps.js';
 import { ArpOperation, emitArp, ARP_PACKET_LENGTH } from '../src/wire/arp.js';
 import { emitEthernet, EtherType, ETHERNET_HEADER_LENGTH } from '../src/wire/ethernet.js';
 import { emitIpv4, IPV4_HEADER_LENGTH, IpProtocol } from '../src/wire/ipv4.js';
@@ -86,16 +87,9 @@ class PlayedHost implements HostStream {
   }
 }
 
-/** Where the timestamps option (RFC 7323, kind 8) of the TCP segment at TCP_AT starts, or -1. */
-function timestampAt(frame: Uint8Array): number {
-  const end = TCP_AT + (frame[TCP_AT + 12]! >> 4) * 4;
-  for (let at = TCP_AT + 20; at < end; ) {
-    const kind = frame[at]!;
-    if (kind === 8) return at;
-    if (kind === 0) return -1;
-    at += kind === 1 ? 1 : Math.max(2, frame[at + 1]!);
-  }
-  return -1;
+/** The TCP header length of the segment at TCP_AT. */
+function tcpHeaderLength(frame: Uint8Array): number {
+  return (frame[TCP_AT + 12]! >> 4) * 4;
 }
 
 /** One guest frame, built once; `aim` rewrites its port, sequence numbers and timestamp echo in place. */
@@ -112,7 +106,8 @@ class GuestSegment {
     emitIpv4({ source: GUEST_IP, destination: GATEWAY_IP, protocol: IpProtocol.TCP, ttl: 64, payloadLength: length, dontFragment: true }, this.frame, ETHERNET_HEADER_LENGTH);
     emitTcp(segment, this.frame, TCP_AT, { source: GUEST_IP, destination: GATEWAY_IP });
     this.view = new DataView(this.frame.buffer);
-    this.timestampAt = timestampAt(this.frame);
+    const at = timestampOptionAt(this.frame.subarray(TCP_AT), tcpHeaderLength(this.frame));
+    this.timestampAt = at < 0 ? -1 : TCP_AT + at;
   }
 
   aim(port: number, seq: number, ack: number, echo: number): Uint8Array {
@@ -168,8 +163,8 @@ async function main(): Promise<number> {
       const flags = frame[TCP_AT + 13]!;
       if (flags === (TcpFlags.SYN | TcpFlags.ACK)) heard.synAckSeq = view.getUint32(TCP_AT + 4);
       if ((flags & TcpFlags.FIN) !== 0) heard.finSeq = view.getUint32(TCP_AT + 4);
-      const at = timestampAt(frame);
-      if (at >= 0) heard.timestamp = view.getUint32(at + 2);
+      const timestamp = segmentTimestamp(frame.subarray(TCP_AT), tcpHeaderLength(frame));
+      if (!Number.isNaN(timestamp)) heard.timestamp = timestamp;
     },
   });
   // The guest announces itself (ARP), so that the gateway knows where 10.0.2.15 is.
