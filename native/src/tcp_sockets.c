@@ -36,13 +36,6 @@
  *   of the whole run, so the reader is woken once, not once per buffer.
  * - shutdown(id) (FIN after what was written), connectError(id) (SO_ERROR:
  *   0 or a positive errno), state(id) (TCP_INFO's tcpi_state).
- * - deferShutdown(id): the same shutdown, once the loop turn's callbacks are
- *   done (a uv_prepare, which runs before the loop waits for I/O again): on
- *   loopback shutdown(2) runs the peer's side inline, and what the turn sends
- *   the guest should not wait for that. Node's setImmediate did this before,
- *   at ~14 µs of V8's and Node's work per connection around the call. A
- *   failure is reported as a poll error, onEvent(id, -errno); a slot closed
- *   first has none (its close(2) ends the connection).
  * - splice(a, b) → 0 or a negative errno: the two slots move bytes to each
  *   other in the kernel from now on (tcp_splice.c); JS hears of them once,
  *   when the pair has ended: onEvent(a, SPLICE_ENDED (4)) or onEvent(a,
@@ -411,56 +404,6 @@ static napi_value sockets_shutdown(napi_env env, napi_callback_info info) {
   return int_value(env, shutdown(s->fd, SHUT_WR) == 0 ? 0 : -errno);
 }
 
-static void free_handle(uv_handle_t *handle) {
-  free(handle);
-}
-
-/* The turn's callbacks are done: the deferred shutdowns, in the order asked. */
-static void run_deferred_shutdowns(uv_prepare_t *handle) {
-  tcp_sockets *o = handle->data;
-  uv_prepare_stop(handle);
-  /* A failure's report runs JS, which may defer more: those wait for the next turn. */
-  uint32_t count = o->deferred_count;
-  o->deferred_count = 0;
-  for (uint32_t i = 0; i < count && !o->closed; i++) {
-    int32_t id = o->deferred[i];
-    tcp_socket *s = o->slots[id];
-    if (s == NULL || !s->shutdown_deferred) continue; /* closed meanwhile: close(2) ended it */
-    s->shutdown_deferred = false;
-    if (shutdown(s->fd, SHUT_WR) != 0 && errno != ENOTCONN) vnet_tcp_report(o, id, -errno);
-  }
-}
-
-static napi_value sockets_defer_shutdown(napi_env env, napi_callback_info info) {
-  SOCKET_METHOD(1)
-  if (s->shutdown_deferred) return NULL;
-  if (o->before_wait == NULL) {
-    uv_prepare_t *handle = malloc(sizeof *handle);
-    if (handle == NULL || uv_prepare_init(o->loop, handle) != 0) {
-      free(handle);
-      vnet_throw(env, "VNET_ERR_NOMEM", "out of memory");
-      return NULL;
-    }
-    handle->data = o;
-    uv_unref((uv_handle_t *)handle);
-    o->before_wait = handle;
-  }
-  if (o->deferred_count == o->deferred_capacity) {
-    uint32_t capacity = o->deferred_capacity == 0 ? 64 : o->deferred_capacity * 2;
-    int32_t *deferred = realloc(o->deferred, capacity * sizeof *deferred);
-    if (deferred == NULL) {
-      vnet_throw(env, "VNET_ERR_NOMEM", "out of memory");
-      return NULL;
-    }
-    o->deferred = deferred;
-    o->deferred_capacity = capacity;
-  }
-  o->deferred[o->deferred_count++] = s->id;
-  s->shutdown_deferred = true;
-  uv_prepare_start(o->before_wait, run_deferred_shutdowns);
-  return NULL;
-}
-
 static napi_value sockets_connect_error(napi_env env, napi_callback_info info) {
   SOCKET_METHOD(1)
   int err = 0;
@@ -553,9 +496,6 @@ static void close_all(tcp_sockets *o, bool finalizing) {
   if (o->home_netns >= 0) close(o->home_netns);
   o->home_netns = -1;
   vnet_splice_close_spares(o);
-  o->deferred_count = 0;
-  if (o->before_wait != NULL) uv_close((uv_handle_t *)o->before_wait, free_handle);
-  o->before_wait = NULL;
   /* The context of a callback we are inside goes when it returns (on_poll). */
   if (!finalizing && !o->dispatching && o->async_context != NULL) {
     napi_async_destroy(o->env, o->async_context);
@@ -576,7 +516,6 @@ static void finalize_sockets(napi_env env, void *data, void *hint) {
   vnet_delete_ref(env, &o->self);
   free(o->slots);
   free(o->free_list);
-  free(o->deferred);
   free(o);
 }
 
@@ -622,7 +561,6 @@ bool vnet_init_tcp_sockets(napi_env env, napi_value exports) {
       {"write", NULL, sockets_write, NULL, NULL, NULL, napi_default, NULL},
       {"writev", NULL, sockets_writev, NULL, NULL, NULL, napi_default, NULL},
       {"shutdown", NULL, sockets_shutdown, NULL, NULL, NULL, napi_default, NULL},
-      {"deferShutdown", NULL, sockets_defer_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"connectError", NULL, sockets_connect_error, NULL, NULL, NULL, napi_default, NULL},
       {"state", NULL, sockets_state, NULL, NULL, NULL, napi_default, NULL},
       {"splice", NULL, sockets_splice, NULL, NULL, NULL, napi_default, NULL},

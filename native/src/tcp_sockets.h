@@ -26,7 +26,6 @@ typedef struct {
   uint32_t peer_ip; /* accepted sockets: the client (IPv4; 0 for IPv6) */
   uint16_t peer_port;
   tcp_splice *splice; /* set while the socket is one end of a spliced pair (tcp_splice.c) */
-  bool shutdown_deferred; /* deferShutdown() was called and the FIN has not been sent yet */
 } tcp_socket;
 
 struct tcp_sockets {
@@ -45,10 +44,6 @@ struct tcp_sockets {
   int home_netns;   /* the JS thread's own network namespace (an fd), once a connect needed another */
   vnet_pipe spare_pipes[VNET_SPARE_PIPES];
   uint32_t spare_pipe_count;
-  int32_t *deferred; /* slots whose shutdown waits for the end of the loop turn (deferShutdown) */
-  uint32_t deferred_count;
-  uint32_t deferred_capacity;
-  uv_prepare_t *before_wait; /* runs those shutdowns; NULL until the first */
 };
 
 /* What onEvent reports for a spliced pair that ended cleanly (a broken one: a negative errno). */

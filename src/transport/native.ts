@@ -288,12 +288,6 @@ export interface NativeTcpSockets {
   writev(id: number, buffers: readonly Uint8Array[]): number;
   /** shutdown(SHUT_WR): 0 or a negative errno. */
   shutdown(id: number): number;
-  /**
-   * The same shutdown once this loop turn's callbacks are done, before the
-   * loop waits again; a failure comes as a poll error (onEvent(id, -errno)).
-   * Closing the slot first cancels it (close(2) ends the connection).
-   */
-  deferShutdown(id: number): void;
   /** SO_ERROR: 0, or the socket's pending error (a failed connect's, a reset's), which it clears. */
   connectError(id: number): number;
   /** TCP_INFO's tcpi_state (TCP_STATE), or a negative errno. */

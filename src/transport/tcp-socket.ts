@@ -16,9 +16,8 @@
  *   kernel has no more (at most READS_PER_EVENT reads, so that one busy
  *   connection does not starve the others).
  * - Writing: straight to the kernel; what it does not take waits in a queue
- *   polled for writability, and `end()` shuts down once that is empty (at
- *   the end of the I/O round: the addon's deferShutdown). `tryWrite()`
- *   gives the kernel what it takes now and keeps nothing;
+ *   polled for writability, and `end()` shuts down once that is empty.
+ *   `tryWrite()` gives the kernel what it takes now and keeps nothing;
  *   `tryWriteGathered()` the same for several buffers in one sendmsg(2). A
  *   failed write or shutdown is reported after the call, never inside
  *   `write()` or `end()`.
@@ -334,12 +333,9 @@ class NativeHostStream implements HostStream, Slot {
     if (this.closed || this.ended) return;
     this.ended = true;
     if (this.pending.length > 0 || this.connecting) return; // the FIN follows the queued writes (or the connect)
-    // The FIN leaves after this I/O round: its shutdown(2) runs the peer's
-    // side of loopback inline, and the frames this round sends the guest
-    // (the next connection's handshake, often) should not wait for that.
-    this.owner!.native.deferShutdown(this.id);
-    this.shutDown = true;
-    this.finishIfDone();
+    // At once, in the order the guest closed: a peer that serves one
+    // connection at a time reads this end of file before it accepts the next.
+    this.shutdown();
   }
 
   pause(): void {
