@@ -27,7 +27,8 @@ import { segmentTimestamp, timestampOptionAt } from '../src/nat/tcp/timestamps.j
 import { ArpOperation, emitArp, ARP_PACKET_LENGTH } from '../src/wire/arp.js';
 import { emitEthernet, EtherType, ETHERNET_HEADER_LENGTH } from '../src/wire/ethernet.js';
 import { emitIpv4, IPV4_HEADER_LENGTH, IpProtocol } from '../src/wire/ipv4.js';
-import { emitTcp, TcpFlags, tcpLength, type TcpOptions } from '../src/wire/tcp.js';
+import { emitTcp, TcpFlags, tcpLength, TcpView, type TcpOptions } from '../src/wire/tcp.js';
+import { set32 } from '../src/wire/bytes.js';
 import { newFrameOffload, VIRTIO_NET_HDR_F_NEEDS_CSUM } from '../src/wire/virtio-net.js';
 import { median } from './report.js';
 
@@ -87,16 +88,12 @@ class PlayedHost implements HostStream {
   }
 }
 
-/** The TCP header length of the segment at TCP_AT. */
-function tcpHeaderLength(frame: Uint8Array): number {
-  return (frame[TCP_AT + 12]! >> 4) * 4;
-}
-
 /** One guest frame, built once; `aim` rewrites its port, sequence numbers and timestamp echo in place. */
 class GuestSegment {
   readonly frame: Uint8Array;
-  private readonly view: DataView;
-  private readonly timestampAt: number;
+  private readonly tcp: TcpView;
+  /** Where the timestamp option's echo is in `frame`; -1: none. */
+  private readonly echoAt: number;
 
   constructor(gatewayMac: Uint8Array, flags: number, options: TcpOptions, payload = new Uint8Array(0)) {
     const segment = { sourcePort: 1, destinationPort: SERVER_PORT, sequenceNumber: 0, acknowledgmentNumber: 0, flags, windowSize: 502, options, payload };
@@ -105,16 +102,16 @@ class GuestSegment {
     emitEthernet({ destination: gatewayMac, source: GUEST_MAC, etherType: EtherType.IPv4 }, this.frame, 0);
     emitIpv4({ source: GUEST_IP, destination: GATEWAY_IP, protocol: IpProtocol.TCP, ttl: 64, payloadLength: length, dontFragment: true }, this.frame, ETHERNET_HEADER_LENGTH);
     emitTcp(segment, this.frame, TCP_AT, { source: GUEST_IP, destination: GATEWAY_IP });
-    this.view = new DataView(this.frame.buffer);
-    const at = timestampOptionAt(this.frame.subarray(TCP_AT), tcpHeaderLength(this.frame));
-    this.timestampAt = at < 0 ? -1 : TCP_AT + at;
+    this.tcp = new TcpView(this.frame.subarray(TCP_AT));
+    const at = timestampOptionAt(this.tcp.bytes, this.tcp.headerLength);
+    this.echoAt = at < 0 ? -1 : TCP_AT + at + 6; // kind, length, TSval, then TSecr
   }
 
   aim(port: number, seq: number, ack: number, echo: number): Uint8Array {
-    this.view.setUint16(TCP_AT, port);
-    this.view.setUint32(TCP_AT + 4, seq >>> 0);
-    this.view.setUint32(TCP_AT + 8, ack >>> 0);
-    if (this.timestampAt >= 0) this.view.setUint32(this.timestampAt + 6, echo >>> 0);
+    this.tcp.sourcePort = port;
+    this.tcp.sequenceNumber = seq;
+    this.tcp.acknowledgmentNumber = ack;
+    if (this.echoAt >= 0) set32(this.frame, this.echoAt, echo);
     return this.frame;
   }
 }
@@ -159,11 +156,10 @@ async function main(): Promise<number> {
     mac: GUEST_MAC,
     deliver: (frame) => {
       if (frame.length < TCP_AT + 20 || frame[ETHERNET_HEADER_LENGTH + 9] !== IpProtocol.TCP) return;
-      const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
-      const flags = frame[TCP_AT + 13]!;
-      if (flags === (TcpFlags.SYN | TcpFlags.ACK)) heard.synAckSeq = view.getUint32(TCP_AT + 4);
-      if ((flags & TcpFlags.FIN) !== 0) heard.finSeq = view.getUint32(TCP_AT + 4);
-      const timestamp = segmentTimestamp(frame.subarray(TCP_AT), tcpHeaderLength(frame));
+      const tcp = new TcpView(frame.subarray(TCP_AT));
+      if (tcp.flags === (TcpFlags.SYN | TcpFlags.ACK)) heard.synAckSeq = tcp.sequenceNumber;
+      if (tcp.fin) heard.finSeq = tcp.sequenceNumber;
+      const timestamp = segmentTimestamp(tcp.bytes, tcp.headerLength);
       if (!Number.isNaN(timestamp)) heard.timestamp = timestamp;
     },
   });
