@@ -8,6 +8,7 @@
         "src/tap.c",
         "src/unix_dgram.c",
         "src/polled.c",
+        "src/bound_methods.c",
         "src/poller.c",
         "src/poller_write.c",
         "src/icmp.c",

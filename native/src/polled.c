@@ -9,7 +9,15 @@
 #include <unistd.h>
 
 static void free_when_done(vnet_polled *o) {
-  if (!o->handle_open && o->finalized) free(o); /* the owner: o is its first member */
+  if (!o->handle_open && o->finalized && o->methods.alive == 0) free(o); /* the owner: o is its first member */
+}
+
+static void release_bound(void *owner) { free_when_done(owner); }
+
+bool vnet_polled_bind(vnet_polled *o, napi_value self, const napi_property_descriptor *methods, size_t count) {
+  o->methods.owner = o;
+  o->methods.release = release_bound;
+  return vnet_bind_methods(o->env, self, methods, count, &o->methods);
 }
 
 static void on_handle_closed(uv_handle_t *handle) {
@@ -107,9 +115,10 @@ void *vnet_this(napi_env env, napi_callback_info info, size_t *argc, napi_value 
   napi_value self;
   void *data = NULL;
   size_t none = 0;
-  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, NULL) != napi_ok) {
+  if (napi_get_cb_info(env, info, argc != NULL ? argc : &none, argv, &self, &data) != napi_ok) {
     return NULL;
   }
+  if (data != NULL) return data; /* a bound method (bound_methods.h) */
   if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
     char message[64];
     snprintf(message, sizeof message, "not a %s", kind);

@@ -4,12 +4,14 @@
  *
  * Embed `vnet_polled` as the FIRST member of the owner's struct (the owner
  * is freed through it, and uv callbacks get it as handle->data). The owner's
- * memory goes only when both have happened: the uv handle finished closing,
- * and the JS object was finalized (or never existed).
+ * memory goes only when all have happened: the uv handle finished closing,
+ * the JS object was finalized (or never existed), and its bound methods, if
+ * any, were collected.
  */
 #ifndef VNET_POLLED_H
 #define VNET_POLLED_H
 
+#include "bound_methods.h"
 #include "vnet.h"
 
 #include <uv.h>
@@ -26,6 +28,7 @@ typedef struct vnet_polled {
   bool handle_open; /* uv handle not yet through its close callback */
   bool finalized;   /* JS object collected (or not wrapped yet) */
   bool dispatching; /* inside a JS callback */
+  vnet_binding methods; /* methods bound to the owner (vnet_polled_bind), if any */
 } vnet_polled;
 
 /* Sets up polling of `fd` on the env's loop; 0, or a negative errno (then the caller frees the owner). */
@@ -36,6 +39,11 @@ int vnet_polled_init(vnet_polled *o, napi_env env, int fd);
  * strong reference. False on failure: then call vnet_polled_abandon.
  */
 bool vnet_polled_wrap(vnet_polled *o, napi_value self, const char *name, napi_finalize finalize);
+/*
+ * Defines the class's `methods` on `self` bound to the owner (bound_methods.h).
+ * False on failure (an exception pending); then call vnet_polled_abandon.
+ */
+bool vnet_polled_bind(vnet_polled *o, napi_value self, const napi_property_descriptor *methods, size_t count);
 /* Construction failed: release the handle (the fd stays the caller's); the owner is freed once it closed. */
 void vnet_polled_abandon(vnet_polled *o);
 /*
@@ -52,7 +60,8 @@ bool vnet_polled_call(vnet_polled *o, napi_ref fn, size_t argc, const napi_value
  */
 bool vnet_polled_close(vnet_polled *o, bool finalizing);
 /*
- * The native object behind `this` of a method call (napi_unwrap), with its
+ * The native object of a method call: the function's data for a bound method
+ * (bound_methods.h), else `this` unwrapped (napi_unwrap); with its
  * arguments (argc/argv may be NULL). Throws VNET_ERR_INVALID_ARG ("not a
  * <kind>") and returns NULL when there is none.
  */

@@ -49,6 +49,10 @@ static void close_poller(vnet_poller *p, bool finalizing) {
   vnet_delete_ref(p->base.env, &p->on_error);
 }
 
+/* The class's methods, bound to each Poller in its constructor (bound_methods.h); set by vnet_init_poller. */
+#define POLLER_METHODS 6
+static napi_property_descriptor poller_methods[POLLER_METHODS];
+
 static void finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   vnet_poller *p = data;
@@ -376,8 +380,9 @@ static napi_value poller_new(napi_env env, napi_callback_info info) {
       napi_create_reference(env, argv[1], 1, &p->on_frames) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &p->on_writable) != napi_ok ||
       napi_create_reference(env, argv[3], 1, &p->on_error) != napi_ok ||
+      !vnet_polled_bind(&p->base, self, poller_methods, POLLER_METHODS) ||
       !vnet_polled_wrap(&p->base, self, "vnet:Poller", finalize)) {
-    /* The fd stays the caller's: only the handle goes. */
+    /* The fd stays the caller's: only the handle goes (and the owner, once its bound methods are collected). */
     vnet_delete_ref(env, &p->on_frames);
     vnet_delete_ref(env, &p->on_writable);
     vnet_delete_ref(env, &p->on_error);
@@ -396,9 +401,9 @@ bool vnet_init_poller(napi_env env, napi_value exports) {
       vnet_poller_write_methods[1],
       vnet_poller_write_methods[2],
   };
+  memcpy(poller_methods, methods, sizeof poller_methods);
   napi_value cls;
-  if (napi_define_class(env, "Poller", NAPI_AUTO_LENGTH, poller_new, NULL,
-                        sizeof methods / sizeof methods[0], methods, &cls) != napi_ok) {
+  if (napi_define_class(env, "Poller", NAPI_AUTO_LENGTH, poller_new, NULL, 0, NULL, &cls) != napi_ok) {
     return false;
   }
   return napi_set_named_property(env, exports, "Poller", cls) == napi_ok;

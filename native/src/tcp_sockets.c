@@ -43,7 +43,9 @@
  * - close(id, reset): reset sets SO_LINGER 0 first, so close(2) sends RST.
  *   A spliced slot's partner closes with it.
  *   No event for the slot follows, even from inside its own callback.
- * - closeAll(): every slot closed; the object serves no more.
+ * - closeAll(): every slot closed; the object serves no more, and lets go
+ *   of onEvent (JS's closure over it), so it can be collected.
+ * Methods are bound to the object (bound_methods.h): a call costs no unwrap.
  */
 #include "tcp_sockets.h"
 
@@ -496,6 +498,8 @@ static void close_all(tcp_sockets *o, bool finalizing) {
   if (o->home_netns >= 0) close(o->home_netns);
   o->home_netns = -1;
   vnet_splice_close_spares(o);
+  /* onEvent is JS's closure over this object: held, it would keep the object forever. */
+  if (!finalizing) vnet_delete_ref(o->env, &o->on_event);
   /* The context of a callback we are inside goes when it returns (on_poll). */
   if (!finalizing && !o->dispatching && o->async_context != NULL) {
     napi_async_destroy(o->env, o->async_context);
@@ -509,15 +513,42 @@ static napi_value sockets_close_all(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The memory goes once the JS object was finalized and every bound method collected (bound_methods.h). */
+static void free_when_done(void *owner) {
+  tcp_sockets *o = owner;
+  if (!o->finalized || o->methods.alive > 0) return;
+  free(o->slots);
+  free(o->free_list);
+  free(o);
+}
+
 static void finalize_sockets(napi_env env, void *data, void *hint) {
   tcp_sockets *o = data;
   if (!o->closed) close_all(o, true);
   vnet_delete_ref(env, &o->on_event);
   vnet_delete_ref(env, &o->self);
-  free(o->slots);
-  free(o->free_list);
-  free(o);
+  o->finalized = true;
+  free_when_done(o);
 }
+
+/* Bound to each TcpSockets in its constructor. */
+static const napi_property_descriptor methods[] = {
+    {"connect", NULL, sockets_connect, NULL, NULL, NULL, napi_default, NULL},
+    {"listen", NULL, sockets_listen, NULL, NULL, NULL, napi_default, NULL},
+    {"accept", NULL, sockets_accept, NULL, NULL, NULL, napi_default, NULL},
+    {"peer", NULL, sockets_peer, NULL, NULL, NULL, napi_default, NULL},
+    {"localPort", NULL, sockets_local_port, NULL, NULL, NULL, napi_default, NULL},
+    {"poll", NULL, sockets_poll, NULL, NULL, NULL, napi_default, NULL},
+    {"read", NULL, sockets_read, NULL, NULL, NULL, napi_default, NULL},
+    {"write", NULL, sockets_write, NULL, NULL, NULL, napi_default, NULL},
+    {"writev", NULL, sockets_writev, NULL, NULL, NULL, napi_default, NULL},
+    {"shutdown", NULL, sockets_shutdown, NULL, NULL, NULL, napi_default, NULL},
+    {"connectError", NULL, sockets_connect_error, NULL, NULL, NULL, napi_default, NULL},
+    {"state", NULL, sockets_state, NULL, NULL, NULL, napi_default, NULL},
+    {"splice", NULL, sockets_splice, NULL, NULL, NULL, napi_default, NULL},
+    {"close", NULL, sockets_close, NULL, NULL, NULL, napi_default, NULL},
+    {"closeAll", NULL, sockets_close_all, NULL, NULL, NULL, napi_default, NULL},
+};
 
 static napi_value sockets_new(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -535,40 +566,26 @@ static napi_value sockets_new(napi_env env, napi_callback_info info) {
   }
   o->env = env;
   o->home_netns = -1;
+  o->methods = (vnet_binding){.owner = o, .release = free_when_done};
   napi_value name;
   if (napi_get_uv_event_loop(env, &o->loop) != napi_ok ||
       napi_create_reference(env, argv[0], 1, &o->on_event) != napi_ok ||
       napi_create_string_utf8(env, "vnet:TcpSockets", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      !vnet_bind_methods(env, self, methods, sizeof methods / sizeof methods[0], &o->methods) ||
       napi_async_init(env, self, name, &o->async_context) != napi_ok ||
       napi_wrap(env, self, o, finalize_sockets, NULL, &o->self) != napi_ok) {
     vnet_delete_ref(env, &o->on_event);
     if (o->async_context != NULL) napi_async_destroy(env, o->async_context);
-    free(o);
+    o->closed = true; /* for a bound method called before it is collected */
+    o->finalized = true;
+    free_when_done(o);
     return NULL;
   }
   return self;
 }
 
 bool vnet_init_tcp_sockets(napi_env env, napi_value exports) {
-  napi_property_descriptor methods[] = {
-      {"connect", NULL, sockets_connect, NULL, NULL, NULL, napi_default, NULL},
-      {"listen", NULL, sockets_listen, NULL, NULL, NULL, napi_default, NULL},
-      {"accept", NULL, sockets_accept, NULL, NULL, NULL, napi_default, NULL},
-      {"peer", NULL, sockets_peer, NULL, NULL, NULL, napi_default, NULL},
-      {"localPort", NULL, sockets_local_port, NULL, NULL, NULL, napi_default, NULL},
-      {"poll", NULL, sockets_poll, NULL, NULL, NULL, napi_default, NULL},
-      {"read", NULL, sockets_read, NULL, NULL, NULL, napi_default, NULL},
-      {"write", NULL, sockets_write, NULL, NULL, NULL, napi_default, NULL},
-      {"writev", NULL, sockets_writev, NULL, NULL, NULL, napi_default, NULL},
-      {"shutdown", NULL, sockets_shutdown, NULL, NULL, NULL, napi_default, NULL},
-      {"connectError", NULL, sockets_connect_error, NULL, NULL, NULL, napi_default, NULL},
-      {"state", NULL, sockets_state, NULL, NULL, NULL, napi_default, NULL},
-      {"splice", NULL, sockets_splice, NULL, NULL, NULL, napi_default, NULL},
-      {"close", NULL, sockets_close, NULL, NULL, NULL, napi_default, NULL},
-      {"closeAll", NULL, sockets_close_all, NULL, NULL, NULL, napi_default, NULL},
-  };
   napi_value cls;
-  return napi_define_class(env, "TcpSockets", NAPI_AUTO_LENGTH, sockets_new, NULL,
-                           sizeof methods / sizeof methods[0], methods, &cls) == napi_ok &&
+  return napi_define_class(env, "TcpSockets", NAPI_AUTO_LENGTH, sockets_new, NULL, 0, NULL, &cls) == napi_ok &&
          napi_set_named_property(env, exports, "TcpSockets", cls) == napi_ok;
 }

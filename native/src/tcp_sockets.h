@@ -2,6 +2,7 @@
 #ifndef VNET_TCP_SOCKETS_H
 #define VNET_TCP_SOCKETS_H
 
+#include "bound_methods.h"
 #include "vnet.h"
 
 #include <uv.h>
@@ -40,10 +41,12 @@ struct tcp_sockets {
   int32_t *free_list;
   uint32_t free_count;
   bool closed;
+  bool finalized;   /* the JS object is gone (or was never made whole) */
   bool dispatching; /* inside onEvent */
   int home_netns;   /* the JS thread's own network namespace (an fd), once a connect needed another */
   vnet_pipe spare_pipes[VNET_SPARE_PIPES];
   uint32_t spare_pipe_count;
+  vnet_binding methods; /* the class's methods, bound to this object (bound_methods.h) */
 };
 
 /* What onEvent reports for a spliced pair that ended cleanly (a broken one: a negative errno). */

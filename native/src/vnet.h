@@ -9,6 +9,7 @@
  * - udp.c         UDP sockets for the NAT and port forwards: open, recvmmsg/sendmmsg in batches
  * - tcp_sockets.c TCP sockets for the NAT: connect or adopt, poll, read, write, shutdown, close
  * - tcp_splice.c  two of those sockets joined in the kernel (splice(2)), for port forwards
+ * - bound_methods.c a class's methods made per instance with the native object as their data
  * - busy_poll.c   keep the loop polling, not sleeping, for a short budget after fd events
  * - exec.c        restart the process in place with other node flags (execve)
  * - errors.c      errors with a stable code and errno text; argument helpers

@@ -8,6 +8,7 @@ import { afterEach, describe, it } from 'node:test';
 
 import type { HostStream, HostStreamEvents } from '../../../src/nat/tcp/host-stream.js';
 import { NativeHostStreams } from '../../../src/transport/tcp-socket.js';
+import { keptAfterCollection } from '../../helpers/collected.js';
 
 const WAIT_LIMIT_MS = 5_000;
 const BLOCK = 64 * 1024;
@@ -331,6 +332,18 @@ describe('NativeHostStreams', () => {
     assert.throws(() => hosts.native.connect('127.0.0.1', 0), { code: 'VNET_ERR_INVALID_ARG' });
     hosts.close();
     assert.throws(() => hosts.native.connect('127.0.0.1', 80), { code: 'VNET_ERR_CLOSED' });
+  });
+
+  it('lets go of its object once closed; a method kept after that object was collected throws, as closed', async () => {
+    // The native methods are bound to their object (native/src/bound_methods.c): this one outlives it.
+    const { kept: connect, collected } = await keptAfterCollection((register) => {
+      const hosts = new NativeHostStreams();
+      register(hosts.native);
+      hosts.close();
+      return hosts.native.connect;
+    });
+    assert.ok(collected, 'a closed TcpSockets is collected');
+    assert.throws(() => connect('127.0.0.1', 80), { code: 'VNET_ERR_CLOSED' });
   });
 });
 

@@ -10,7 +10,9 @@ import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
 import { BACKLOG_LIMIT, DIRECT_WRITE_MIN } from '../../../src/transport/fd-transport.js';
+import { nativeAddon } from '../../../src/transport/native.js';
 import { UnixDgramTransport } from '../../../src/transport/unix-dgram.js';
+import { keptAfterCollection } from '../../helpers/collected.js';
 
 const run = promisify(execFile);
 const WAIT_LIMIT_MS = 5_000;
@@ -190,6 +192,19 @@ describe('UnixDgramTransport', () => {
     a.send(frame(2));
     await waitFor('frame at the restarted peer', () => second.length === 1);
     assert.deepEqual(second, [2]);
+  });
+
+  it('lets go of a closed Poller; a method kept after it was collected throws, as closed', async () => {
+    // The native methods are bound to their object (native/src/bound_methods.c): this one outlives it.
+    const { kept: writeFrame, collected } = await keptAfterCollection((register) => {
+      const addon = nativeAddon();
+      const poller = new addon.Poller(addon.openUnixDgram(join(dir, 'kept.sock')), () => {}, () => {}, () => {});
+      register(poller);
+      poller.close();
+      return poller.writeFrame;
+    });
+    assert.ok(collected, 'a closed Poller is collected');
+    assert.throws(() => writeFrame(frame(1), new Uint8Array(0)), { code: 'VNET_ERR_CLOSED' });
   });
 
   it('replaces a stale socket, refuses any other file, removes its socket on close', () => {
