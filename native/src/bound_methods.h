@@ -4,7 +4,7 @@
  *
  * Why: a prototype method finds its native object with napi_unwrap, a
  * private-property lookup through V8's runtime that costs ~300 ns; a short
- * NAT'd connection makes 13 such calls, 2 % of its CPU (measured: 2.1 %
+ * NAT'd connection makes 13 such calls, 2 % of its CPU (measured: 2.7 %
  * more connections per second without them, docs/performance.md). A bound
  * method gets its pointer from napi_get_cb_info for nothing (vnet_this).
  *
