@@ -401,6 +401,7 @@ bool vnet_init_poller(napi_env env, napi_value exports) {
       vnet_poller_write_methods[1],
       vnet_poller_write_methods[2],
   };
+  _Static_assert(sizeof methods == sizeof poller_methods, "POLLER_METHODS counts every method");
   memcpy(poller_methods, methods, sizeof poller_methods);
   napi_value cls;
   if (napi_define_class(env, "Poller", NAPI_AUTO_LENGTH, poller_new, NULL, 0, NULL, &cls) != napi_ok) {

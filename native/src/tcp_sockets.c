@@ -532,7 +532,7 @@ static void finalize_sockets(napi_env env, void *data, void *hint) {
 }
 
 /* Bound to each TcpSockets in its constructor. */
-static const napi_property_descriptor methods[] = {
+static const napi_property_descriptor sockets_methods[] = {
     {"connect", NULL, sockets_connect, NULL, NULL, NULL, napi_default, NULL},
     {"listen", NULL, sockets_listen, NULL, NULL, NULL, napi_default, NULL},
     {"accept", NULL, sockets_accept, NULL, NULL, NULL, napi_default, NULL},
@@ -571,7 +571,8 @@ static napi_value sockets_new(napi_env env, napi_callback_info info) {
   if (napi_get_uv_event_loop(env, &o->loop) != napi_ok ||
       napi_create_reference(env, argv[0], 1, &o->on_event) != napi_ok ||
       napi_create_string_utf8(env, "vnet:TcpSockets", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      !vnet_bind_methods(env, self, methods, sizeof methods / sizeof methods[0], &o->methods) ||
+      !vnet_bind_methods(env, self, sockets_methods, sizeof sockets_methods / sizeof sockets_methods[0],
+                         &o->methods) ||
       napi_async_init(env, self, name, &o->async_context) != napi_ok ||
       napi_wrap(env, self, o, finalize_sockets, NULL, &o->self) != napi_ok) {
     vnet_delete_ref(env, &o->on_event);
