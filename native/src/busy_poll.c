@@ -38,10 +38,22 @@
  * against 13–15 without, at a quarter more CPU per byte
  * (docs/performance.md).
  *
+ * Idle work: JS may ask for one callback, `onIdle` (setIdleCallback), to run
+ * when the loop has nothing else to do, i.e. is about to sleep, and at the
+ * latest IDLE_MAX_DELAY_NS after it was asked for (requestIdle), so a loop
+ * that never sleeps still runs it. A uv_prepare handle, active only while a
+ * request is pending, decides before each poll. Why: the last steps of a
+ * close nobody waits for (the second FIN, the fd's close) done at once land
+ * in front of the next connection's SYN or request; deferred, a stream of
+ * short connections does a millisecond's worth of them in one go
+ * (docs/performance.md, "The second FIN when idle").
+ *
  * State is per Node environment (napi instance data); the addon is used on
- * the main thread only, but a worker loading it gets its own handle.
+ * the main thread only, but a worker loading it gets its own handles.
  */
 #include "busy_poll.h"
+
+#include "polled.h" /* vnet_call_js, vnet_delete_ref */
 
 #include <stdlib.h>
 
@@ -49,6 +61,8 @@
 #define GROW_START_NS 10000
 /* After a bulk read, how long no window starts: the smaller turns between a stream's reads (its ACKs) do not poll either. */
 #define BULK_HOLD_NS 1000000
+/* Idle work waits at most this long for the loop to go to sleep. */
+#define IDLE_MAX_DELAY_NS 1000000
 
 typedef struct busy_poll {
   uv_loop_t *loop;
@@ -61,9 +75,19 @@ typedef struct busy_poll {
   uint64_t deadline_ns;
   bool active;
   bool closing;
+  int handles_open;
   double polled; /* loop turns whose events came within the window: no sleep before them */
   double slept;  /* loop turns whose events came after the window */
   double bulk;   /* bulk reads: no window for BULK_HOLD_NS after each */
+  /* Idle work */
+  napi_env env;
+  uv_prepare_t prepare;
+  napi_ref on_idle;              /* setIdleCallback's function, or NULL */
+  napi_async_context idle_context;
+  bool idle_requested;
+  uint64_t idle_asked_ns;
+  double idle_runs;    /* onIdle calls */
+  double idle_overdue; /* of which, after IDLE_MAX_DELAY_NS of a loop that did not sleep */
 } busy_poll;
 
 static void on_idle(uv_idle_t *handle) {
@@ -113,13 +137,24 @@ void vnet_busy_poll_bulk(napi_env env) {
   b->deadline_ns = 0; /* the idle callback stops polling when this turn is over */
 }
 
-static void free_on_close(uv_handle_t *handle) { free(handle->data); }
+/* The memory goes with the last of the two handles' close callbacks. */
+static void free_on_close(uv_handle_t *handle) {
+  busy_poll *b = handle->data;
+  if (--b->handles_open == 0) free(b);
+}
 
-/* The environment is going away: close the handle; the memory goes with its close callback. */
+static void close_handles(busy_poll *b) {
+  uv_close((uv_handle_t *)&b->idle, free_on_close);
+  uv_close((uv_handle_t *)&b->prepare, free_on_close);
+}
+
+/* The environment is going away: close the handles; the memory goes with their close callbacks. */
 static void cleanup(void *arg) {
   busy_poll *b = arg;
   b->closing = true;
-  uv_close((uv_handle_t *)&b->idle, free_on_close);
+  if (b->idle_requested) uv_prepare_stop(&b->prepare);
+  b->idle_requested = false;
+  close_handles(b);
 }
 
 /* This environment's state, created on first use; NULL (and thrown) if it cannot be. */
@@ -129,20 +164,24 @@ static busy_poll *state_of(napi_env env) {
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || (b = calloc(1, sizeof *b)) == NULL) goto failed;
   b->loop = loop;
-  if (uv_idle_init(loop, &b->idle) != 0) {
-    free(b);
+  b->env = env;
+  if (uv_idle_init(loop, &b->idle) != 0 || uv_prepare_init(loop, &b->prepare) != 0) {
+    free(b); /* uv_idle_init and uv_prepare_init cannot fail on Linux; nothing to close */
     goto failed;
   }
   b->idle.data = b;
+  b->prepare.data = b;
+  b->handles_open = 2;
   uv_unref((uv_handle_t *)&b->idle);
+  uv_unref((uv_handle_t *)&b->prepare);
   if (napi_add_env_cleanup_hook(env, cleanup, b) != napi_ok) {
-    uv_close((uv_handle_t *)&b->idle, free_on_close);
+    close_handles(b);
     goto failed;
   }
   /* Last: nothing may find the state before it is whole, nor after it is gone. */
   if (napi_set_instance_data(env, b, NULL, NULL) != napi_ok) {
     napi_remove_env_cleanup_hook(env, cleanup, b);
-    uv_close((uv_handle_t *)&b->idle, free_on_close);
+    close_handles(b);
     goto failed;
   }
   return b;
@@ -173,13 +212,65 @@ static napi_value set_busy_poll(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Before each poll while idle work is pending: run it if the loop is about to sleep, or it waited long enough. */
+static void on_prepare(uv_prepare_t *handle) {
+  busy_poll *b = handle->data;
+  bool will_sleep = uv_backend_timeout(b->loop) != 0;
+  if (!will_sleep && uv_hrtime() - b->idle_asked_ns < IDLE_MAX_DELAY_NS) return;
+  uv_prepare_stop(handle);
+  b->idle_requested = false;
+  b->idle_runs++;
+  if (!will_sleep) b->idle_overdue++;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(b->env, &scope) != napi_ok) return;
+  napi_value fn, recv;
+  if (b->on_idle != NULL && napi_get_reference_value(b->env, b->on_idle, &fn) == napi_ok && fn != NULL &&
+      napi_get_global(b->env, &recv) == napi_ok) {
+    vnet_call_js(b->env, b->idle_context, recv, fn, 0, NULL);
+  }
+  napi_close_handle_scope(b->env, scope);
+  /* Asked again from inside: this turn's prepare phase is over, so keep its poll from sleeping; the next turn's serves it. */
+  if (b->idle_requested && !b->active && !b->closing && uv_idle_start(&b->idle, on_idle) == 0) b->active = true;
+}
+
+/* setIdleCallback(fn): the function requestIdle() runs when the loop is next quiet (replaces any before). */
+static napi_value set_idle_callback(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], name;
+  napi_valuetype type;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) {
+    vnet_throw(env, "VNET_ERR_INVALID_ARG", "the idle callback must be a function");
+    return NULL;
+  }
+  busy_poll *b = state_of(env);
+  if (b == NULL) return NULL;
+  vnet_delete_ref(env, &b->on_idle);
+  if (b->idle_context == NULL && (napi_create_string_utf8(env, "vnet:idle", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+                                  napi_async_init(env, NULL, name, &b->idle_context) != napi_ok)) {
+    return NULL;
+  }
+  napi_create_reference(env, argv[0], 1, &b->on_idle);
+  return NULL;
+}
+
+/* requestIdle(): onIdle runs once, at the loop's next quiet moment (or IDLE_MAX_DELAY_NS from now). */
+static napi_value request_idle(napi_env env, napi_callback_info info) {
+  (void)info;
+  busy_poll *b = state_of(env);
+  if (b == NULL || b->idle_requested || b->closing) return NULL;
+  b->idle_asked_ns = uv_hrtime();
+  if (uv_prepare_start(&b->prepare, on_prepare) == 0) b->idle_requested = true;
+  return NULL;
+}
+
 static bool set_number(napi_env env, napi_value object, const char *name, double value) {
   napi_value number;
   return napi_create_double(env, value, &number) == napi_ok &&
          napi_set_named_property(env, object, name, number) == napi_ok;
 }
 
-/* busyPollStats(): { budgetUs, windowUs, polled, slept, bulk } (all 0 before setBusyPoll). */
+/* busyPollStats(): { budgetUs, windowUs, polled, slept, bulk, idleRuns, idleOverdue } (all 0 before first use). */
 static napi_value busy_poll_stats(napi_env env, napi_callback_info info) {
   busy_poll *b = NULL;
   napi_get_instance_data(env, (void **)&b);
@@ -188,7 +279,8 @@ static napi_value busy_poll_stats(napi_env env, napi_callback_info info) {
   napi_value stats;
   if (napi_create_object(env, &stats) != napi_ok || !set_number(env, stats, "budgetUs", b->budget_ns / 1000.0) ||
       !set_number(env, stats, "windowUs", b->window_ns / 1000.0) || !set_number(env, stats, "polled", b->polled) ||
-      !set_number(env, stats, "slept", b->slept) || !set_number(env, stats, "bulk", b->bulk)) {
+      !set_number(env, stats, "slept", b->slept) || !set_number(env, stats, "bulk", b->bulk) ||
+      !set_number(env, stats, "idleRuns", b->idle_runs) || !set_number(env, stats, "idleOverdue", b->idle_overdue)) {
     return NULL;
   }
   return stats;
@@ -196,5 +288,7 @@ static napi_value busy_poll_stats(napi_env env, napi_callback_info info) {
 
 bool vnet_init_busy_poll(napi_env env, napi_value exports) {
   return vnet_export_function(env, exports, "setBusyPoll", set_busy_poll) &&
-         vnet_export_function(env, exports, "busyPollStats", busy_poll_stats);
+         vnet_export_function(env, exports, "busyPollStats", busy_poll_stats) &&
+         vnet_export_function(env, exports, "setIdleCallback", set_idle_callback) &&
+         vnet_export_function(env, exports, "requestIdle", request_idle);
 }

@@ -81,6 +81,11 @@ bool vnet_polled_call(vnet_polled *o, napi_ref fn_ref, size_t argc, const napi_v
 bool vnet_make_callback(napi_env env, napi_async_context context, napi_value recv, napi_value fn, size_t argc,
                         const napi_value *argv) {
   vnet_busy_poll_touch(env);
+  return vnet_call_js(env, context, recv, fn, argc, argv);
+}
+
+bool vnet_call_js(napi_env env, napi_async_context context, napi_value recv, napi_value fn, size_t argc,
+                  const napi_value *argv) {
   if (napi_make_callback(env, context, recv, fn, argc, argv, NULL) == napi_ok) return true;
   bool pending = false;
   napi_is_exception_pending(env, &pending);

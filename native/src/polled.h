@@ -52,6 +52,9 @@ void vnet_polled_abandon(vnet_polled *o);
  */
 bool vnet_make_callback(napi_env env, napi_async_context context, napi_value recv, napi_value fn, size_t argc,
                         const napi_value *argv);
+/* napi_make_callback without telling the busy poller (a callback that is not an fd event); false if `fn` threw. */
+bool vnet_call_js(napi_env env, napi_async_context context, napi_value recv, napi_value fn, size_t argc,
+                  const napi_value *argv);
 /* Calls `fn` with the object as `this` in its async context; false if it threw (sent to 'uncaughtException'). */
 bool vnet_polled_call(vnet_polled *o, napi_ref fn, size_t argc, const napi_value *argv);
 /*

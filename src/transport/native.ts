@@ -235,6 +235,10 @@ export interface NativeAddon {
    * reads, after which no window starts for a while (`bulk`).
    */
   busyPollStats(): BusyPollStats;
+  /** The function requestIdle() runs at the loop's next quiet moment (native/src/busy_poll.c, "Idle work"). */
+  setIdleCallback(onIdle: () => void): void;
+  /** Runs the idle callback once, when the loop next has nothing else to do, or 1 ms from now at the latest. */
+  requestIdle(): void;
   /**
    * Replaces the process with `file` run with `args` (argv[0] first), same
    * pid, environment and standard streams (execve(2)). Returns only when
@@ -250,6 +254,9 @@ export interface BusyPollStats {
   polled: number;
   slept: number;
   bulk: number;
+  /** Idle-work callbacks run (requestIdle), and of those, the ones run after 1 ms without a quiet turn. */
+  idleRuns: number;
+  idleOverdue: number;
 }
 
 /** What TcpSockets' onEvent reports (uv_poll's UV_READABLE, UV_WRITABLE; SPLICE_ENDED for a spliced pair). */

@@ -22,7 +22,9 @@
  *   failed write or shutdown is reported after the call, never inside
  *   `write()` or `end()`.
  * - Closing: a stream whose both directions ended closes its fd, as Node's
- *   sockets do; `destroy()`/`reset()` close at once. Errors (a refused
+ *   sockets do; `destroy()`/`reset()` close at once. The second FIN (the
+ *   host's end of file after our shutdown, or our shutdown after it) and
+ *   that close wait for the loop's next quiet moment (when-idle.ts). Errors (a refused
  *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
  * - Splicing: an accepted connection can instead be joined in the kernel to
  *   one made inside a guest's network namespace (`spliceAccepted`); the pair
@@ -33,6 +35,7 @@ import { getSystemErrorName } from 'node:util';
 import type { AcceptedHostSocket, HostStream, HostStreamEvents, HostTcpListener } from '../nat/tcp/host-stream.js';
 import { afterCall } from '../after-call.js';
 import { nativeAddon, TCP_POLL, TCP_STATE, type NativeTcpSockets } from './native.js';
+import { whenIdle } from './when-idle.js';
 
 const EAGAIN = -constants.errno.EAGAIN;
 /** Reads per readable event at most (libuv's streams stop at 32). */
@@ -333,6 +336,9 @@ class NativeHostStream implements HostStream, Slot {
     if (this.closed || this.ended) return;
     this.ended = true;
     if (this.pending.length > 0 || this.connecting) return; // the FIN follows the queued writes (or the connect)
+    // The host closed first: this FIN and the fd's close complete the
+    // connection, and nobody waits for them (see read()).
+    if (this.readEnded) return void whenIdle(() => this.shutdownIfOpen());
     // At once, in the order the guest closed: a peer that serves one
     // connection at a time reads this end of file before it accepts the next.
     this.shutdown();
@@ -397,14 +403,24 @@ class NativeHostStream implements HostStream, Slot {
         if (n < block.length) return;
       } else if (n === 0) {
         this.readEnded = true;
-        this.events.onHostEnd();
-        this.finishIfDone();
+        // After ours, the host's FIN ends a connection whose guest closed
+        // first: what is left (the FIN to the guest, the fd's close) waits
+        // for a quiet moment, as nobody waits for it; in front of the next
+        // connection's SYN or request it would delay them.
+        if (this.shutDown) whenIdle(() => this.endOfFile());
+        else this.endOfFile();
         return;
       } else {
         if (n !== EAGAIN) this.fail(n);
         return;
       }
     }
+  }
+
+  private endOfFile(): void {
+    if (this.closed) return;
+    this.events.onHostEnd();
+    this.finishIfDone();
   }
 
   private writePending(): void {
@@ -428,6 +444,10 @@ class NativeHostStream implements HostStream, Slot {
     if (!hadPending || this.closed) return;
     this.events.onHostDrain();
     if (this.ended && this.pending.length === 0 && !this.closed) this.shutdown();
+  }
+
+  private shutdownIfOpen(): void {
+    if (!this.closed) this.shutdown();
   }
 
   private shutdown(): void {

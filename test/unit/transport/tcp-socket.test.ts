@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 
 import type { HostStream, HostStreamEvents } from '../../../src/nat/tcp/host-stream.js';
+import { busyPollStats } from '../../../src/transport/busy-poll.js';
 import { NativeHostStreams } from '../../../src/transport/tcp-socket.js';
 import { keptAfterCollection } from '../../helpers/collected.js';
 
@@ -112,7 +113,7 @@ describe('NativeHostStreams', () => {
     assert.equal(stream.destroyed, true, 'both directions ended: the fd is closed');
   });
 
-  it('sends the FIN of end() at once, or with the close when the stream closes at once', async () => {
+  it('sends the FIN of end() at once, or when the loop is idle if the host ended first', async () => {
     const peers: net.Socket[] = [];
     const peerLog: string[] = [];
     const port = await server((s) => {
@@ -129,14 +130,20 @@ describe('NativeHostStreams', () => {
     first.end();
     assert.ok([TCP_FIN_WAIT1, TCP_FIN_WAIT2].includes(all.native.state(first.id)), 'FIN sent by end()');
     await until(() => peerLog.includes('end 0'), 'the peer to see the FIN');
-    // The host ended first: end() closes the stream at once, and the close is a FIN (not a RST).
+    // Then the host's FIN: it completes the close, so it is taken when the loop is idle, and the fd closes.
+    const idleBefore = busyPollStats()!.idleRuns;
+    peers[0]!.end();
+    await until(() => first.destroyed, 'the close after the host FIN');
+    assert.ok(busyPollStats()!.idleRuns > idleBefore, 'the host FIN was taken as idle work');
+    // The host ended first: end()'s FIN and the close come as idle work, and the close is a FIN (not a RST).
     const events = new Recorder();
     const second = all.open('127.0.0.1', port, events);
     await until(() => peers.length === 2, 'accept');
     peers[1]!.end();
     await until(() => events.log.includes('end'), 'the host FIN');
     second.end();
-    assert.equal(second.destroyed, true, 'both directions ended: closed at once');
+    assert.equal(second.destroyed, false, 'not inside end()');
+    await until(() => second.destroyed, 'both directions ended: closed when idle');
     await until(() => peerLog.includes('end 1'), 'the peer to see the FIN');
     assert.deepEqual(
       peerLog.filter((l) => l.startsWith('error')),

@@ -1,0 +1,44 @@
+/**
+ * Work that can wait for a quiet moment of the event loop
+ * (native/src/busy_poll.c, "Idle work"): tasks queued here run together when
+ * the loop has nothing else to do — before it would sleep, or on a polling
+ * turn that found no event — and at the latest 1 ms after the first was
+ * queued. Without the addon, on the loop's next turn (setImmediate).
+ *
+ * For what nobody waits for but still costs the daemon: done in front of the
+ * next frame, it delays that frame.
+ */
+import { NativeAddonMissingError, nativeAddon } from './native.js';
+
+let queued: Array<() => void> = [];
+let requested = false;
+/** The addon's requestIdle, once set up; null without the addon. */
+let request: (() => void) | null | undefined;
+
+/** Runs `task` at the loop's next quiet moment (with the others queued by then, in order). */
+export function whenIdle(task: () => void): void {
+  queued.push(task);
+  if (requested) return;
+  requested = true;
+  if (request === undefined) request = setUp();
+  if (request !== null) request();
+  else setImmediate(runQueued);
+}
+
+function setUp(): (() => void) | null {
+  try {
+    const addon = nativeAddon();
+    addon.setIdleCallback(runQueued);
+    return addon.requestIdle;
+  } catch (err) {
+    if (err instanceof NativeAddonMissingError) return null;
+    throw err;
+  }
+}
+
+function runQueued(): void {
+  requested = false;
+  const tasks = queued;
+  queued = [];
+  for (const task of tasks) task();
+}
