@@ -233,7 +233,7 @@ static void on_prepare(uv_prepare_t *handle) {
   if (b->idle_requested && !b->active && !b->closing && uv_idle_start(&b->idle, on_idle) == 0) b->active = true;
 }
 
-/* setIdleCallback(fn): the function requestIdle() runs when the loop is next quiet (replaces any before). */
+/* setIdleCallback(fn): the function requestIdle() runs when the loop would next sleep (replaces any before). */
 static napi_value set_idle_callback(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], name;
@@ -254,7 +254,7 @@ static napi_value set_idle_callback(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* requestIdle(): onIdle runs once, at the loop's next quiet moment (or IDLE_MAX_DELAY_NS from now). */
+/* requestIdle(): onIdle runs once, when the loop would next sleep (or IDLE_MAX_DELAY_NS from now). */
 static napi_value request_idle(napi_env env, napi_callback_info info) {
   (void)info;
   busy_poll *b = state_of(env);

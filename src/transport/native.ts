@@ -235,9 +235,9 @@ export interface NativeAddon {
    * reads, after which no window starts for a while (`bulk`).
    */
   busyPollStats(): BusyPollStats;
-  /** The function requestIdle() runs at the loop's next quiet moment (native/src/busy_poll.c, "Idle work"). */
+  /** The function requestIdle() runs when the loop would next sleep (native/src/busy_poll.c, "Idle work"). */
   setIdleCallback(onIdle: () => void): void;
-  /** Runs the idle callback once, when the loop next has nothing else to do, or 1 ms from now at the latest. */
+  /** Runs the idle callback once, when the loop would next sleep, or 1 ms from now at the latest. */
   requestIdle(): void;
   /**
    * Replaces the process with `file` run with `args` (argv[0] first), same
@@ -254,7 +254,7 @@ export interface BusyPollStats {
   polled: number;
   slept: number;
   bulk: number;
-  /** Idle-work callbacks run (requestIdle), and of those, the ones run after 1 ms without a quiet turn. */
+  /** Idle-work callbacks run (requestIdle), and of those, the ones run after 1 ms of a loop that did not sleep. */
   idleRuns: number;
   idleOverdue: number;
 }

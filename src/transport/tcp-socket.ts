@@ -24,8 +24,9 @@
  * - Closing: a stream whose both directions ended closes its fd, as Node's
  *   sockets do; `destroy()`/`reset()` close at once. The second FIN (the
  *   host's end of file after our shutdown, or our shutdown after it) and
- *   that close wait for the loop's next quiet moment (when-idle.ts). Errors (a refused
- *   connect, ECONNRESET) report `onHostError(code)` then `onHostClose()`.
+ *   that close wait until the loop would sleep, 1 ms at most (when-idle.ts).
+ *   Errors (a refused connect, ECONNRESET) report `onHostError(code)` then
+ *   `onHostClose()`.
  * - Splicing: an accepted connection can instead be joined in the kernel to
  *   one made inside a guest's network namespace (`spliceAccepted`); the pair
  *   is the addon's until it ends, and JS hears of it once.
@@ -405,8 +406,8 @@ class NativeHostStream implements HostStream, Slot {
         this.readEnded = true;
         // After ours, the host's FIN ends a connection whose guest closed
         // first: what is left (the FIN to the guest, the fd's close) waits
-        // for a quiet moment, as nobody waits for it; in front of the next
-        // connection's SYN or request it would delay them.
+        // until the loop would sleep, as nobody waits for it; in front of the
+        // next connection's SYN or request it would delay them.
         if (this.shutDown) whenIdle(() => this.endOfFile());
         else this.endOfFile();
         return;

@@ -1,9 +1,9 @@
 /**
- * Work that can wait for a quiet moment of the event loop
- * (native/src/busy_poll.c, "Idle work"): tasks queued here run together when
- * the loop has nothing else to do — before it would sleep, or on a polling
- * turn that found no event — and at the latest 1 ms after the first was
- * queued. Without the addon, on the loop's next turn (setImmediate).
+ * Work that can wait until the event loop has nothing else to do
+ * (native/src/busy_poll.c, "Idle work"): tasks queued here run together
+ * before the loop would sleep, and at the latest 1 ms after the first was
+ * queued, so a loop that never sleeps runs them in batches. Without the
+ * addon, on the loop's next turn (setImmediate).
  *
  * For what nobody waits for but still costs the daemon: done in front of the
  * next frame, it delays that frame.
@@ -15,7 +15,7 @@ let requested = false;
 /** The addon's requestIdle, once set up; null without the addon. */
 let request: (() => void) | null | undefined;
 
-/** Runs `task` at the loop's next quiet moment (with the others queued by then, in order). */
+/** Runs `task` when the loop would next sleep, or within 1 ms (with the others queued by then, in order). */
 export function whenIdle(task: () => void): void {
   queued.push(task);
   if (requested) return;
