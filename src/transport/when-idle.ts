@@ -40,5 +40,11 @@ function runQueued(): void {
   requested = false;
   const tasks = queued;
   queued = [];
-  for (const task of tasks) task();
+  let next = 0;
+  try {
+    while (next < tasks.length) tasks[next++]!();
+  } finally {
+    // After one that threw, the rest wait for the next round: they close fds.
+    for (const task of tasks.slice(next)) whenIdle(task);
+  }
 }
