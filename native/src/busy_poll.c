@@ -97,6 +97,11 @@ static void on_idle(uv_idle_t *handle) {
   b->active = false;
 }
 
+/* Keeps the loop turning without sleeping until on_idle sees deadline_ns pass. */
+static void keep_turning(busy_poll *b) {
+  if (!b->active && uv_idle_start(&b->idle, on_idle) == 0) b->active = true;
+}
+
 /* Adapts the window to the gap since the previous event (see "How long"). */
 static void adapt(busy_poll *b, uint64_t gap_ns) {
   if (gap_ns <= b->window_ns) {
@@ -126,7 +131,7 @@ void vnet_busy_poll_touch(napi_env env) {
   b->last_event_ns = now;
   if (b->window_ns == 0 || b->closing || streaming) return;
   b->deadline_ns = now + b->window_ns;
-  if (!b->active && uv_idle_start(&b->idle, on_idle) == 0) b->active = true;
+  keep_turning(b);
 }
 
 void vnet_busy_poll_bulk(napi_env env) {
@@ -152,9 +157,7 @@ static void close_handles(busy_poll *b) {
 static void cleanup(void *arg) {
   busy_poll *b = arg;
   b->closing = true;
-  if (b->idle_requested) uv_prepare_stop(&b->prepare);
-  b->idle_requested = false;
-  close_handles(b);
+  close_handles(b); /* uv_close stops an active handle */
 }
 
 /* This environment's state, created on first use; NULL (and thrown) if it cannot be. */
@@ -230,7 +233,7 @@ static void on_prepare(uv_prepare_t *handle) {
   }
   napi_close_handle_scope(b->env, scope);
   /* Asked again from inside: this turn's prepare phase is over, so keep its poll from sleeping; the next turn's serves it. */
-  if (b->idle_requested && !b->active && !b->closing && uv_idle_start(&b->idle, on_idle) == 0) b->active = true;
+  if (b->idle_requested && !b->closing) keep_turning(b);
 }
 
 /* setIdleCallback(fn): the function requestIdle() runs when the loop would next sleep (replaces any before). */
@@ -250,7 +253,9 @@ static napi_value set_idle_callback(napi_env env, napi_callback_info info) {
                                   napi_async_init(env, NULL, name, &b->idle_context) != napi_ok)) {
     return NULL;
   }
-  napi_create_reference(env, argv[0], 1, &b->on_idle);
+  if (napi_create_reference(env, argv[0], 1, &b->on_idle) != napi_ok) {
+    vnet_throw(env, "VNET_ERR_BUSY_POLL", "cannot keep the idle callback");
+  }
   return NULL;
 }
 
