@@ -12,10 +12,10 @@
 /* An fd event is being handled: keep the loop polling until the budget after now. */
 void vnet_busy_poll_touch(napi_env env);
 
-/* Reads of this many bytes in one go are a stream's, not an exchange's (see vnet_busy_poll_bulk). */
+/* Reads of this many bytes, in one go or in a short span, are a stream's, not an exchange's (see vnet_busy_poll_moved). */
 #define VNET_BULK_BYTES 16384
 
-/* A bulk read: the polling window ends, and none starts for a while (busy_poll.c, "Not for streams"). */
-void vnet_busy_poll_bulk(napi_env env);
+/* A read moved `bytes`: once they add up to a stream's, the polling window ends and none starts for a while (busy_poll.c, "Not for streams"). */
+void vnet_busy_poll_moved(napi_env env, size_t bytes);
 
 #endif

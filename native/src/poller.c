@@ -152,7 +152,7 @@ static void read_batches(vnet_poller *p) {
     bool drained;
     int err = read_batch(p, &count, &bytes, &drained);
     if (count > 0) {
-      if (bytes >= VNET_BULK_BYTES) vnet_busy_poll_bulk(p->base.env);
+      vnet_busy_poll_moved(p->base.env, bytes);
       napi_value argv[1];
       if (napi_create_uint32(p->base.env, count, &argv[0]) != napi_ok) return;
       if (!vnet_polled_call(&p->base, p->on_frames, 1, argv)) return;

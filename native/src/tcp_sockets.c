@@ -356,7 +356,7 @@ static napi_value sockets_read(napi_env env, napi_callback_info info) {
   size_t length;
   if (!bytes_arg(env, argv[1], &data, &length)) return NULL;
   ssize_t n = read(s->fd, data, length);
-  if (n >= VNET_BULK_BYTES) vnet_busy_poll_bulk(env);
+  if (n > 0) vnet_busy_poll_moved(env, (size_t)n);
   return int_value(env, n >= 0 ? (int32_t)n : -errno);
 }
 

@@ -186,8 +186,8 @@ void vnet_splice_on_poll(tcp_socket *s, int status, int events) {
   if (err == 0 && (events & UV_READABLE)) err = pump(p, k, &moved);
   if (err == 0 && (events & UV_WRITABLE)) err = pump(p, 1 - k, &moved);
   /* As for events that reach JS (busy_poll.c): an exchange keeps the loop polling, a stream does not. */
-  if (moved >= VNET_BULK_BYTES) vnet_busy_poll_bulk(p->owner->env);
-  else vnet_busy_poll_touch(p->owner->env);
+  vnet_busy_poll_moved(p->owner->env, moved);
+  vnet_busy_poll_touch(p->owner->env);
   if (err == 0 && p->dirs[0].shut && p->dirs[1].shut) return end_pair(p, 0);
   if (err == 0) err = repoll(p);
   if (err != 0) end_pair(p, err);

@@ -43,6 +43,7 @@
  *   from then on. status[segmented] counts the datagrams that left in such messages.
  * - close() is idempotent; no callback runs after it, even from inside one.
  */
+#include "busy_poll.h"
 #include "polled.h"
 
 #include <arpa/inet.h>
@@ -316,7 +317,7 @@ static void report_error(udp_socket *s, int err) {
 }
 
 /* One recvmmsg into the slots; returns datagrams read (≥ 0) or -errno. */
-static int read_batch(udp_socket *s, uint32_t *delivered, uint32_t *truncated) {
+static int read_batch(udp_socket *s, uint32_t *delivered, uint32_t *truncated, size_t *bytes) {
   udp_buffers *b = s->buffers;
   struct mmsghdr messages[RX_BATCH];
   struct iovec iov[RX_BATCH];
@@ -334,6 +335,7 @@ static int read_batch(udp_socket *s, uint32_t *delivered, uint32_t *truncated) {
   if (got < 0) return -errno;
   uint32_t n = 0;
   for (int i = 0; i < got; i++) {
+    *bytes += messages[i].msg_len;
     if (messages[i].msg_hdr.msg_flags & MSG_TRUNC) {
       (*truncated)++;
       continue;
@@ -363,7 +365,8 @@ static int read_batch(udp_socket *s, uint32_t *delivered, uint32_t *truncated) {
 static void read_batches(udp_socket *s) {
   for (int batch = 0; batch < BATCHES_PER_WAKEUP && s->base.reading && !s->base.closed; batch++) {
     uint32_t count = 0, truncated = 0;
-    int got = read_batch(s, &count, &truncated);
+    size_t bytes = 0;
+    int got = read_batch(s, &count, &truncated, &bytes);
     if (got < 0) {
       if (got == -EINTR) continue;
       if (got == -EAGAIN || got == -EWOULDBLOCK) return;
@@ -371,6 +374,7 @@ static void read_batches(udp_socket *s) {
       continue;
     }
     if (got > 0) {
+      vnet_busy_poll_moved(s->base.env, bytes);
       napi_value argv[2];
       if (napi_create_uint32(s->base.env, count, &argv[0]) != napi_ok ||
           napi_create_uint32(s->base.env, truncated, &argv[1]) != napi_ok) {

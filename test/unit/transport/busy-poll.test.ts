@@ -101,6 +101,17 @@ describe('busy polling', () => {
     assert.ok(polled < ROUND_TRIPS / 10, `polled ${polled}, slept ${slept}`);
   });
 
+  it('counts smaller reads that add up to a stream within a short span as bulk too', async () => {
+    setBusyPoll(10_000);
+    const before = busyPollStats()!;
+    // Each read is 6,000 bytes (under 16 KiB); three of them, a round trip and a half, make a stream's 16 KiB.
+    await pingPong(new Uint8Array(6_000).fill(0xcc));
+    const now = busyPollStats()!;
+    const { polled, slept } = delta(before, now);
+    assert.ok(now.bulk - before.bulk >= ROUND_TRIPS / 4, `bulk spans counted (${now.bulk - before.bulk})`);
+    assert.ok(polled < ROUND_TRIPS / 10, `polled ${polled}, slept ${slept}`);
+  });
+
   it('an idle loop stops polling: no CPU burnt once events stop', async () => {
     setBusyPoll(10_000);
     await pingPong();
