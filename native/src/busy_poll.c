@@ -32,12 +32,13 @@
  * Not for streams: VNET_BULK_BYTES read within STREAM_SPAN_NS, in one read
  * (a TAP batch, a host socket read) or in several (a stream of datagrams,
  * which polling picks up one or two at a time), end the window, and none
- * starts for BULK_HOLD_NS after it, so the small turns between a stream's
- * reads (its ACKs) do not poll either. A stream keeps the daemon busy anyway, and
- * spinning between its batches only takes the CPU from the processes at
- * both ends: measured, guest→host iperf3 ran 11–13 Gbit/s with polling
- * against 13–15 without, at a quarter more CPU per byte
- * (docs/performance.md).
+ * starts for BULK_HOLD_NS after them, so the small turns between a
+ * stream's reads (its ACKs) do not poll either. A stream keeps the daemon
+ * busy anyway, and spinning between its reads only takes the CPU from the
+ * processes at both ends: measured, guest→host iperf3 ran 11–13 Gbit/s with
+ * polling against 13–15 without, at a quarter more CPU per byte, and a UDP
+ * receiver behind the daemon got 14 % more of a 1 Gbit/s stream once its
+ * datagrams were counted (docs/performance.md).
  *
  * Idle work: JS may ask for one callback, `onIdle` (setIdleCallback), to run
  * when the loop has nothing else to do, i.e. is about to sleep, and at the
@@ -62,7 +63,7 @@
 #define GROW_START_NS 10000
 /* Reads that add up to VNET_BULK_BYTES within this span are a stream's (655 Mbit/s and more). */
 #define STREAM_SPAN_NS 200000
-/* After a bulk read, how long no window starts: the smaller turns between a stream's reads (its ACKs) do not poll either. */
+/* After a stream is seen, how long no window starts: the smaller turns between its reads (its ACKs) do not poll either. */
 #define BULK_HOLD_NS 1000000
 /* Idle work waits at most this long for the loop to go to sleep. */
 #define IDLE_MAX_DELAY_NS 1000000
@@ -75,15 +76,15 @@ typedef struct busy_poll {
   uint64_t last_event_ns;
   uint64_t last_turn; /* libuv's loop_count of the last turn with an event */
   uint64_t bulk_until_ns; /* no window starts before this: bulk data moved just before */
-  uint64_t moved_since_ns; /* bytes read since then, while under VNET_BULK_BYTES: */
-  size_t moved;
+  uint64_t moved_since_ns; /* start of the current span */
+  size_t moved;            /* bytes read in it, while fewer than VNET_BULK_BYTES */
   uint64_t deadline_ns;
   bool active;
   bool closing;
   int handles_open;
   double polled; /* loop turns whose events came within the window: no sleep before them */
   double slept;  /* loop turns whose events came after the window */
-  double bulk;   /* bulk reads: no window for BULK_HOLD_NS after each */
+  double bulk;   /* streams seen (VNET_BULK_BYTES within STREAM_SPAN_NS): no window for BULK_HOLD_NS after each */
   /* Idle work */
   napi_env env;
   uv_prepare_t prepare;

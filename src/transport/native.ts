@@ -231,8 +231,8 @@ export interface NativeAddon {
   setBusyPoll(microseconds: number): void;
   /**
    * The busy poller's budget and current window (µs), loop turns with events
-   * that came while polling (`polled`) or after a sleep (`slept`), and bulk
-   * reads, after which no window starts for a while (`bulk`).
+   * that came while polling (`polled`) or after a sleep (`slept`), and streams
+   * (16 KiB read within 200 µs), after which no window starts for a while (`bulk`).
    */
   busyPollStats(): BusyPollStats;
   /** The function requestIdle() runs when the loop would next sleep (native/src/busy_poll.c, "Idle work"). */
