@@ -47,8 +47,10 @@
  *   trip; owed to the next batch or a 1 ms timer not moved per ACK, 1.1
  *   frames per round trip instead of 2 but no gain in CPU or rate in five
  *   A/B pairs; a fourth time with busy polling, the ACK of one sub-MSS
- *   segment waiting up to 1 ms, no gain in three pairs either — so ACKs
- *   are not delayed. See docs/performance.md.)
+ *   segment waiting up to 1 ms, no gain in three pairs either; again with
+ *   the ACK owed to the loop's idle time, half the frames toward the guest
+ *   and no gain in 12 + 16 pairs — so ACKs are not delayed. See
+ *   docs/performance.md.)
  * - Loss toward the guest: RTO per RFC 6298 (backoff, min 200 ms), its RTT
  *   from the echo of our timestamp on every ACK of new data when timestamps
  *   are on (RFC 7323 §4, Appendix G's gains), else from one timed segment
