@@ -2,7 +2,8 @@
 // through src/transport/tcp-socket.ts), against Node peers on 127.0.0.1 only.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 
@@ -242,6 +243,26 @@ describe('NativeHostStreams', () => {
     set.open('127.0.0.1', port, unbindable, '192.0.2.1');
     await until(() => unbindable.log.includes('close'), 'the failed connect to report');
     assert.deepEqual(unbindable.log, ['error EADDRNOTAVAIL', 'close'], 'an address the host does not have');
+  });
+
+  it('connects to the loopback with reno, whatever congestion control the host defaults to', async (t) => {
+    const byDefault = readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim();
+    if (byDefault === 'reno') return t.skip('the default is reno: nothing to tell apart');
+    const clientPorts: number[] = [];
+    const port = await server((s) => clientPorts.push(s.remotePort!));
+    streams().open('127.0.0.1', port, new Recorder());
+    await until(() => clientPorts.length === 1, 'our connection');
+    const nodeSocket = net.connect(port, '127.0.0.1');
+    nodeSocket.on('error', () => {});
+    cleanups.push(() => nodeSocket.destroy());
+    await until(() => clientPorts.length === 2, "Node's connection");
+    // `ss -ti` names each socket's congestion control on its second line.
+    const congestion = (clientPort: number): string => {
+      const out = execFileSync('ss', ['-tinH', 'src', `127.0.0.1:${clientPort}`], { encoding: 'utf8' });
+      return out.split('\n')[1]?.trim().split(/\s+/)[0] ?? `none in: ${out}`;
+    };
+    assert.equal(congestion(clientPorts[0]!), 'reno');
+    assert.equal(congestion(clientPorts[1]!), byDefault, "Node's socket keeps the default");
   });
 
   it('stops reading while paused and goes on when resumed', async () => {
