@@ -256,10 +256,12 @@ describe('NativeHostStreams', () => {
     nodeSocket.on('error', () => {});
     cleanups.push(() => nodeSocket.destroy());
     await until(() => clientPorts.length === 2, "Node's connection");
-    // `ss -ti` names each socket's congestion control on its second line.
+    // `ss -ti` names each socket's congestion control on its second line (after `ts sack` where they are on).
+    const known = readFileSync('/proc/sys/net/ipv4/tcp_available_congestion_control', 'utf8').trim().split(/\s+/);
     const congestion = (clientPort: number): string => {
       const out = execFileSync('ss', ['-tinH', 'src', `127.0.0.1:${clientPort}`], { encoding: 'utf8' });
-      return out.split('\n')[1]?.trim().split(/\s+/)[0] ?? `none in: ${out}`;
+      const words = out.split('\n')[1]?.trim().split(/\s+/) ?? [];
+      return words.find((word) => known.includes(word)) ?? `none in: ${out}`;
     };
     assert.equal(congestion(clientPorts[0]!), 'reno');
     assert.equal(congestion(clientPorts[1]!), byDefault, "Node's socket keeps the default");
