@@ -161,8 +161,6 @@ function errnoError(negativeErrno: number, what: string): NodeJS.ErrnoException 
   return Object.assign(new Error(`${what}: ${code}`), { code, errno: negativeErrno });
 }
 
-/** Connections a listener takes per readable event at most (then the loop runs others). */
-const ACCEPTS_PER_EVENT = 64;
 /** A listener that cannot accept (out of fds) rests this long instead of spinning on its readable socket. */
 const ACCEPT_BACKOFF_MS = 100;
 
@@ -179,26 +177,32 @@ class NativeListener implements Slot, HostTcpListener {
     this.port = owner.native.localPort(id);
   }
 
+  /**
+   * One connection per readable event. Its first frame toward the guest (a
+   * forward's SYN) goes out when the event's JS returns, before any other
+   * accept(2); the poll is level-triggered, so the loop's next turn comes
+   * back for the rest of the queue, and the accept(2) that would find it
+   * empty (EAGAIN) is never made.
+   */
   onPoll(events: number): void {
+    if (this.closed) return;
     const native = this.owner.native;
-    for (let i = 0; i < ACCEPTS_PER_EVENT && !this.closed; i++) {
-      const child = native.accept(this.id);
-      if (child < 0) {
-        // ECONNABORTED: that client gave up, the next may be there; EMFILE and the like: rest.
-        if (child === -constants.errno.ECONNABORTED) continue;
-        if (child !== EAGAIN || events < 0) this.rest();
-        return;
-      }
-      const peer = native.peer(child);
-      const owner = this.owner;
-      this.onAccept({
-        peerIp: Math.floor(peer / 65536),
-        peerPort: peer % 65536,
-        open: (streamEvents) => owner.openAccepted(child, streamEvents),
-        close: () => owner.closeUnclaimed(child),
-        splice: (host, port, netnsFd, ended) => owner.spliceAccepted(child, host, port, netnsFd, ended),
-      });
+    const child = native.accept(this.id);
+    if (child < 0) {
+      // EAGAIN: nothing after all; ECONNABORTED: that client gave up (the poll says if another is there);
+      // EMFILE and the like, or a failed poll: rest.
+      if ((child !== EAGAIN && child !== -constants.errno.ECONNABORTED) || events < 0) this.rest();
+      return;
     }
+    const peer = native.peer(child);
+    const owner = this.owner;
+    this.onAccept({
+      peerIp: Math.floor(peer / 65536),
+      peerPort: peer % 65536,
+      open: (streamEvents) => owner.openAccepted(child, streamEvents),
+      close: () => owner.closeUnclaimed(child),
+      splice: (host, port, netnsFd, ended) => owner.spliceAccepted(child, host, port, netnsFd, ended),
+    });
   }
 
   close(): void {
@@ -292,8 +296,16 @@ class NativeHostStream implements HostStream, Slot {
   }
 
   start(): void {
-    this.updatePoll();
-    if (!this.connecting) afterCall(() => this.closed || this.events.onHostConnect());
+    if (this.connecting) return this.updatePoll();
+    // Connected already (accepted, or a connect(2) to the loopback that completed at once): the
+    // poll starts after the call, with the connection. A forward's pauses its stream at once, until
+    // the guest's handshake: it then starts no poll to stop again (uv_poll_start and uv_poll_stop
+    // each cost an epoll_ctl, in front of the SYN toward the guest).
+    afterCall(() => {
+      if (this.closed) return;
+      this.updatePoll();
+      this.events.onHostConnect();
+    });
   }
 
   write(data: Uint8Array, written?: () => void): void {
