@@ -30,6 +30,14 @@
  *   made for what is accepted.
  * - poll(id, events): what to be told about; 0 stops polling. Polling is
  *   level-triggered: a readable socket JS does not read reports again.
+ * - Poll changes: what poll() asks for is applied in the loop's prepare
+ *   phase, just before it polls, not at the call. A short connection asks
+ *   for several (a forward's socket is paused until the guest's handshake,
+ *   then read), and libuv makes each uv_poll_init, uv_poll_start and
+ *   uv_poll_stop cost epoll_ctl and ioctl calls; made at once, they stood
+ *   between an event and the frames JS sends for it. Applied later, they
+ *   follow those frames, a start and stop within one turn cost nothing, and
+ *   a slot that never polls (closed before) never makes its uv_poll.
  * - read(id, buffer) → bytes read, 0 at end of file, or a negative errno
  *   (-EAGAIN: nothing now). write(id, buffer, offset, length) → bytes taken
  *   (send(2) with MSG_NOSIGNAL), or a negative errno. writev(id, buffers)
@@ -76,11 +84,12 @@ void vnet_tcp_release(tcp_sockets *o, tcp_socket *s, bool reset) {
     struct linger linger = {1, 0};
     setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger);
   }
-  /* uv_close takes the fd out of epoll, so it comes before close(2). */
-  uv_close((uv_handle_t *)&s->handle, on_handle_closed);
+  /* uv_close takes the fd out of epoll, so it comes before close(2). A queued change finds the slot empty (or another's). */
+  if (s->polled) uv_close((uv_handle_t *)&s->handle, on_handle_closed);
   close(s->fd);
   o->slots[s->id] = NULL;
   o->free_list[o->free_count++] = s->id;
+  if (!s->polled) free(s);
 }
 
 void vnet_tcp_report(tcp_sockets *o, int32_t id, int32_t value) {
@@ -111,11 +120,62 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   vnet_tcp_report(s->owner, s->id, status < 0 ? status : events & (UV_READABLE | UV_WRITABLE));
 }
 
+/* A poll that could not be made: reported as a failed one is. */
+static void poll_failed(tcp_socket *s, int err) {
+  s->events = 0;
+  s->wanted = 0;
+  if (s->splice != NULL) return vnet_splice_on_poll(s, err, 0);
+  vnet_tcp_report(s->owner, s->id, err);
+}
+
+/* Makes the slot's uv_poll match what was asked for. */
+static void apply_change(tcp_socket *s) {
+  s->change_queued = false;
+  if (s->wanted == s->events) return;
+  if (!s->polled) {
+    int err = uv_poll_init(s->owner->loop, &s->handle, s->fd);
+    if (err != 0) return poll_failed(s, err);
+    s->handle.data = s;
+    s->polled = true;
+  }
+  int err = s->wanted == 0 ? uv_poll_stop(&s->handle) : uv_poll_start(&s->handle, s->wanted, on_poll);
+  if (err != 0) return poll_failed(s, err);
+  s->events = s->wanted;
+}
+
+/* The prepare phase: every queued change, those that JS queues meanwhile (a failure's report) too. */
+static void on_apply(uv_prepare_t *handle) {
+  tcp_sockets *o = handle->data;
+  for (uint32_t i = 0; i < o->changed_count; i++) {
+    int32_t id = o->changed[i];
+    tcp_socket *s = (uint32_t)id < o->used ? o->slots[id] : NULL;
+    if (s != NULL && s->change_queued) apply_change(s);
+  }
+  o->changed_count = 0;
+  uv_prepare_stop(handle);
+}
+
 int vnet_tcp_poll(tcp_socket *s, int events) {
-  if (events == s->events) return 0;
-  int err = events == 0 ? uv_poll_stop(&s->handle) : uv_poll_start(&s->handle, events, on_poll);
-  if (err == 0) s->events = events;
-  return err;
+  s->wanted = events;
+  tcp_sockets *o = s->owner;
+  if (s->change_queued || events == s->events || o->closed) return 0;
+  if (!o->apply_ready) {
+    if (uv_prepare_init(o->loop, &o->apply) != 0) return ENOMEM;
+    o->apply.data = o;
+    uv_unref((uv_handle_t *)&o->apply);
+    o->apply_ready = true;
+  }
+  if (o->changed_count == o->changed_capacity) {
+    uint32_t capacity = o->changed_capacity == 0 ? 64 : o->changed_capacity * 2;
+    int32_t *changed = realloc(o->changed, capacity * sizeof *changed);
+    if (changed == NULL) return ENOMEM;
+    o->changed = changed;
+    o->changed_capacity = capacity;
+  }
+  o->changed[o->changed_count++] = s->id;
+  s->change_queued = true;
+  uv_prepare_start(&o->apply, on_apply);
+  return 0;
 }
 
 /* A slot for `fd`: its id (≥ 0), or a negative errno (the fd is then still the caller's). */
@@ -132,12 +192,6 @@ static int32_t add_socket(tcp_sockets *o, int fd) {
   }
   tcp_socket *s = calloc(1, sizeof *s);
   if (s == NULL) return -ENOMEM;
-  int err = uv_poll_init(o->loop, &s->handle, fd);
-  if (err != 0) {
-    free(s);
-    return err;
-  }
-  s->handle.data = s;
   s->owner = o;
   s->fd = fd;
   s->id = o->free_count > 0 ? o->free_list[--o->free_count] : (int32_t)o->used++;
@@ -360,7 +414,7 @@ static napi_value sockets_poll(napi_env env, napi_callback_info info) {
     return NULL;
   }
   int err = vnet_tcp_poll(s, events & (UV_READABLE | UV_WRITABLE));
-  if (err != 0) vnet_throw_errno(env, "VNET_ERR_POLL", -err, "uv_poll_start");
+  if (err != 0) vnet_throw_errno(env, "VNET_ERR_POLL", err, "poll");
   return NULL;
 }
 
@@ -517,6 +571,22 @@ static napi_value sockets_close(napi_env env, napi_callback_info info) {
 }
 
 /* `finalizing`: the env may be going away; release only the sockets. */
+/* The memory goes once the JS object was finalized, every bound method collected (bound_methods.h) and `apply` closed. */
+static void free_when_done(void *owner) {
+  tcp_sockets *o = owner;
+  if (!o->finalized || o->methods.alive > 0 || !o->apply_closed) return;
+  free(o->slots);
+  free(o->free_list);
+  free(o->changed);
+  free(o);
+}
+
+static void on_apply_closed(uv_handle_t *handle) {
+  tcp_sockets *o = handle->data;
+  o->apply_closed = true;
+  free_when_done(o);
+}
+
 static void close_all(tcp_sockets *o, bool finalizing) {
   o->closed = true;
   for (uint32_t i = 0; i < o->used; i++) {
@@ -525,6 +595,9 @@ static void close_all(tcp_sockets *o, bool finalizing) {
   if (o->home_netns >= 0) close(o->home_netns);
   o->home_netns = -1;
   vnet_splice_close_spares(o);
+  o->changed_count = 0;
+  if (o->apply_ready) uv_close((uv_handle_t *)&o->apply, on_apply_closed);
+  else o->apply_closed = true;
   /* onEvent is JS's closure over this object: held, it would keep the object forever. */
   if (!finalizing) vnet_delete_ref(o->env, &o->on_event);
   /* The context of a callback we are inside goes when it returns (on_poll). */
@@ -538,15 +611,6 @@ static napi_value sockets_close_all(napi_env env, napi_callback_info info) {
   tcp_sockets *o = vnet_this(env, info, NULL, NULL, "TcpSockets");
   if (o != NULL && !o->closed) close_all(o, false);
   return NULL;
-}
-
-/* The memory goes once the JS object was finalized and every bound method collected (bound_methods.h). */
-static void free_when_done(void *owner) {
-  tcp_sockets *o = owner;
-  if (!o->finalized || o->methods.alive > 0) return;
-  free(o->slots);
-  free(o->free_list);
-  free(o);
 }
 
 static void finalize_sockets(napi_env env, void *data, void *hint) {
@@ -606,6 +670,7 @@ static napi_value sockets_new(napi_env env, napi_callback_info info) {
     if (o->async_context != NULL) napi_async_destroy(env, o->async_context);
     o->closed = true; /* for a bound method called before it is collected */
     o->finalized = true;
+    o->apply_closed = true; /* never initialized */
     free_when_done(o);
     return NULL;
   }

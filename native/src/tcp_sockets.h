@@ -24,6 +24,9 @@ typedef struct {
   int fd;
   int32_t id;
   int events;       /* what uv_poll was started with; 0 = stopped */
+  int wanted;       /* what JS (or the splice) asked for; applied before the loop polls */
+  bool change_queued; /* on the owner's `changed` list */
+  bool polled;      /* `handle` is initialized (at the first poll wanted) */
   uint32_t peer_ip; /* accepted sockets: the client (IPv4; 0 for IPv6) */
   uint16_t peer_port;
   tcp_splice *splice; /* set while the socket is one end of a spliced pair (tcp_splice.c) */
@@ -44,6 +47,13 @@ struct tcp_sockets {
   bool finalized;   /* the JS object is gone (or was never made whole) */
   bool dispatching; /* inside onEvent */
   int home_netns;   /* the JS thread's own network namespace (an fd), once a connect needed another */
+  /* Poll changes wait for the loop's prepare phase (see "Poll changes" in tcp_sockets.c). */
+  uv_prepare_t apply;
+  bool apply_ready;  /* `apply` is initialized */
+  bool apply_closed; /* ...and its close callback ran: the memory may go */
+  int32_t *changed; /* ids of slots whose poll may have to change */
+  uint32_t changed_count;
+  uint32_t changed_capacity;
   vnet_pipe spare_pipes[VNET_SPARE_PIPES];
   uint32_t spare_pipe_count;
   vnet_binding methods; /* the class's methods, bound to this object (bound_methods.h) */
@@ -52,7 +62,11 @@ struct tcp_sockets {
 /* What onEvent reports for a spliced pair that ended cleanly (a broken one: a negative errno). */
 #define VNET_SPLICE_ENDED 4
 
-/* Polls `s` for `events` (UV_READABLE | UV_WRITABLE; 0 stops); 0 or a libuv error. */
+/*
+ * Asks for `events` on `s` (UV_READABLE | UV_WRITABLE; 0 stops). Applied
+ * before the loop next polls; a failure then reaches JS (or the splice) as a
+ * failed poll would. 0, or ENOMEM when the change could not be queued.
+ */
 int vnet_tcp_poll(tcp_socket *s, int events);
 /* Closes the slot (`reset`: RST through SO_LINGER 0). */
 void vnet_tcp_release(tcp_sockets *o, tcp_socket *s, bool reset);
