@@ -570,7 +570,6 @@ static napi_value sockets_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* `finalizing`: the env may be going away; release only the sockets. */
 /* The memory goes once the JS object was finalized, every bound method collected (bound_methods.h) and `apply` closed. */
 static void free_when_done(void *owner) {
   tcp_sockets *o = owner;
@@ -587,6 +586,7 @@ static void on_apply_closed(uv_handle_t *handle) {
   free_when_done(o);
 }
 
+/* `finalizing`: the env may be going away; release only the sockets. */
 static void close_all(tcp_sockets *o, bool finalizing) {
   o->closed = true;
   for (uint32_t i = 0; i < o->used; i++) {

@@ -296,16 +296,8 @@ class NativeHostStream implements HostStream, Slot {
   }
 
   start(): void {
-    if (this.connecting) return this.updatePoll();
-    // Connected already (accepted, or a connect(2) to the loopback that completed at once): the
-    // poll starts after the call, with the connection. A forward's pauses its stream at once, until
-    // the guest's handshake: it then starts no poll to stop again (uv_poll_start and uv_poll_stop
-    // each cost an epoll_ctl, in front of the SYN toward the guest).
-    afterCall(() => {
-      if (this.closed) return;
-      this.updatePoll();
-      this.events.onHostConnect();
-    });
+    this.updatePoll();
+    if (!this.connecting) afterCall(() => this.closed || this.events.onHostConnect());
   }
 
   write(data: Uint8Array, written?: () => void): void {
