@@ -142,7 +142,7 @@ static void end_pair(tcp_splice *p, int err) {
 static int repoll(tcp_splice *p) {
   for (int k = 0; k < 2; k++) {
     int err = vnet_tcp_poll(p->ends[k], wanted_events(p, k));
-    if (err != 0) return -err;
+    if (err != 0) return err;
   }
   return 0;
 }
