@@ -20,6 +20,8 @@
  * - Batching: connections touched during a batch of guest frames are flushed
  *   once at its end (one promise job, src/after-call.ts): staged guest bytes
  *   go to the host socket in one write and one ACK goes back.
+ * - Flows: one table by flowKey (flow-table.ts: a Map that does not
+ *   reallocate itself at every close), collisions chained through `next`.
  * - Time: one timer heap and one `setTimeout` per NAT, armed for the
  *   earliest deadline (timer-heap.ts). `runTimers` is public for fake clocks.
  * - Limits (limits.ts): `maxFlows` (a SYN beyond it gets RST), `maxConnecting`
@@ -37,6 +39,7 @@ import { IpProtocol, type Ipv4View } from '../../wire/ipv4.js';
 import { parseTcpOptions, TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { Connection, flowKey, type ConnectionHost, type TcpState } from './connection.js';
 import { openNetHostStream, type AcceptedHostSocket, type HostStreamEvents, type OpenHostStream, type OpenLocalStream } from './host-stream.js';
+import { FlowTable } from './flow-table.js';
 import { DEFAULT_TCP_LIMITS, type TcpCounters, type TcpLimits } from './limits.js';
 import { BlockPool, READ_BLOCK_SIZE, STAGING_BLOCK_SIZE } from './block-pool.js';
 import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segment.js';
@@ -121,7 +124,7 @@ export class TcpNat implements ConnectionHost {
   private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
   private readonly verifyChecksum: boolean;
 
-  private readonly table = new Map<number, Connection>();
+  private readonly table = new FlowTable<Connection>();
   private count = 0;
   private connecting = 0;
   private ipId = 0;
