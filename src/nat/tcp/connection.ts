@@ -68,11 +68,13 @@
  * - Closing. Guest FIN → `socket.end()`; host 'end' → FIN after the queued
  *   data. Guest RST → host socket reset; host error/reset → RST to the guest.
  *   The side that closed first lingers (RFC 9293 §3.6): when the host closed
- *   first, the connection stays `timeWaitMs` after both FINs to re-ACK a
- *   repeated FIN; when the guest did, the guest's kernel keeps TIME-WAIT and
- *   the connection leaves the table as soon as the guest acknowledges our
- *   FIN (LAST-ACK → CLOSED), unless the host socket still holds some of the
- *   guest's bytes: then it lingers until they are written.
+ *   first, the flow stays `timeWaitMs` after both FINs to re-ACK a
+ *   repeated FIN (once its host socket is closed, as a TimeWait record of
+ *   ~100 bytes in the Connection's place: time-wait.ts); when the guest
+ *   did, the guest's kernel keeps TIME-WAIT and the connection leaves the
+ *   table as soon as the guest acknowledges our FIN (LAST-ACK → CLOSED),
+ *   unless the host socket still holds some of the guest's bytes: then it
+ *   lingers until they are written.
  * - Time. One deadline per connection in the NAT's timer heap: the earlier of
  *   the protocol timer (`rtoAt`: connect timeout, SYN/data retransmission,
  *   probe, linger) and the idle deadline (`lastActivity` + timeout for the
@@ -98,6 +100,7 @@
  *   closing      guest ACKs our FIN                      → timeWait
  *   lastAck      guest ACKs our FIN, socket flushed      → closed
  *   lastAck      guest ACKs our FIN, bytes still queued  → timeWait
+ *   timeWait     host socket closed                      → a TimeWait record
  *   timeWait     linger over (socket flushed)            → closed
  *   any          guest RST (exact sequence)              → closed        reset socket
  *   any          host error or unexpected close          → closed        RST to guest
@@ -125,6 +128,7 @@ import {
 import type { SharedBudget } from './shared-budget.js';
 import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
+import type { Flow, LingerState } from './time-wait.js';
 import type { HostStream, HostStreamEvents } from './host-stream.js';
 
 export type TcpState =
@@ -164,6 +168,8 @@ export interface ConnectionHost {
   deferTail(connection: Connection): void;
   /** Takes the connection out of the table and the timer heap. */
   remove(connection: Connection): void;
+  /** The connection lingers in TIME-WAIT with its socket closed: a TimeWait record (time-wait.ts) takes its place. */
+  settleTimeWait(connection: Connection): void;
   /** The connection left `connecting` (for the connect limit). */
   connectFinished(): void;
   nextIpId(): number;
@@ -251,8 +257,8 @@ export function flowKey(guestIp: number, guestPort: number, remoteIp: number, re
 export class Connection implements TimerItem, HostStreamEvents {
   timerAt = Infinity;
   timerIndex = -1;
-  /** Next connection with the same table key (rare: see flowKey). */
-  next: Connection | undefined = undefined;
+  /** Next flow with the same table key (rare: see flowKey). */
+  next: Flow | undefined = undefined;
   /** Set while queued for `flush` at the end of the batch. */
   dirty = false;
   state: TcpState;
@@ -495,6 +501,20 @@ export class Connection implements TimerItem, HostStreamEvents {
   private releaseReadBlock(): void {
     if (this.readBlock !== undefined && !this.readBlockQueued) this.host.readBlocks.give(this.readBlock);
     this.readBlock = undefined;
+  }
+
+  /** What the TimeWait record that takes this connection's place answers with (time-wait.ts). */
+  lingerState(): LingerState {
+    const window = Math.max(0, seqSub(this.rcvAdvEnd, this.rcvNxt));
+    return {
+      sndNxt: this.sndNxt,
+      rcvNxt: this.rcvNxt,
+      window: Math.min(0xffff, Math.ceil(window / (1 << this.rcvScale))),
+      tsOffset: this.tsOn ? this.tsOffset : NaN,
+      tsRecent: this.tsOn ? this.tsRecent : NaN,
+      pseudoBase: this.pseudoBase,
+      until: this.rtoAt,
+    };
   }
 
   /** A snapshot for stats and debugging. */
@@ -978,8 +998,10 @@ export class Connection implements TimerItem, HostStreamEvents {
 
   onHostClose(): void {
     switch (this.state) {
-      case 'closed':
       case 'timeWait':
+        this.host.settleTimeWait(this);
+        return;
+      case 'closed':
       case 'lastAck':
       case 'closing':
         return;

@@ -46,6 +46,7 @@ import { fillTcpChecksum, sharedSegmentFrame, writeSegmentHeaders } from './segm
 import { seqAdd, seqFromWire } from './seq.js';
 import { SharedBudget } from './shared-budget.js';
 import { TimerHeap } from './timer-heap.js';
+import { TimeWait, type Flow, type TimeWaitHost } from './time-wait.js';
 import { segmentTimestamp } from './timestamps.js';
 
 export type { TcpLimits } from './limits.js';
@@ -102,7 +103,7 @@ export interface TcpConnectionInfo {
 /** Largest delay `setTimeout` takes. */
 const MAX_TIMEOUT_MS = 0x7fffffff;
 
-export class TcpNat implements ConnectionHost {
+export class TcpNat implements ConnectionHost, TimeWaitHost {
   readonly link: GuestLink;
   readonly limits: Readonly<TcpLimits>;
   readonly readBlocks = new BlockPool(READ_BLOCK_SIZE, 128);
@@ -124,12 +125,12 @@ export class TcpNat implements ConnectionHost {
   private readonly sendIcmp: ((original: Uint8Array, code: number) => void) | undefined;
   private readonly verifyChecksum: boolean;
 
-  private readonly table = new FlowTable<Connection>();
+  private readonly table = new FlowTable<Flow>();
   private count = 0;
   private connecting = 0;
   private ipId = 0;
 
-  private readonly timers = new TimerHeap<Connection>();
+  private readonly timers = new TimerHeap<Flow>();
   private timeout: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
 
@@ -235,7 +236,7 @@ export class TcpNat implements ConnectionHost {
   stats(): TcpNatStats {
     const states: Partial<Record<TcpState, number>> = {};
     for (const head of this.table.values()) {
-      for (let c: Connection | undefined = head; c !== undefined; c = c.next) states[c.state] = (states[c.state] ?? 0) + 1;
+      for (let c: Flow | undefined = head; c !== undefined; c = c.next) states[c.state] = (states[c.state] ?? 0) + 1;
     }
     return {
       ...this.counters,
@@ -254,7 +255,7 @@ export class TcpNat implements ConnectionHost {
   connections(): TcpConnectionInfo[] {
     const out: TcpConnectionInfo[] = [];
     for (const head of this.table.values()) {
-      for (let c: Connection | undefined = head; c !== undefined; c = c.next) {
+      for (let c: Flow | undefined = head; c !== undefined; c = c.next) {
         out.push({ guestIp: c.guestIp, guestPort: c.guestPort, remoteIp: c.remoteIp, remotePort: c.remotePort, ...c.describe() });
       }
     }
@@ -263,9 +264,9 @@ export class TcpNat implements ConnectionHost {
 
   /** RST every flow of the guest at `guestIp` (it left the network): nothing of it stays behind. */
   closeGuest(guestIp: number): void {
-    const gone: Connection[] = [];
+    const gone: Flow[] = [];
     for (const head of this.table.values()) {
-      for (let c: Connection | undefined = head; c !== undefined; c = c.next) if (c.guestIp === guestIp >>> 0) gone.push(c);
+      for (let c: Flow | undefined = head; c !== undefined; c = c.next) if (c.guestIp === guestIp >>> 0) gone.push(c);
     }
     for (const c of gone) c.abort();
   }
@@ -273,8 +274,8 @@ export class TcpNat implements ConnectionHost {
   /** RST every flow and release every socket and timer. The NAT takes no more segments. */
   close(): void {
     this.closed = true;
-    const all: Connection[] = [];
-    for (const head of this.table.values()) for (let c: Connection | undefined = head; c !== undefined; c = c.next) all.push(c);
+    const all: Flow[] = [];
+    for (const head of this.table.values()) for (let c: Flow | undefined = head; c !== undefined; c = c.next) all.push(c);
     for (const c of all) c.abort();
     if (this.timeout !== undefined) clearTimeout(this.timeout);
     this.timeout = undefined;
@@ -297,10 +298,10 @@ export class TcpNat implements ConnectionHost {
     return this.clock();
   }
 
-  armTimer(connection: Connection, at: number): void {
-    if (connection.state === 'closed') return;
-    if (connection.timerIndex >= 0 && connection.timerAt <= at) return;
-    this.timers.schedule(connection, at);
+  armTimer(flow: Flow, at: number): void {
+    if (flow.state === 'closed') return;
+    if (flow.timerIndex >= 0 && flow.timerAt <= at) return;
+    this.timers.schedule(flow, at);
     if (at < this.wakeAt) this.wake(at);
   }
 
@@ -325,22 +326,33 @@ export class TcpNat implements ConnectionHost {
   remove(connection: Connection): void {
     this.toGuests.forget(connection);
     this.forHosts.forget(connection);
-    this.timers.cancel(connection);
-    const head = this.table.get(connection.key);
-    if (head === connection) {
-      if (connection.next === undefined) this.table.delete(connection.key);
-      else this.table.set(connection.key, connection.next);
+    this.unlink(connection);
+    this.counters.closed++;
+  }
+
+  settleTimeWait(connection: Connection): void {
+    const record = new TimeWait(this, connection.key, connection.guestIp, connection.guestPort, connection.remoteIp, connection.remotePort, connection.lingerState());
+    connection.close('destroy');
+    this.enter(record);
+    record.start();
+  }
+
+  unlink(flow: Flow): void {
+    this.timers.cancel(flow);
+    const head = this.table.get(flow.key);
+    if (head === flow) {
+      if (flow.next === undefined) this.table.delete(flow.key);
+      else this.table.set(flow.key, flow.next);
     } else {
-      for (let c = head; c !== undefined; c = c.next) {
-        if (c.next === connection) {
-          c.next = connection.next;
+      for (let f = head; f !== undefined; f = f.next) {
+        if (f.next === flow) {
+          f.next = flow.next;
           break;
         }
       }
     }
-    connection.next = undefined;
+    flow.next = undefined;
     this.count--;
-    this.counters.closed++;
   }
 
   connectFinished(): void {
@@ -398,13 +410,17 @@ export class TcpNat implements ConnectionHost {
   }
 
   private insert(connection: Connection): void {
-    connection.next = this.table.get(connection.key);
-    this.table.set(connection.key, connection);
-    this.count++;
+    this.enter(connection);
     this.counters.opened++;
   }
 
-  private lookup(guestIp: number, guestPort: number, remoteIp: number, remotePort: number): Connection | undefined {
+  private enter(flow: Flow): void {
+    flow.next = this.table.get(flow.key);
+    this.table.set(flow.key, flow);
+    this.count++;
+  }
+
+  private lookup(guestIp: number, guestPort: number, remoteIp: number, remotePort: number): Flow | undefined {
     let c = this.table.get(flowKey(guestIp, guestPort, remoteIp, remotePort));
     while (c !== undefined && (c.remoteIp !== remoteIp || c.remotePort !== remotePort || c.guestIp !== guestIp || c.guestPort !== guestPort)) c = c.next;
     return c;

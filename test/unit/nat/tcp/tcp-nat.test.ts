@@ -899,6 +899,66 @@ describe('TcpNat timestamps (RFC 7323)', () => {
     await reuse(c.tsVal + 100).connect();
     await until(() => srv.sockets.length === 2, 2000, 'the second host connection');
   });
+
+  /** A connection the host closed first, in TIME-WAIT with its host socket closed: only the TimeWait record is left. */
+  async function lingering(timestamps: boolean) {
+    const time = fakeClock();
+    const r = rig({ clock: time.clock, limits: { timeWaitMs: 1000 } });
+    let hostClosed = false;
+    const srv = await server((s) => {
+      s.resume();
+      s.end();
+      s.on('close', () => (hostClosed = true));
+    });
+    const c = new GuestTcp(r.guest, { localPort: port(), remotePort: srv.port, timestamps });
+    await c.connect();
+    await until(() => c.finReceived, 2000, 'the host\'s FIN');
+    c.end();
+    await until(() => hostClosed, 2000, 'the host socket to close');
+    // A TimeWait record describes itself with no queue and no RTO, as a Connection never does.
+    await until(() => r.nat.connections()[0]?.rto === 0, 2000, 'the TIME-WAIT record');
+    assert.deepEqual(r.nat.connections(), [{ guestIp: GUEST_IP, guestPort: c.localPort, remoteIp: REMOTE_IP, remotePort: srv.port, state: 'timeWait', queued: 0, inFlight: 0, sendWindow: 0, buffered: 0, rto: 0 }]);
+    const mark = r.link.sent.length;
+    return { ...r, c, time, replies: () => r.link.sent.slice(mark) };
+  }
+
+  for (const timestamps of [true, false]) {
+    it(`in TIME-WAIT with its socket closed, re-acknowledges a repeated FIN, restarts the linger, ignores a stray ACK, then leaves (timestamps ${timestamps ? 'on' : 'off'})`, async () => {
+      const { nat, link, c, time, replies } = await lingering(timestamps);
+      const tsval = c.tsVal;
+      c.sendSegment(TcpFlags.FIN | TcpFlags.ACK, c.sndNxt - 1, c.rcvNxt); // our ACK of its FIN was lost
+      assert.equal(replies().length, 1, 'one ACK');
+      const ack = replies()[0]!;
+      assert.equal(ack.flags, TcpFlags.ACK);
+      assert.equal(ack.seq, c.rcvNxt, 'SEQ: past our FIN');
+      assert.equal(ack.ack, c.sndNxt, 'ACK: past the guest\'s FIN');
+      assert.equal(ack.srcPort, c.remotePort);
+      assert.equal(ack.dstPort, c.localPort);
+      if (timestamps) assert.equal(ack.options.timestamp?.echoReply, tsval - 1, 'TSecr: TS.Recent, the guest\'s FIN\'s');
+      else assert.equal(ack.options.timestamp, undefined);
+      c.sendSegment(TcpFlags.ACK, c.sndNxt, c.rcvNxt);
+      assert.equal(replies().length, 1, 'no answer to a stray ACK');
+      time.now += 800;
+      nat.runTimers();
+      assert.equal(nat.flowCount, 1, 'the FIN restarted the linger');
+      time.now += 300;
+      nat.runTimers();
+      assert.equal(nat.flowCount, 0);
+      assert.equal(nat.stats().states.timeWait, undefined);
+      assert.deepEqual(link.errors, []);
+    });
+  }
+
+  it('in TIME-WAIT with its socket closed, leaves at a RST at RCV.NXT and answers another with a challenge ACK (RFC 5961 §3.2)', async () => {
+    const { nat, c, replies } = await lingering(true);
+    c.sendSegment(TcpFlags.RST, c.sndNxt + 10, 0);
+    assert.equal(replies().length, 1);
+    assert.equal(replies()[0]!.flags, TcpFlags.ACK);
+    assert.equal(nat.flowCount, 1);
+    c.sendSegment(TcpFlags.RST, c.sndNxt, 0);
+    assert.equal(nat.flowCount, 0);
+    assert.equal(replies().length, 1);
+  });
 });
 
 describe('TcpNat port forward', () => {
