@@ -3,13 +3,18 @@
  * them to a daemon started without them (`node bin/vnet daemon`: npm start,
  * the tests, a unit file).
  *
- * - `--interrupt-budget=16384`: V8 optimizes a function once it has run this
- *   many bytes of bytecode (a quarter of V8 11's default, 67,584). A
- *   daemon's packet path is hot for hours, so it should reach optimized code
- *   early: on a fresh daemon the first thousands of NAT'd connections cost
- *   2–4× the CPU of later ones while the connection code still runs
- *   unoptimized, and with this budget that phase is about half as long
- *   (docs/performance.md, "JIT warm-up").
+ * - `--interrupt-budget=4096`: V8 optimizes a function once it has run this
+ *   many bytes of bytecode (V8 11's default is 67,584). A daemon's packet
+ *   path is hot for hours, so it should reach optimized code early: on a
+ *   fresh daemon the first thousands of NAT'd connections cost 2–4× the CPU
+ *   of later ones while the connection code still runs unoptimized, and
+ *   after a burst of bulk traffic part of it is deoptimized (paths and
+ *   number representations it had not seen) and runs unoptimized again
+ *   until it is recompiled. 16,384 made the first phase about half as
+ *   long; 4,096 then ran the short connections of a fresh daemon and those
+ *   right after bulk traffic 1.13× as fast as 16,384, and warm ones alike
+ *   (docs/performance.md, "JIT warm-up" and "Optimized sooner, and again
+ *   after bulk traffic").
  * - `--no-memory-reducer`: once a process goes quiet after allocating, V8's
  *   memory reducer runs garbage collections that shrink the heap. Those
  *   collections do not keep maps alive (V8 skips `--retain-maps-for-n-gc`
@@ -31,7 +36,7 @@ import v8 from 'node:v8';
 import { nativeAddon } from '../transport/native.js';
 
 /** Optimize after this many bytes of bytecode (V8's default is 67,584). */
-export const INTERRUPT_BUDGET = 16384;
+export const INTERRUPT_BUDGET = 4096;
 
 export const DAEMON_NODE_FLAGS: readonly string[] = [`--interrupt-budget=${INTERRUPT_BUDGET}`, '--no-memory-reducer'];
 

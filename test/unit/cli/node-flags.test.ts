@@ -9,9 +9,9 @@ describe('the daemon V8 flags', () => {
   });
 
   test('a flag given either way, with any value or spelling, is not added again', () => {
-    assert.deepEqual(missingNodeFlags(['--no-memory-reducer']), ['--interrupt-budget=16384']);
-    assert.deepEqual(missingNodeFlags(['--memory-reducer']), ['--interrupt-budget=16384']);
-    assert.deepEqual(missingNodeFlags(['--memory_reducer']), ['--interrupt-budget=16384']);
+    assert.deepEqual(missingNodeFlags(['--no-memory-reducer']), ['--interrupt-budget=4096']);
+    assert.deepEqual(missingNodeFlags(['--memory-reducer']), ['--interrupt-budget=4096']);
+    assert.deepEqual(missingNodeFlags(['--memory_reducer']), ['--interrupt-budget=4096']);
     assert.deepEqual(missingNodeFlags(['--interrupt-budget=1000']), ['--no-memory-reducer']);
     assert.deepEqual(missingNodeFlags(['--interrupt_budget=1000', '--no-memory-reducer']), []);
   });
