@@ -15,6 +15,7 @@ import { resolveHome, socketPath } from '../model/home.js';
 import { buildRoutes } from '../api/routes.js';
 import { boundPort, ensureToken, listenTcp, listenUnix } from '../api/server.js';
 import { Daemon } from '../daemon/daemon.js';
+import { YoungGenerationKeeper } from '../daemon/young-generation.js';
 import { setBusyPoll } from '../transport/busy-poll.js';
 import { parseArgs, single, usageError } from './argv.js';
 import { restartWithNodeFlags } from './node-flags.js';
@@ -81,6 +82,8 @@ export async function runDaemon(args: string[], globalHome?: string): Promise<vo
   }
   await daemon.resume();
   daemon.startSampling();
+  const youngGeneration = new YoungGenerationKeeper();
+  youngGeneration.start();
   log(`vnet daemon serving ${socketPath(home)}`);
   if (unixPath !== null) log(`API also on ${unixPath}`);
   try {
@@ -104,12 +107,14 @@ export async function runDaemon(args: string[], globalHome?: string): Promise<vo
     }
   } catch (err) {
     // Nothing half-started: a TCP address that cannot be bound stops the daemon with a clear error.
+    youngGeneration.stop();
     daemon.shutdown();
     for (const server of servers) server.close();
     throw err;
   }
   const stop = () => {
     log('shutting down; running guests keep their links for the next daemon');
+    youngGeneration.stop();
     daemon.shutdown();
     for (const server of servers) server.close();
     process.exit(0);
