@@ -31,7 +31,7 @@ export const KEEP_MS = 60_000;
 const TICK_MS = 1000;
 /** CPU time in one tick above which the daemon was busy: 1 % of a core, well above the top-up's own. */
 const BUSY_CPU_US = 10_000;
-/** Elements of one piece of garbage: a 8 KiB backing store, a young-generation object (not a large one). */
+/** Elements of one piece of garbage: an 8 KiB backing store, a young-generation object (not a large one). */
 const PIECE_ELEMENTS = 1024;
 const PIECE_BYTES = PIECE_ELEMENTS * 8;
 
