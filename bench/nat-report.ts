@@ -1,11 +1,14 @@
 /**
  * The NAT suite's table: one row per figure and MTU, vnet next to
- * slirp4netns and pasta measured in the same run, and vnet's ratio to each
- * (✓ = vnet ahead on that row). Medians over reps; noisy measurements are
- * used only where no clean one exists, and such cells are marked `*`.
+ * slirp4netns and pasta measured in the same run, and vnet's ratio of
+ * medians to each, marked ✓ (ahead) or ✗ (behind) when rep by rep the two
+ * are apart (the 95 % interval of the paired ratio, paired-ratio.ts, leaves
+ * out 1 on the medians' side) and ≈ when they are not. Noisy measurements
+ * are used only where no clean one exists, and such cells are marked `*`.
  */
 import type { NatEngineName } from './nat-engines.js';
 import type { NatMeasurement } from './nat.js';
+import { pairedRatio } from './paired-ratio.js';
 import { median } from './report.js';
 
 interface Row {
@@ -28,11 +31,13 @@ interface Row {
   info?: boolean;
 }
 
-const medianOf = (rows: NatMeasurement[], pick: (m: NatMeasurement) => number | null | undefined): number =>
-  median(rows.flatMap((m) => {
+const valuesOf = (rows: NatMeasurement[], pick: (m: NatMeasurement) => number | null | undefined): number[] =>
+  rows.flatMap((m) => {
     const v = pick(m);
     return typeof v === 'number' && Number.isFinite(v) ? [v] : [];
-  }));
+  });
+
+const medianOf = (rows: NatMeasurement[], pick: (m: NatMeasurement) => number | null | undefined): number => median(valuesOf(rows, pick));
 
 const fmt = (value: number, digits: number): string =>
   Number.isFinite(value) ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : '—';
@@ -68,31 +73,52 @@ function pick(results: NatMeasurement[], engine: NatEngineName, mtu: number, tes
 }
 
 interface Cell {
+  /** The median over the reps. */
   value: number;
+  /** Each rep's figure, by rep number. */
+  reps: Map<number, number>;
   text: string;
 }
 
 function cell(results: NatMeasurement[], engine: NatEngineName, mtu: number, test: string, row: Row): Cell {
   const { rows, noisy } = pick(results, engine, mtu, test);
   const failed = results.some((m) => m.engine === engine && m.mtu === mtu && m.test === test && m.error);
-  const value = medianOf(rows, row.value);
-  if (!Number.isFinite(value)) return { value, text: failed ? 'fails' : '—' };
-  return { value, text: `${fmt(value, row.digits)}${row.detail ? ` (${row.detail(rows)})` : ''}${noisy ? ' *' : ''}` };
+  const reps = new Map(rows.flatMap((m) => valuesOf([m], row.value).map((v): [number, number] => [m.rep, v])));
+  const value = median([...reps.values()]);
+  if (!Number.isFinite(value)) return { value, reps, text: failed ? 'fails' : '—' };
+  return { value, reps, text: `${fmt(value, row.digits)}${row.detail ? ` (${row.detail(rows)})` : ''}${noisy ? ' *' : ''}` };
 }
 
-function ratioText(vnet: number, anchor: number, row: Row): { text: string; ahead: boolean | null } {
-  const ratio = vnet / anchor;
-  if (!Number.isFinite(ratio)) return { text: '—', ahead: null };
+interface Verdict {
+  text: string;
+  /** vnet's median is the better one; null when there is nothing to compare. */
+  ahead: boolean | null;
+  /** Rep by rep, the two are apart on the medians' side (the paired ratio's 95 % interval leaves out 1). */
+  apart: boolean;
+}
+
+function ratioText(vnet: Cell, anchor: Cell, row: Row): Verdict {
+  const ratio = vnet.value / anchor.value;
+  if (!Number.isFinite(ratio)) return { text: '—', ahead: null, apart: false };
   const ahead = row.better === 'higher' ? ratio > 1 : ratio < 1;
-  return { text: `${ratio.toFixed(2)}${row.info ? '' : ahead ? ' ✓' : ' ✗'}`, ahead };
+  const paired = pairedRatio([...vnet.reps].flatMap(([rep, v]) => (anchor.reps.has(rep) ? [[v, anchor.reps.get(rep)!] as [number, number]] : [])));
+  // The interval must leave out 1 on the side the medians put the ratio.
+  const apart = paired !== null && (ratio > 1 ? paired.low > 1 : paired.high < 1);
+  const mark = row.info ? '' : !apart ? ' ≈' : ahead ? ' ✓' : ' ✗';
+  return { text: `${ratio.toFixed(2)}${mark}`, ahead, apart };
 }
 
 export interface NatTable {
   markdown: string;
-  /** Goal rows where vnet is ahead of every anchor measured, and goal rows compared. */
+  /** Goal rows where vnet's medians are ahead of every anchor measured, and goal rows compared. */
   ahead: number;
   compared: number;
+  /** Goal rows where some anchor's median is ahead. */
   behind: string[];
+  /** Goal rows where vnet is ahead of every anchor with the reps apart. */
+  aheadApart: number;
+  /** Goal rows where some anchor is ahead with the reps apart. */
+  behindApart: string[];
 }
 
 export function natTable(results: NatMeasurement[]): NatTable {
@@ -102,8 +128,10 @@ export function natTable(results: NatMeasurement[]): NatTable {
     '|---|---:|---:|---:|---:|---:|---:|',
   ];
   let ahead = 0;
+  let aheadApart = 0;
   let compared = 0;
   const behind: string[] = [];
+  const behindApart: string[] = [];
   for (const mtu of mtus) {
     for (const row of ROWS) {
       if (!results.some((m) => m.mtu === mtu && (m.test === row.test || m.test === row.alt))) continue;
@@ -114,10 +142,10 @@ export function natTable(results: NatMeasurement[]): NatTable {
       const [vnetAlt, pastaAlt] = [alt('vnet'), alt('pasta')].map((c) => (c && c.text !== '—' ? c : null));
       // vnet's TAP path against pasta's; without one of its own, vnet's only path against both of pasta's.
       const vnetTap = vnetAlt ?? vnet;
-      const vsSlirp = ratioText(vnet.value, slirp.value, row);
-      const vsSlirpAlt = vnetAlt ? ratioText(vnetAlt.value, slirp.value, row) : null;
-      const vsPasta = ratioText(vnet.value, pasta.value, row);
-      const vsPastaAlt = pastaAlt ? ratioText(vnetTap.value, pastaAlt.value, row) : null;
+      const vsSlirp = ratioText(vnet, slirp, row);
+      const vsSlirpAlt = vnetAlt ? ratioText(vnetAlt, slirp, row) : null;
+      const vsPasta = ratioText(vnet, pasta, row);
+      const vsPastaAlt = pastaAlt ? ratioText(vnetTap, pastaAlt, row) : null;
       const [firstLabel, secondLabel] = row.altLabels ?? ['spliced', 'TAP'];
       const both = (first: string, second: string | undefined, labels: boolean) =>
         second === undefined || second === '—' ? first : labels ? `${first} ${firstLabel} / ${second} ${secondLabel}` : `${first} / ${second}`;
@@ -126,12 +154,15 @@ export function natTable(results: NatMeasurement[]): NatTable {
           `| ${both(vsSlirp.text, vsSlirpAlt?.text, false)} | ${both(vsPasta.text, vsPastaAlt?.text, false)} |`,
       );
       if (row.info) continue;
-      const verdicts = [vsSlirp.ahead, vsSlirpAlt?.ahead ?? null, vsPasta.ahead, vsPastaAlt?.ahead ?? null].filter((v) => v !== null);
+      const verdicts = [vsSlirp, vsSlirpAlt, vsPasta, vsPastaAlt].filter((v): v is Verdict => v !== null && v.ahead !== null);
       if (!verdicts.length) continue;
       compared++;
-      if (verdicts.every(Boolean)) ahead++;
-      else behind.push(`${row.title} @${mtu}`);
+      const name = `${row.title} @${mtu}`;
+      if (verdicts.every((v) => v.ahead)) ahead++;
+      else behind.push(name);
+      if (verdicts.every((v) => v.ahead && v.apart)) aheadApart++;
+      if (verdicts.some((v) => !v.ahead && v.apart)) behindApart.push(name);
     }
   }
-  return { markdown: lines.join('\n'), ahead, compared, behind };
+  return { markdown: lines.join('\n'), ahead, compared, behind, aheadApart, behindApart };
 }

@@ -15,7 +15,8 @@
  *           [--max-minutes 25] (no new rep starts after that).
  *
  * Prints one line per measurement, then a Markdown table of medians, and
- * appends JSONL to `--out`. Exit status: 0 when every measurement produced a
+ * appends JSONL to `--out`. `--from A.jsonl,B.jsonl` measures nothing: it
+ * prints the tables of earlier runs (needs no root). Exit status: 0 when every measurement produced a
  * number (whatever the number is), 1 when setup broke or a run failed, 2 for
  * bad arguments. Everything it creates lives in namespaces `vnb-*-<id>` and
  * is removed at the end, on errors, and on SIGINT/SIGTERM.
@@ -23,6 +24,7 @@
  * Profiling: VNET_BENCH_CPU_PROF=DIR runs the daemon under `node --cpu-prof`;
  * the profile lands in DIR when the daemon exits at the end of the run.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runIntnet } from './intnet.js';
@@ -41,7 +43,8 @@ const GOAL_RATIO = 0.6;
 const GOAL_MTU = 65520;
 
 const USAGE = `usage: npm run bench -- [--suite intnet|nat|all] [--reps N] [--duration S] [--mtu 1500,65520] [--no-reverse] [--out DIR]
-       nat only: [--engines vnet,slirp4netns,pasta] [--tests tcp_g2h,...] [--max-minutes M]`;
+       nat only: [--engines vnet,slirp4netns,pasta] [--tests tcp_g2h,...] [--max-minutes M]
+       npm run bench -- --from RUN.jsonl[,RUN.jsonl]   (the tables of earlier runs)`;
 
 interface Options {
   suite: SuiteName;
@@ -53,6 +56,8 @@ interface Options {
   engines: NatEngineName[];
   tests: string[] | null;
   maxMinutes: number;
+  /** JSONL files of earlier runs to print, instead of measuring. */
+  from: string[];
 }
 
 function parseOptions(argv: string[]): Options {
@@ -68,6 +73,7 @@ function parseOptions(argv: string[]): Options {
       engines: { type: 'string', default: NAT_ENGINES.join(',') },
       tests: { type: 'string', default: '' },
       'max-minutes': { type: 'string', default: '25' },
+      from: { type: 'string', default: '' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -101,6 +107,7 @@ function parseOptions(argv: string[]): Options {
     engines: listOf('engines', values.engines, NAT_ENGINES),
     tests: values.tests ? listOf('tests', values.tests, NAT_TESTS.map((t) => t.name)) : null,
     maxMinutes: count('max-minutes', values['max-minutes'], 24 * 60),
+    from: values.from ? values.from.split(',').map((file) => resolve(file.trim())) : [],
   };
 }
 
@@ -112,6 +119,7 @@ async function main(): Promise<number> {
     console.error(`bench: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
+  if (options.from.length) return printEarlierRuns(options.from);
   if (process.getuid?.() !== 0) {
     console.error('bench: needs root (it creates network namespaces, veths, a bridge and TAPs)');
     return 1;
@@ -157,6 +165,15 @@ async function main(): Promise<number> {
     await lab.cleanup();
   }
 
+  printTables(results, natResults);
+  console.log(`\nraw results: ${out.path}`);
+  // An anchor failing a test (pasta's UDP forward from 127.0.0.1) is a finding about the anchor, shown in the table.
+  const failedRuns = [...results, ...natResults.filter((r) => r.engine === 'vnet')].filter((r) => r.error).length;
+  if (failedRuns) console.error(`bench: ${failedRuns} run(s) produced no number (see above)`);
+  return setupFailed || failedRuns ? 1 : 0;
+}
+
+function printTables(results: Measurement[], natResults: NatMeasurement[]): void {
   if (results.length) {
     console.log(`\n${markdownTable(results)}\n`);
     console.log(goalLine(results));
@@ -164,15 +181,43 @@ async function main(): Promise<number> {
   if (natResults.length) {
     const table = natTable(natResults);
     console.log(`\n${table.markdown}\n`);
-    console.log('✓ = vnet ahead of that anchor; * = only noisy measurements (others used > 10 % of a core meanwhile).');
-    console.log(`goal (vnet ahead of both anchors on every row): ${table.ahead} of ${table.compared} rows` +
+    console.log('✓ / ✗ = vnet ahead of / behind that anchor, rep by rep (the 95 % interval of the paired ratio leaves out 1); ' +
+      '≈ = the reps do not tell them apart (the ratio of medians shows the side); * = only noisy measurements (others used > 10 % of a core meanwhile).');
+    console.log(`goal (vnet ahead of both anchors on every row): ${table.ahead} of ${table.compared} rows by medians` +
       (table.behind.length ? `; behind on: ${table.behind.join('; ')}` : ' — met'));
+    console.log(`with the reps apart: ahead of both anchors on ${table.aheadApart} of ${table.compared} rows; behind on ` +
+      (table.behindApart.length ? table.behindApart.join('; ') : 'none'));
   }
-  console.log(`\nraw results: ${out.path}`);
-  // An anchor failing a test (pasta's UDP forward from 127.0.0.1) is a finding about the anchor, shown in the table.
-  const failedRuns = [...results, ...natResults.filter((r) => r.engine === 'vnet')].filter((r) => r.error).length;
-  if (failedRuns) console.error(`bench: ${failedRuns} run(s) produced no number (see above)`);
-  return setupFailed || failedRuns ? 1 : 0;
+}
+
+/** `--from`: the tables of runs on file (their meta lines skipped). */
+function printEarlierRuns(files: string[]): number {
+  const results: Measurement[] = [];
+  const natResults: NatMeasurement[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      console.error(`bench: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return 2;
+    }
+    for (const [index, line] of text.split('\n').entries()) {
+      if (!line.trim()) continue;
+      let record: { kind?: string; suite?: string };
+      try {
+        record = JSON.parse(line);
+      } catch {
+        console.error(`bench: ${file}:${index + 1} is not JSON`);
+        return 2;
+      }
+      if (record.kind === 'meta') continue;
+      if (record.suite === 'nat') natResults.push(record as NatMeasurement);
+      else results.push(record as Measurement);
+    }
+  }
+  printTables(results, natResults);
+  return 0;
 }
 
 /** The issue's goal, stated; informative only — a number never fails the run. */
