@@ -37,7 +37,8 @@
  *   `limits.maxHeldForHosts` (buffers toward hosts plus open windows, all
  *   connections); windows held by it reopen when the NAT wakes them.
  *   Out-of-order segments are copied and kept (bounded), with an immediate
- *   duplicate ACK so the guest fast-retransmits.
+ *   duplicate ACK so the guest fast-retransmits; its SACK blocks (RFC 2018,
+ *   sack.ts) tell a guest that offered SACK which holes to resend.
  * - ACKs toward the guest are coalesced: data segments carry them; otherwise
  *   one ACK per batch (the NAT's microtask), immediately for out-of-order
  *   data, FIN, probes, or when a quarter of the buffer is unacknowledged.
@@ -125,6 +126,7 @@ import {
   timestampOptionAt,
   writeTimestampOption,
 } from './timestamps.js';
+import { type HeldSegment, maxSackBlocks, sackBlocks, sackOptionLength, sackPermittedBeforeTimestamps, writeSackOption, writeSackPermitted } from './sack.js';
 import type { SharedBudget } from './shared-budget.js';
 import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
@@ -236,12 +238,6 @@ const ICMP_ADMIN_PROHIBITED = 13;
 
 const EMPTY = Buffer.alloc(0);
 
-interface OutOfOrder {
-  seq: number;
-  data: Uint8Array;
-  fin: boolean;
-}
-
 /**
  * The NAT's table key for a flow: both ports whole and 21 bits of the two
  * addresses, within a safe integer (2^53), built without strings. Every
@@ -351,7 +347,12 @@ export class Connection implements TimerItem, HostStreamEvents {
   private tsRecentAt = NaN;
   /** Last.ACK.sent (§4.3): the acknowledgment number of our last segment with ACK set. */
   private lastAckSent = 0;
-  private outOfOrder: OutOfOrder[] = [];
+  /** Guest segments beyond a hole, by sequence number. */
+  private outOfOrder: HeldSegment[] = [];
+  /** RFC 2018: the guest's SYN or SYN-ACK carried SACK-permitted, so our ACKs may carry blocks (sack.ts). */
+  private sackOn = false;
+  /** Sequence number of the out-of-order segment kept last: its block goes first. */
+  private latestOutOfOrder = 0;
   /** Copy of the guest's SYN packet, kept while connecting for an ICMP error. */
   private synPacket: Uint8Array | undefined;
 
@@ -539,6 +540,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       this.tsRecent = timestamp.value | 0;
       this.tsRecentAt = this.host.now();
     }
+    this.sackOn = options.sackPermitted === true;
     // RFC 6691 §3: the options every data segment carries come out of the MSS.
     const mss = options.mss ?? DEFAULT_MSS;
     this.sndMss = Math.max(MIN_MSS, Math.min(mss, this.ourMss) - (this.tsOn ? TIMESTAMP_OPTION_LENGTH : 0));
@@ -814,6 +816,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       return;
     }
     if (payload.length === 0 && !fin) return;
+    this.latestOutOfOrder = seq;
     let i = list.length;
     while (i > 0 && seqGt(list[i - 1]!.seq, seq)) i--;
     // A repeat of what an entry already holds is not copied again: repeats must not multiply the memory.
@@ -1408,14 +1411,20 @@ export class Connection implements TimerItem, HostStreamEvents {
     if (window === 0) this.host.forHosts.wait(this);
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
     const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
-    // Our SYN offers timestamps; a SYN-ACK answers the guest's offer (RFC 7323 §3.2).
+    // Our SYN offers timestamps and SACK; a SYN-ACK answers the guest's offers (RFC 7323 §3.2, RFC 2018 §2).
     const timestamps = (flags & TcpFlags.ACK) === 0 || this.tsOn;
-    const optionsLength = SYN_OPTIONS_LENGTH + (timestamps ? TIMESTAMP_OPTION_LENGTH : 0);
+    const sack = (flags & TcpFlags.ACK) === 0 || this.sackOn;
+    // SACK-permitted takes the two NOPs in front of the timestamps, or four bytes of its own.
+    const optionsLength = SYN_OPTIONS_LENGTH + (timestamps ? TIMESTAMP_OPTION_LENGTH : sack ? 4 : 0);
     const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + optionsLength, 0);
     writeSynOptions(frame, this.ourMss, shift);
+    const after = TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH;
     if (timestamps) {
       const echo = (flags & TcpFlags.ACK) !== 0 ? this.tsRecent : 0;
-      writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH, timestampAt(this.tsOffset, this.host.now()), echo);
+      writeTimestampOption(frame, after, timestampAt(this.tsOffset, this.host.now()), echo);
+      if (sack) sackPermittedBeforeTimestamps(frame, after);
+    } else if (sack) {
+      writeSackPermitted(frame, after);
     }
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
@@ -1478,13 +1487,13 @@ export class Connection implements TimerItem, HostStreamEvents {
 
   /**
    * This connection's IPv4 and TCP headers, from the remote end to the guest,
-   * at the front of `frame`; on a segment other than a SYN, the timestamp
-   * option when `tcpHeaderLength` has room for it (`headerLength`).
+   * at the front of `frame`; on a segment other than a SYN or RST, our
+   * timestamp option when they are on (`headerLength` made room for it).
    */
   private writeHeaders(frame: Uint8Array, seq: number, ack: number, flags: number, window: number, tcpHeaderLength: number): Uint8Array {
     writeSegmentHeaders(frame, this.host.nextIpId(), this.remoteIp, this.guestIp, this.remotePort, this.guestPort, seq, ack, flags, window, tcpHeaderLength);
     if ((flags & TcpFlags.ACK) !== 0) this.lastAckSent = ack;
-    if ((flags & TcpFlags.SYN) === 0 && tcpHeaderLength === TCP_HEADER_LENGTH + TIMESTAMP_OPTION_LENGTH) {
+    if ((flags & (TcpFlags.SYN | TcpFlags.RST)) === 0 && this.tsOn) {
       writeTimestampOption(frame, TCP_AT + TCP_HEADER_LENGTH, timestampAt(this.tsOffset, this.host.now()), this.tsRecent);
     }
     return frame;
@@ -1501,7 +1510,13 @@ export class Connection implements TimerItem, HostStreamEvents {
   }
 
   private sendRaw(flags: number, seq: number, ack: number, window: number): void {
-    const frame = this.newFrame(seq, ack, flags, window, this.headerLength(flags), 0);
+    const headerLength = this.headerLength(flags);
+    const blocks = this.sackOn && (flags & (TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.ACK && this.outOfOrder.length > 0
+      ? sackBlocks(this.outOfOrder, this.latestOutOfOrder, maxSackBlocks(this.tsOn))
+      : undefined;
+    const sackLength = blocks === undefined ? 0 : sackOptionLength(blocks.length / 2);
+    const frame = this.newFrame(seq, ack, flags, window, headerLength + sackLength, 0);
+    if (blocks !== undefined) writeSackOption(frame, TCP_AT + headerLength, blocks);
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
       this.ackPending = false;

@@ -225,6 +225,8 @@ export interface GuestTcpOptions {
   mss?: number;
   /** Offer (or, for a forward, answer) RFC 7323 timestamps. */
   timestamps?: boolean;
+  /** Offer (or answer) RFC 2018 SACK-permitted. */
+  sack?: boolean;
 }
 
 /**
@@ -241,6 +243,7 @@ export class GuestTcp {
   readonly shift: number | undefined;
   readonly mss: number;
   readonly timestamps: boolean;
+  readonly sack: boolean;
   /** Timestamps are on: both SYNs carried them. */
   tsOn = false;
   /** Our next TSval; a test may move it (back, for PAWS). */
@@ -284,6 +287,7 @@ export class GuestTcp {
     this.shift = options.shift;
     this.mss = options.mss ?? 1460;
     this.timestamps = options.timestamps ?? false;
+    this.sack = options.sack ?? false;
     this.sndNxt = this.sndUna = this.iss;
     guest.register(this);
   }
@@ -296,6 +300,7 @@ export class GuestTcp {
     const o: TcpOptions = { mss: this.mss };
     if (this.shift !== undefined) o.windowScale = this.shift;
     if (this.timestamps) o.timestamp = { value: this.tsVal++, echoReply: this.tsRecent };
+    if (this.sack) o.sackPermitted = true;
     return o;
   }
 

@@ -599,6 +599,70 @@ describe('TcpNat data', () => {
     await until(() => nat.stats().heldForHosts === 0, 5000, 'nothing held');
   });
 
+  for (const timestamps of [true, false]) {
+    it(`answers out-of-order data with SACK blocks when the guest offered SACK (timestamps ${timestamps ? 'on' : 'off'})`, async () => {
+      const { guest } = rig();
+      const chunks: Buffer[] = [];
+      const srv = await server((s) => s.on('data', (d: Buffer) => chunks.push(d)));
+      const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, sack: true, timestamps });
+      const seen: Segment[] = [];
+      const original = c.onSegment.bind(c);
+      c.onSegment = (s) => {
+        seen.push(s);
+        original(s);
+      };
+      await c.connect();
+      assert.equal(seen[0]!.options.sackPermitted, true, 'the SYN-ACK answers the offer');
+      assert.equal(seen[0]!.options.timestamp !== undefined, timestamps);
+      const base = c.sndNxt;
+      const blocksOfLast = () => seen.at(-1)!.options.sackBlocks?.map((b) => [b.left - base, b.right - base]);
+      // Holes at 0–10, 15–20, 25–30, 35–40; kept: 10–15, 20–25, 30–35, 40–45, in that order.
+      for (const at of [10, 20, 30, 40]) {
+        const count = seen.length;
+        c.sendSegment(TcpFlags.ACK, base + at, c.rcvNxt, Buffer.from('abcde'));
+        await until(() => seen.length > count, 5000, `the ACK of ${at}`);
+        assert.equal(seen.at(-1)!.ack, base);
+      }
+      // The latest first, then from the highest down, as many as fit beside the timestamps.
+      assert.deepEqual(blocksOfLast(), timestamps ? [[40, 45], [30, 35], [20, 25]] : [[40, 45], [30, 35], [20, 25], [10, 15]]);
+      // A segment that joins two blocks reports the merged one first.
+      let count = seen.length;
+      c.sendSegment(TcpFlags.ACK, base + 15, c.rcvNxt, Buffer.from('fghij'));
+      await until(() => seen.length > count);
+      assert.deepEqual(blocksOfLast()![0], [10, 25]);
+      // Filling the first hole moves the ACK on; the blocks beyond the next hole remain.
+      count = seen.length;
+      c.sendSegment(TcpFlags.ACK, base, c.rcvNxt, Buffer.from('0123456789'));
+      await until(() => seen.some((s, i) => i >= count && s.ack === base + 25));
+      const last = seen.filter((s) => s.ack === base + 25).at(-1)!;
+      assert.deepEqual(last.options.sackBlocks?.map((b) => [b.left - base, b.right - base]), [[40, 45], [30, 35]]);
+      c.sendSegment(TcpFlags.ACK, base + 25, c.rcvNxt, Buffer.from('klmno'));
+      c.sendSegment(TcpFlags.ACK, base + 35, c.rcvNxt, Buffer.from('pqrst'));
+      await until(() => Buffer.concat(chunks).length === 45);
+      await until(() => seen.some((s) => s.ack === base + 45));
+      assert.equal(seen.filter((s) => s.ack === base + 45).at(-1)!.options.sackBlocks, undefined, 'no blocks once nothing is held');
+    });
+  }
+
+  it('sends no SACK-permitted and no blocks to a guest that did not offer SACK', async () => {
+    const { guest } = rig();
+    const srv = await server(() => {});
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, timestamps: true });
+    const seen: Segment[] = [];
+    const original = c.onSegment.bind(c);
+    c.onSegment = (s) => {
+      seen.push(s);
+      original(s);
+    };
+    await c.connect();
+    assert.equal(seen[0]!.options.sackPermitted, undefined);
+    const base = c.sndNxt;
+    c.sendSegment(TcpFlags.ACK, base + 5, c.rcvNxt, Buffer.from('world'));
+    await until(() => seen.length >= 2);
+    assert.equal(seen.at(-1)!.ack, base);
+    assert.equal(seen.at(-1)!.options.sackBlocks, undefined);
+  });
+
   it('keeps one copy of an out-of-order segment the guest repeats', async () => {
     const { nat, guest } = rig({ limits: { maxOutOfOrder: 4 } });
     const chunks: Buffer[] = [];
