@@ -490,3 +490,14 @@ export class GuestTcp {
     });
   }
 }
+
+/** Every segment `c` receives from now on, in order (it still handles them). */
+export function recordSegments(c: GuestTcp): Segment[] {
+  const seen: Segment[] = [];
+  const original = c.onSegment.bind(c);
+  c.onSegment = (s) => {
+    seen.push(s);
+    original(s);
+  };
+  return seen;
+}

@@ -19,6 +19,7 @@ import {
   GUEST_IP,
   GuestTcp,
   has,
+  recordSegments,
   REMOTE_IP,
   sha256,
   until,
@@ -480,12 +481,7 @@ describe('TcpNat data', () => {
       await until(() => c.receivedBytes === window, 3000, 'the first window');
       await new Promise((r) => setTimeout(r, 20));
       assert.equal(c.windowsSeen.length > 0, true);
-      const seen: Segment[] = [];
-      const original = c.onSegment.bind(c);
-      c.onSegment = (s) => {
-        seen.push(s);
-        original(s);
-      };
+      const seen = recordSegments(c);
       // The window is zero: a probe goes out on the timer.
       time.now += 1_100;
       nat.runTimers();
@@ -510,12 +506,7 @@ describe('TcpNat data', () => {
     await c.connect();
     const before = guest.inbox.length;
     const base = c.sndNxt;
-    const seen: Segment[] = [];
-    const original = c.onSegment.bind(c);
-    c.onSegment = (s) => {
-      seen.push(s);
-      original(s);
-    };
+    const seen = recordSegments(c);
     c.sendSegment(TcpFlags.ACK, base + 5, c.rcvNxt, Buffer.from('world'));
     await until(() => seen.length >= 1);
     assert.equal(seen[0]!.ack, base, 'duplicate ACK for the hole');
@@ -605,12 +596,7 @@ describe('TcpNat data', () => {
       const chunks: Buffer[] = [];
       const srv = await server((s) => s.on('data', (d: Buffer) => chunks.push(d)));
       const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, sack: true, timestamps });
-      const seen: Segment[] = [];
-      const original = c.onSegment.bind(c);
-      c.onSegment = (s) => {
-        seen.push(s);
-        original(s);
-      };
+      const seen = recordSegments(c);
       await c.connect();
       assert.equal(seen[0]!.options.sackPermitted, true, 'the SYN-ACK answers the offer');
       assert.equal(seen[0]!.options.timestamp !== undefined, timestamps);
@@ -648,12 +634,7 @@ describe('TcpNat data', () => {
     const { guest } = rig();
     const srv = await server(() => {});
     const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, timestamps: true });
-    const seen: Segment[] = [];
-    const original = c.onSegment.bind(c);
-    c.onSegment = (s) => {
-      seen.push(s);
-      original(s);
-    };
+    const seen = recordSegments(c);
     await c.connect();
     assert.equal(seen[0]!.options.sackPermitted, undefined);
     const base = c.sndNxt;
