@@ -73,7 +73,7 @@ function pick(results: NatMeasurement[], engine: NatEngineName, mtu: number, tes
 }
 
 interface Cell {
-  /** The median over the reps. */
+  /** The median of the measurements. */
   value: number;
   /** Each rep's figure, by rep number. */
   reps: Map<number, number>;
@@ -83,8 +83,9 @@ interface Cell {
 function cell(results: NatMeasurement[], engine: NatEngineName, mtu: number, test: string, row: Row): Cell {
   const { rows, noisy } = pick(results, engine, mtu, test);
   const failed = results.some((m) => m.engine === engine && m.mtu === mtu && m.test === test && m.error);
+  const value = medianOf(rows, row.value);
+  // For the pairing: a rep measured twice (both noisy) counts with its later figure.
   const reps = new Map(rows.flatMap((m) => valuesOf([m], row.value).map((v): [number, number] => [m.rep, v])));
-  const value = median([...reps.values()]);
   if (!Number.isFinite(value)) return { value, reps, text: failed ? 'fails' : '—' };
   return { value, reps, text: `${fmt(value, row.digits)}${row.detail ? ` (${row.detail(rows)})` : ''}${noisy ? ' *' : ''}` };
 }
