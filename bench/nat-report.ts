@@ -96,17 +96,20 @@ interface Verdict {
   ahead: boolean | null;
   /** Rep by rep, the two are apart on the medians' side (the paired ratio's 95 % interval leaves out 1). */
   apart: boolean;
+  /** "vs ANCHOR 0.87× (95 %: 0.78–0.97)", the paired ratio, for the summary. */
+  paired: string;
 }
 
-function ratioText(vnet: Cell, anchor: Cell, row: Row): Verdict {
+function ratioText(vnet: Cell, anchor: Cell, anchorName: string, row: Row): Verdict {
   const ratio = vnet.value / anchor.value;
-  if (!Number.isFinite(ratio)) return { text: '—', ahead: null, apart: false };
+  if (!Number.isFinite(ratio)) return { text: '—', ahead: null, apart: false, paired: '' };
   const ahead = row.better === 'higher' ? ratio > 1 : ratio < 1;
   const paired = pairedRatio([...vnet.reps].flatMap(([rep, v]) => (anchor.reps.has(rep) ? [[v, anchor.reps.get(rep)!] as [number, number]] : [])));
   // The interval must leave out 1 on the side the medians put the ratio.
   const apart = paired !== null && (ratio > 1 ? paired.low > 1 : paired.high < 1);
   const mark = row.info ? '' : !apart ? ' ≈' : ahead ? ' ✓' : ' ✗';
-  return { text: `${ratio.toFixed(2)}${mark}`, ahead, apart };
+  const interval = paired === null ? '' : ` (95 %: ${paired.low.toFixed(2)}–${Number.isFinite(paired.high) ? paired.high.toFixed(2) : '∞'})`;
+  return { text: `${ratio.toFixed(2)}${mark}`, ahead, apart, paired: `vs ${anchorName} ${paired?.ratio.toFixed(2) ?? '—'}×${interval}` };
 }
 
 export interface NatTable {
@@ -118,7 +121,7 @@ export interface NatTable {
   behind: string[];
   /** Goal rows where vnet is ahead of every anchor with the reps apart. */
   aheadApart: number;
-  /** Goal rows where some anchor is ahead with the reps apart. */
+  /** Goal rows where some anchor is ahead with the reps apart, with the paired ratios that say so. */
   behindApart: string[];
 }
 
@@ -143,10 +146,10 @@ export function natTable(results: NatMeasurement[]): NatTable {
       const [vnetAlt, pastaAlt] = [alt('vnet'), alt('pasta')].map((c) => (c && c.text !== '—' ? c : null));
       // vnet's TAP path against pasta's; without one of its own, vnet's only path against both of pasta's.
       const vnetTap = vnetAlt ?? vnet;
-      const vsSlirp = ratioText(vnet, slirp, row);
-      const vsSlirpAlt = vnetAlt ? ratioText(vnetAlt, slirp, row) : null;
-      const vsPasta = ratioText(vnet, pasta, row);
-      const vsPastaAlt = pastaAlt ? ratioText(vnetTap, pastaAlt, row) : null;
+      const vsSlirp = ratioText(vnet, slirp, 'slirp4netns', row);
+      const vsSlirpAlt = vnetAlt ? ratioText(vnetAlt, slirp, 'slirp4netns (TAP path)', row) : null;
+      const vsPasta = ratioText(vnet, pasta, 'pasta', row);
+      const vsPastaAlt = pastaAlt ? ratioText(vnetTap, pastaAlt, 'pasta (TAP path)', row) : null;
       const [firstLabel, secondLabel] = row.altLabels ?? ['spliced', 'TAP'];
       const both = (first: string, second: string | undefined, labels: boolean) =>
         second === undefined || second === '—' ? first : labels ? `${first} ${firstLabel} / ${second} ${secondLabel}` : `${first} / ${second}`;
@@ -162,7 +165,8 @@ export function natTable(results: NatMeasurement[]): NatTable {
       if (verdicts.every((v) => v.ahead)) ahead++;
       else behind.push(name);
       if (verdicts.every((v) => v.ahead && v.apart)) aheadApart++;
-      if (verdicts.some((v) => !v.ahead && v.apart)) behindApart.push(name);
+      const lost = verdicts.filter((v) => !v.ahead && v.apart);
+      if (lost.length) behindApart.push(`${name}: ${lost.map((v) => v.paired).join(', ')}`);
     }
   }
   return { markdown: lines.join('\n'), ahead, compared, behind, aheadApart, behindApart };
