@@ -111,7 +111,7 @@
 import type { GuestLink } from '../../stack/guest-link.js';
 import { pseudoHeaderSum } from '../../wire/checksum.js';
 import { IpProtocol } from '../../wire/ipv4.js';
-import { TCP_HEADER_LENGTH, TcpFlags, type TcpOptions, type TcpView } from '../../wire/tcp.js';
+import { emitTcpOptions, TCP_HEADER_LENGTH, TcpFlags, tcpOptionsLength, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
@@ -126,7 +126,7 @@ import {
   timestampOptionAt,
   writeTimestampOption,
 } from './timestamps.js';
-import { type HeldSegment, maxSackBlocks, sackBlocks, sackOptionLength, sackPermittedBeforeTimestamps, writeSackOption, writeSackPermitted } from './sack.js';
+import { type HeldSegment, maxSackBlocks, sackBlocks } from './sack.js';
 import type { SharedBudget } from './shared-budget.js';
 import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
@@ -1412,20 +1412,15 @@ export class Connection implements TimerItem, HostStreamEvents {
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
     const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
     // Our SYN offers timestamps and SACK; a SYN-ACK answers the guest's offers (RFC 7323 §3.2, RFC 2018 §2).
-    const timestamps = (flags & TcpFlags.ACK) === 0 || this.tsOn;
-    const sack = (flags & TcpFlags.ACK) === 0 || this.sackOn;
-    // SACK-permitted takes the two NOPs in front of the timestamps, or four bytes of its own.
-    const optionsLength = SYN_OPTIONS_LENGTH + (timestamps ? TIMESTAMP_OPTION_LENGTH : sack ? 4 : 0);
-    const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + optionsLength, 0);
-    writeSynOptions(frame, this.ourMss, shift);
-    const after = TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH;
-    if (timestamps) {
-      const echo = (flags & TcpFlags.ACK) !== 0 ? this.tsRecent : 0;
-      writeTimestampOption(frame, after, timestampAt(this.tsOffset, this.host.now()), echo);
-      if (sack) sackPermittedBeforeTimestamps(frame, after);
-    } else if (sack) {
-      writeSackPermitted(frame, after);
+    // After MSS and window scale: SACK-permitted in front of the timestamps, as Linux lays them out.
+    const offers: TcpOptions = {};
+    if ((flags & TcpFlags.ACK) === 0 || this.tsOn) {
+      offers.timestamp = { value: timestampAt(this.tsOffset, this.host.now()), echoReply: (flags & TcpFlags.ACK) !== 0 ? this.tsRecent : 0 };
     }
+    if ((flags & TcpFlags.ACK) === 0 || this.sackOn) offers.sackPermitted = true;
+    const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH + tcpOptionsLength(offers), 0);
+    writeSynOptions(frame, this.ourMss, shift);
+    emitTcpOptions(offers, frame, TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH);
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
       this.rcvAdvEnd = seqAdd(this.rcvNxt, window);
@@ -1511,12 +1506,11 @@ export class Connection implements TimerItem, HostStreamEvents {
 
   private sendRaw(flags: number, seq: number, ack: number, window: number): void {
     const headerLength = this.headerLength(flags);
-    const blocks = this.sackOn && (flags & (TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.ACK && this.outOfOrder.length > 0
-      ? sackBlocks(this.outOfOrder, this.latestOutOfOrder, maxSackBlocks(this.tsOn))
+    const sack: TcpOptions | undefined = this.sackOn && (flags & (TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.ACK && this.outOfOrder.length > 0
+      ? { sackBlocks: sackBlocks(this.outOfOrder, this.latestOutOfOrder, maxSackBlocks(this.tsOn)) }
       : undefined;
-    const sackLength = blocks === undefined ? 0 : sackOptionLength(blocks.length / 2);
-    const frame = this.newFrame(seq, ack, flags, window, headerLength + sackLength, 0);
-    if (blocks !== undefined) writeSackOption(frame, TCP_AT + headerLength, blocks);
+    const frame = this.newFrame(seq, ack, flags, window, headerLength + (sack === undefined ? 0 : tcpOptionsLength(sack)), 0);
+    if (sack !== undefined) emitTcpOptions(sack, frame, TCP_AT + headerLength);
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
       this.ackPending = false;
