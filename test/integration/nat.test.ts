@@ -228,6 +228,36 @@ describe('NAT', { timeout: 300_000 }, () => {
     }
   });
 
+  test('D-SACK: with every 30th data packet the guest sends duplicated on its way out, an upload arrives intact and the guest hears of each duplicate', async (t) => {
+    const dir = lab.tempDir('dsack');
+    const up = join(dir, 'up.bin');
+    writeFileSync(up, randomBytes(4 << 20));
+    const received = join(dir, 'received.bin');
+    const sink = lab.spawn(world.internetNs, 'socat', ['-u', `TCP-LISTEN:8004,bind=${INTERNET_IP},reuseaddr`, `OPEN:${received},creat,trunc`]);
+    const sinkDone = new Promise((r) => sink.once('exit', r));
+    await lab.waitListening(world.internetNs, 8004);
+    // In the guest's own namespace: at eth0's egress hook every 30th data packet toward the sink is sent twice.
+    const table = ['netdev', 'vnt_dup'];
+    await lab.mustExec(guest, 'nft', ['add', 'table', ...table]);
+    try {
+      await lab.mustExec(guest, 'nft', ['add', 'chain', ...table, 'out', '{ type filter hook egress device "eth0" priority 0 ; }']);
+      await lab.mustExec(guest, 'nft', ['add', 'rule', ...table, 'out', 'ip', 'daddr', INTERNET_IP, 'tcp', 'dport', '8004', 'meta', 'length', 'gt', '200', 'numgen', 'inc', 'mod', '30', '==', '0', 'counter', 'dup', 'to', 'eth0']);
+      const before = await tcpExt(guest);
+      await lab.mustExec(guest, 'socat', ['-u', `OPEN:${up}`, `TCP:${INTERNET_IP}:8004`], { timeoutMs: 60_000 });
+      await sinkDone;
+      const after = await tcpExt(guest);
+      assert.equal(sha256(received), sha256(up));
+      const duplicated = Number(/packets (\d+)/.exec(await lab.mustExec(guest, 'nft', ['list', 'chain', ...table, 'out']))?.[1]);
+      assert.ok(duplicated >= 3, `the rule duplicated ${duplicated} packets`);
+      const moved = Object.keys(after).filter((name) => after[name] !== before[name]).map((name) => `${name} +${after[name]! - before[name]!}`);
+      const heard = after.TCPDSACKRecv! - before.TCPDSACKRecv!;
+      t.diagnostic(`${duplicated} packets duplicated; the guest's TcpExt counters that moved: ${moved.join(', ')}`);
+      assert.ok(heard >= duplicated, `${heard} D-SACKs heard for ${duplicated} duplicates; the guest's TcpExt counters that moved: ${moved.join(', ')}`);
+    } finally {
+      await lab.mustExec(guest, 'nft', ['delete', 'table', ...table]);
+    }
+  });
+
   test('iperf3 runs 10 s each way through the NAT', async () => {
     lab.spawn(world.internetNs, 'iperf3', ['-s', '-B', INTERNET_IP, '-p', '5201']);
     await lab.waitListening(world.internetNs, 5201);

@@ -41,7 +41,8 @@
  *   sack.ts) tell a guest that offered SACK which holes to resend.
  * - ACKs toward the guest are coalesced: data segments carry them; otherwise
  *   one ACK per batch (the NAT's microtask), immediately for out-of-order
- *   data, FIN, probes, or when a quarter of the buffer is unacknowledged.
+ *   or repeated data, FIN, probes, or when a quarter of the buffer is
+ *   unacknowledged.
  *   (A delayed ACK that a reply could carry was tried three times:
  *   request/response got slower — p99 ~0.5 → 2–4 ms the first time; with the
  *   addon's sockets and a 1 ms timer, p50 +20–40 µs and more CPU per round
@@ -60,7 +61,10 @@
  *   retransmission (RFC 6582), zero-window probes (an ACK at SND.UNA−1, as
  *   Linux's). No congestion window: the
  *   link to the guest is a local queue, so the guest's window is the limit.
- *   SACK is not offered.
+ *   The guest's own SACK blocks are not acted on (sack.ts).
+ * - SACK toward the guest (RFC 2018, sack.ts): blocks of the out-of-order
+ *   data we hold on every pure ACK, and a repeated segment's bytes as the
+ *   first block of the ACK it gets at once (D-SACK, RFC 2883).
  * - Timestamps (RFC 7323, timestamps.ts): when the guest's SYN (or its
  *   SYN-ACK to a forward's SYN, which offers them) carried the option, every
  *   segment but a RST carries ours and echoes TS.Recent; PAWS drops older
@@ -111,7 +115,7 @@
 import type { GuestLink } from '../../stack/guest-link.js';
 import { pseudoHeaderSum } from '../../wire/checksum.js';
 import { IpProtocol } from '../../wire/ipv4.js';
-import { emitTcpOptions, TCP_HEADER_LENGTH, TcpFlags, tcpOptionsLength, type TcpOptions, type TcpView } from '../../wire/tcp.js';
+import { emitTcpOptions, type SackBlock, TCP_HEADER_LENGTH, TcpFlags, tcpOptionsLength, type TcpOptions, type TcpView } from '../../wire/tcp.js';
 import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
@@ -126,7 +130,7 @@ import {
   timestampOptionAt,
   writeTimestampOption,
 } from './timestamps.js';
-import { type HeldSegment, maxSackBlocks, sackBlocks } from './sack.js';
+import { ackBlocks, type HeldSegment, maxSackBlocks } from './sack.js';
 import type { SharedBudget } from './shared-budget.js';
 import { seqAdd, seqFromWire, seqGeq, seqGt, seqInWindow, seqLeq, seqLt, seqMax, seqSub } from './seq.js';
 import type { TimerItem } from './timer-heap.js';
@@ -353,6 +357,8 @@ export class Connection implements TimerItem, HostStreamEvents {
   private sackOn = false;
   /** Sequence number of the out-of-order segment kept last: its block goes first. */
   private latestOutOfOrder = 0;
+  /** RFC 2883: bytes a guest segment repeated, for the first block of the next ACK (sent at once). */
+  private duplicate: SackBlock | null = null;
   /** Copy of the guest's SYN packet, kept while connecting for an ICMP error. */
   private synPacket: Uint8Array | undefined;
 
@@ -615,6 +621,8 @@ export class Connection implements TimerItem, HostStreamEvents {
     const tsval = tsAt < 0 ? NaN : optionTsval(tcp.bytes, tsAt);
     if (!Number.isNaN(tsval) && (flags & TcpFlags.RST) === 0 && seqLt(tsval, this.tsRecent) && now - this.tsRecentAt <= PAWS_IDLE_MS) {
       this.host.drop('tcp:paws');
+      // As Linux's tcp_send_dupack: what of it lies below RCV.NXT is a duplicate.
+      if (seqLt(seq, this.rcvNxt)) this.noteDuplicate(seq, Math.min(tcp.payload.length, seqSub(this.rcvNxt, seq)));
       this.ackNow();
       return;
     }
@@ -636,7 +644,10 @@ export class Connection implements TimerItem, HostStreamEvents {
       // "If an incoming segment is not acceptable, an acknowledgment should be
       // sent in reply (unless the RST bit is set ...)". This also answers
       // zero-window probes and repeated FINs.
-      if ((flags & TcpFlags.RST) === 0) this.ackNow();
+      if ((flags & TcpFlags.RST) === 0) {
+        if (seqLeq(seqAdd(seq, payload.length), this.rcvNxt)) this.noteDuplicate(seq, payload.length);
+        this.ackNow();
+      }
       if (this.state === 'timeWait' && fin) this.setRto(now + this.host.limits.timeWaitMs);
       return;
     }
@@ -686,6 +697,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       let start = seq;
       const behind = seqSub(this.rcvNxt, start);
       if (behind > 0) {
+        this.noteDuplicate(seq, Math.min(behind, payload.length));
         payload = payload.subarray(Math.min(behind, payload.length));
         start = this.rcvNxt;
       }
@@ -696,6 +708,7 @@ export class Connection implements TimerItem, HostStreamEvents {
       }
       if (start === this.rcvNxt) {
         this.receiveInOrder(payload, fin);
+        if (this.duplicate !== null) this.ackNow();
       } else {
         this.keepOutOfOrder(start, payload, fin);
         this.ackNow();
@@ -821,7 +834,10 @@ export class Connection implements TimerItem, HostStreamEvents {
     while (i > 0 && seqGt(list[i - 1]!.seq, seq)) i--;
     // A repeat of what an entry already holds is not copied again: repeats must not multiply the memory.
     const before = list[i - 1];
-    if (before !== undefined && !fin && seqLeq(seqAdd(seq, payload.length), seqAdd(before.seq, before.data.length))) return;
+    if (before !== undefined && !fin && seqLeq(seqAdd(seq, payload.length), seqAdd(before.seq, before.data.length))) {
+      this.noteDuplicate(seq, payload.length);
+      return;
+    }
     list.splice(i, 0, { seq, data: Buffer.from(payload), fin });
   }
 
@@ -849,6 +865,11 @@ export class Connection implements TimerItem, HostStreamEvents {
     list.splice(0, used);
     if (fin) this.outOfOrder = [];
     return fin;
+  }
+
+  /** RFC 2883: `length` bytes from `seq` came again; the next ACK reports them (when SACK is on). */
+  private noteDuplicate(seq: number, length: number): void {
+    if (this.sackOn && length > 0) this.duplicate = { left: seq, right: seqAdd(seq, length) };
   }
 
   private receiveFin(): void {
@@ -1506,9 +1527,11 @@ export class Connection implements TimerItem, HostStreamEvents {
 
   private sendRaw(flags: number, seq: number, ack: number, window: number): void {
     const headerLength = this.headerLength(flags);
-    const sack: TcpOptions | undefined = this.sackOn && (flags & (TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.ACK && this.outOfOrder.length > 0
-      ? { sackBlocks: sackBlocks(this.outOfOrder, this.latestOutOfOrder, maxSackBlocks(this.tsOn)) }
-      : undefined;
+    const sack: TcpOptions | undefined =
+      this.sackOn && (flags & (TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.ACK && (this.outOfOrder.length > 0 || this.duplicate !== null)
+        ? { sackBlocks: ackBlocks(this.duplicate, this.outOfOrder, this.latestOutOfOrder, maxSackBlocks(this.tsOn)) }
+        : undefined;
+    this.duplicate = null;
     const frame = this.newFrame(seq, ack, flags, window, headerLength + (sack === undefined ? 0 : tcpOptionsLength(sack)), 0);
     if (sack !== undefined) emitTcpOptions(sack, frame, TCP_AT + headerLength);
     fillTcpChecksum(frame, this.pseudoBase);

@@ -13,7 +13,12 @@
  *   not on data segments toward the guest (those keep a fixed header).
  * - The first block is the one holding the segment that arrived last (§4);
  *   the rest follow from the highest down, as many as fit: 3 beside
- *   timestamps, 4 without. No D-SACK (RFC 2883).
+ *   timestamps, 4 without.
+ * - D-SACK (RFC 2883): a segment that brings bytes we already have (below
+ *   RCV.NXT, or a repeat of held out-of-order data) is acknowledged at once
+ *   with those bytes as the first block, once (§4). A Linux guest counts it
+ *   (TCPDSACKRecv) and uses it to undo a needless cwnd reduction after a
+ *   spurious retransmission and to learn the link's reordering.
  * - The option bytes (SACK-permitted, blocks) are the wire module's
  *   (`emitTcpOptions`); this module chooses what they say.
  */
@@ -54,4 +59,15 @@ export function sackBlocks(held: readonly HeldSegment[], latest: number, max: nu
     if (ranges[i] !== first) blocks.push(ranges[i]!);
   }
   return blocks;
+}
+
+/**
+ * The blocks of one ACK: the duplicate's block first when there is one
+ * (RFC 2883 §4), then `sackBlocks` of what is held. RFC 2883 §4.2: a
+ * duplicate inside a held block is followed by that block, which the
+ * latest-first order gives, as `latest` is the duplicate's sequence number.
+ */
+export function ackBlocks(duplicate: SackBlock | null, held: readonly HeldSegment[], latest: number, max: number): SackBlock[] {
+  if (duplicate === null) return sackBlocks(held, latest, max);
+  return held.length === 0 ? [duplicate] : [duplicate, ...sackBlocks(held, latest, max - 1)];
 }

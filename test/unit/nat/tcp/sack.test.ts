@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { maxSackBlocks, sackBlocks } from '../../../../src/nat/tcp/sack.js';
+import { ackBlocks, maxSackBlocks, sackBlocks } from '../../../../src/nat/tcp/sack.js';
 import { seqAdd } from '../../../../src/nat/tcp/seq.js';
 import { emitTcpOptions, parseTcpOptions, tcpOptionsLength, type TcpOptions } from '../../../../src/wire/tcp.js';
 
@@ -24,6 +24,17 @@ describe('sackBlocks', () => {
     const start = seqAdd(0, -8); // 8 bytes before 2^32
     const blocks = sackBlocks([held(start, 8), held(0, 4), held(20, 4)], 20, 3);
     assert.deepEqual(flat(blocks), [20, 24, start, 4]);
+  });
+});
+
+describe('ackBlocks (D-SACK, RFC 2883)', () => {
+  it('puts the duplicate first and leaves room for it', () => {
+    const list = [held(10, 5), held(20, 5), held(30, 5), held(40, 5)];
+    assert.deepEqual(flat(ackBlocks({ left: 0, right: 8 }, [], 0, 3)), [0, 8]);
+    assert.deepEqual(flat(ackBlocks({ left: 0, right: 8 }, list, 40, 3)), [0, 8, 40, 45, 30, 35]);
+    // §4.2: a repeat of held data, then the block that holds it.
+    assert.deepEqual(flat(ackBlocks({ left: 20, right: 25 }, list, 20, 4)), [20, 25, 20, 25, 40, 45, 30, 35]);
+    assert.deepEqual(flat(ackBlocks(null, list, 40, 3)), flat(sackBlocks(list, 40, 3)));
   });
 });
 

@@ -630,6 +630,42 @@ describe('TcpNat data', () => {
     });
   }
 
+  it('reports the bytes a guest segment repeats as the first SACK block, once (D-SACK, RFC 2883)', async () => {
+    const { guest } = rig();
+    const chunks: Buffer[] = [];
+    const srv = await server((s) => s.on('data', (d: Buffer) => chunks.push(d)));
+    const c = new GuestTcp(guest, { localPort: port(), remotePort: srv.port, sack: true, timestamps: true });
+    const seen = recordSegments(c);
+    await c.connect();
+    const base = c.sndNxt;
+    const blocksOf = (s: (typeof seen)[number]) => s.options.sackBlocks?.map((b) => [b.left - base, b.right - base]);
+    const send = async (at: number, text: string) => {
+      const count = seen.length;
+      c.sendSegment(TcpFlags.ACK, base + at, c.rcvNxt, Buffer.from(text));
+      await until(() => seen.length > count, 5000, `the ACK after ${at}`);
+      return seen.at(-1)!;
+    };
+    await send(0, '0123456789');
+    await until(() => Buffer.concat(chunks).length === 10);
+    // All of it again (§4.1.1): the ACK at once, the duplicate as its only block.
+    let ack = await send(0, '0123456789');
+    assert.equal(ack.ack, base + 10);
+    assert.deepEqual(blocksOf(ack), [[0, 10]]);
+    // Part old, part new (§4.1.1): the old part is reported, the new one taken.
+    ack = await send(5, '56789abcde');
+    await until(() => seen.at(-1)!.ack === base + 15);
+    assert.deepEqual(blocksOf(seen.find((s) => s.ack === base + 15 && s.options.sackBlocks !== undefined)!), [[5, 10]]);
+    // A repeat of held out-of-order data (§4.2): the duplicate first, then the block that holds it.
+    await send(20, 'klmno');
+    ack = await send(20, 'klmno');
+    assert.equal(ack.ack, base + 15);
+    assert.deepEqual(blocksOf(ack), [[20, 25], [20, 25]]);
+    // Once: the next ACK reports only what is held.
+    ack = await send(30, 'pqrst');
+    assert.deepEqual(blocksOf(ack), [[30, 35], [20, 25]]);
+    assert.equal(Buffer.concat(chunks).toString(), '0123456789abcde');
+  });
+
   it('sends no SACK-permitted and no blocks to a guest that did not offer SACK', async () => {
     const { guest } = rig();
     const srv = await server(() => {});
