@@ -119,7 +119,7 @@ import { emitTcpOptions, type SackBlock, TCP_HEADER_LENGTH, TcpFlags, tcpOptions
 import { ByteQueue } from './byte-queue.js';
 import type { TcpCounters, TcpLimits } from './limits.js';
 import { READ_BLOCK_SIZE, SHORT_READ, STAGING_BLOCK_SIZE, type BlockPool } from './block-pool.js';
-import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, offloadSegment, SEGMENT_HEADROOM, sharedSegmentFrame, SYN_OPTIONS_LENGTH, TCP_AT, writeSegmentHeaders, writeSynOptions } from './segment.js';
+import { fillTcpChecksum, MAX_OFFLOAD_PAYLOAD, offloadSegment, SEGMENT_HEADROOM, sharedSegmentFrame, TCP_AT, writeSegmentHeaders } from './segment.js';
 import {
   optionTsecr,
   optionTsval,
@@ -1431,17 +1431,16 @@ export class Connection implements TimerItem, HostStreamEvents {
     const window = (this.synWindow = Math.max(this.synWindow, room));
     if (window === 0) this.host.forHosts.wait(this);
     const ack = (flags & TcpFlags.ACK) !== 0 ? this.rcvNxt : 0;
-    const shift = (flags & TcpFlags.ACK) === 0 || this.windowScaling ? this.rcvScale : -1;
-    // Our SYN offers timestamps and SACK; a SYN-ACK answers the guest's offers (RFC 7323 §3.2, RFC 2018 §2).
-    // After MSS and window scale: SACK-permitted in front of the timestamps, as Linux lays them out.
-    const offers: TcpOptions = {};
+    // Our SYN offers window scaling, timestamps and SACK; a SYN-ACK answers the guest's offers
+    // (RFC 7323 §2.2, §3.2; RFC 2018 §2). emitTcpOptions lays them out as Linux does.
+    const offers: TcpOptions = { mss: this.ourMss };
+    if ((flags & TcpFlags.ACK) === 0 || this.windowScaling) offers.windowScale = this.rcvScale;
     if ((flags & TcpFlags.ACK) === 0 || this.tsOn) {
       offers.timestamp = { value: timestampAt(this.tsOffset, this.host.now()), echoReply: (flags & TcpFlags.ACK) !== 0 ? this.tsRecent : 0 };
     }
     if ((flags & TcpFlags.ACK) === 0 || this.sackOn) offers.sackPermitted = true;
-    const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH + tcpOptionsLength(offers), 0);
-    writeSynOptions(frame, this.ourMss, shift);
-    emitTcpOptions(offers, frame, TCP_AT + TCP_HEADER_LENGTH + SYN_OPTIONS_LENGTH);
+    const frame = this.newFrame(this.iss, ack, flags, window, TCP_HEADER_LENGTH + tcpOptionsLength(offers), 0);
+    emitTcpOptions(offers, frame, TCP_AT + TCP_HEADER_LENGTH);
     fillTcpChecksum(frame, this.pseudoBase);
     if ((flags & TcpFlags.ACK) !== 0) {
       this.rcvAdvEnd = seqAdd(this.rcvNxt, window);

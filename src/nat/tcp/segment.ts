@@ -12,7 +12,7 @@ import { LINK_HEADROOM } from '../../stack/guest-link.js';
 import { set16, set32 } from '../../wire/bytes.js';
 import { fold, sumRange } from '../../wire/checksum.js';
 import { IPV4_HEADER_LENGTH, IpProtocol } from '../../wire/ipv4.js';
-import { TCP_HEADER_LENGTH, TcpOptionKind } from '../../wire/tcp.js';
+import { TCP_HEADER_LENGTH } from '../../wire/tcp.js';
 import { GsoType, VIRTIO_NET_HDR_F_NEEDS_CSUM, type FrameOffload } from '../../wire/virtio-net.js';
 import { TIMESTAMP_OPTION_LENGTH } from './timestamps.js';
 
@@ -20,9 +20,6 @@ import { TIMESTAMP_OPTION_LENGTH } from './timestamps.js';
 export const TCP_AT = LINK_HEADROOM + IPV4_HEADER_LENGTH;
 /** IPv4 + TCP headers without options. */
 export const HEADERS_LENGTH = IPV4_HEADER_LENGTH + TCP_HEADER_LENGTH;
-/** Bytes of the options we put on a SYN or SYN-ACK: MSS, then NOP + window scale (timestamps come after). */
-export const SYN_OPTIONS_LENGTH = 8;
-
 const TTL = 64;
 const DF = 0x4000;
 
@@ -102,24 +99,6 @@ export function writeSegmentHeaders(
   set16(frame, t + 16, 0);
   set16(frame, t + 18, 0);
   return frame;
-}
-
-/** Writes MSS and window-scale options right after the fixed TCP header; `shift` < 0 leaves window scale out (NOPs). */
-export function writeSynOptions(frame: Uint8Array, mss: number, shift: number): void {
-  const o = TCP_AT + TCP_HEADER_LENGTH;
-  frame[o] = TcpOptionKind.MaximumSegmentSize;
-  frame[o + 1] = 4;
-  set16(frame, o + 2, mss);
-  frame[o + 4] = TcpOptionKind.Nop;
-  if (shift < 0) {
-    frame[o + 5] = TcpOptionKind.Nop;
-    frame[o + 6] = TcpOptionKind.Nop;
-    frame[o + 7] = TcpOptionKind.Nop;
-  } else {
-    frame[o + 5] = TcpOptionKind.WindowScale;
-    frame[o + 6] = 3;
-    frame[o + 7] = shift;
-  }
 }
 
 /**
