@@ -256,6 +256,9 @@ describe('TcpNat handshake', () => {
   });
 });
 
+/** A segment's SACK blocks as [left, right] offsets from `base`; undefined when it carries none. */
+const blocksFrom = (segment: Segment, base: number) => segment.options.sackBlocks?.map((b) => [b.left - base, b.right - base]);
+
 describe('TcpNat data', () => {
   it('relays data both ways through an echo server', async () => {
     const { guest, link } = rig();
@@ -601,7 +604,7 @@ describe('TcpNat data', () => {
       assert.equal(seen[0]!.options.sackPermitted, true, 'the SYN-ACK answers the offer');
       assert.equal(seen[0]!.options.timestamp !== undefined, timestamps);
       const base = c.sndNxt;
-      const blocksOfLast = () => seen.at(-1)!.options.sackBlocks?.map((b) => [b.left - base, b.right - base]);
+      const blocksOfLast = () => blocksFrom(seen.at(-1)!, base);
       // Holes at 0–10, 15–20, 25–30, 35–40; kept: 10–15, 20–25, 30–35, 40–45, in that order.
       for (const at of [10, 20, 30, 40]) {
         const count = seen.length;
@@ -621,7 +624,7 @@ describe('TcpNat data', () => {
       c.sendSegment(TcpFlags.ACK, base, c.rcvNxt, Buffer.from('0123456789'));
       await until(() => seen.some((s, i) => i >= count && s.ack === base + 25));
       const last = seen.filter((s) => s.ack === base + 25).at(-1)!;
-      assert.deepEqual(last.options.sackBlocks?.map((b) => [b.left - base, b.right - base]), [[40, 45], [30, 35]]);
+      assert.deepEqual(blocksFrom(last, base), [[40, 45], [30, 35]]);
       c.sendSegment(TcpFlags.ACK, base + 25, c.rcvNxt, Buffer.from('klmno'));
       c.sendSegment(TcpFlags.ACK, base + 35, c.rcvNxt, Buffer.from('pqrst'));
       await until(() => Buffer.concat(chunks).length === 45);
@@ -638,7 +641,6 @@ describe('TcpNat data', () => {
     const seen = recordSegments(c);
     await c.connect();
     const base = c.sndNxt;
-    const blocksOf = (s: (typeof seen)[number]) => s.options.sackBlocks?.map((b) => [b.left - base, b.right - base]);
     const send = async (at: number, text: string) => {
       const count = seen.length;
       c.sendSegment(TcpFlags.ACK, base + at, c.rcvNxt, Buffer.from(text));
@@ -650,19 +652,19 @@ describe('TcpNat data', () => {
     // All of it again (§4.1.1): the ACK at once, the duplicate as its only block.
     let ack = await send(0, '0123456789');
     assert.equal(ack.ack, base + 10);
-    assert.deepEqual(blocksOf(ack), [[0, 10]]);
+    assert.deepEqual(blocksFrom(ack, base), [[0, 10]]);
     // Part old, part new (§4.1.1): the old part is reported, the new one taken.
-    ack = await send(5, '56789abcde');
+    await send(5, '56789abcde');
     await until(() => seen.at(-1)!.ack === base + 15);
-    assert.deepEqual(blocksOf(seen.find((s) => s.ack === base + 15 && s.options.sackBlocks !== undefined)!), [[5, 10]]);
+    assert.deepEqual(blocksFrom(seen.find((s) => s.ack === base + 15 && s.options.sackBlocks !== undefined)!, base), [[5, 10]]);
     // A repeat of held out-of-order data (§4.2): the duplicate first, then the block that holds it.
     await send(20, 'klmno');
     ack = await send(20, 'klmno');
     assert.equal(ack.ack, base + 15);
-    assert.deepEqual(blocksOf(ack), [[20, 25], [20, 25]]);
+    assert.deepEqual(blocksFrom(ack, base), [[20, 25], [20, 25]]);
     // Once: the next ACK reports only what is held.
     ack = await send(30, 'pqrst');
-    assert.deepEqual(blocksOf(ack), [[30, 35], [20, 25]]);
+    assert.deepEqual(blocksFrom(ack, base), [[30, 35], [20, 25]]);
     assert.equal(Buffer.concat(chunks).toString(), '0123456789abcde');
   });
 
